@@ -1,0 +1,382 @@
+//! One run of a process: spawn, the monitor task, the handle.
+
+use std::ffi::{CString, OsString};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{broadcast, mpsc, watch};
+
+use crate::config::{OutputMode, ProcessConfig, StdinMode, TREE_MARKER_VAR};
+use crate::error::{Error, Result};
+use crate::hook::{ChildSetup, HookInstance};
+use crate::output::{start_reader, Framing, OutputReceiver, Tail};
+use crate::status::{ExitReason, ProcessStatus, StatusCell, StatusEvent, StopCause};
+use crate::stdin::ChildStdin;
+use crate::stop::Monitor;
+use crate::sys::spawn::{SpawnRequest, StdFd};
+use crate::sys::tree::{ProcRoot, TreeId};
+
+/// How a run ended, with what the caller needs to report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExitInfo {
+    /// The leader's pid.
+    pub pid: u32,
+    /// Why it ended.
+    pub reason: ExitReason,
+    /// The last bytes of stderr (lossy UTF-8; empty unless stderr was piped).
+    pub stderr_tail: String,
+    /// When the child was created.
+    pub started_at: SystemTime,
+    /// When the whole tree was gone and the leader reaped.
+    pub ended_at: SystemTime,
+    /// Monotonic run time, spawn to reap.
+    pub wall: Duration,
+}
+
+impl ExitInfo {
+    /// `Ok` for exit code 0, otherwise [`Error::ChildFailed`] with the stderr tail attached.
+    pub fn into_result(self) -> Result<()> {
+        if self.reason.success() {
+            Ok(())
+        } else {
+            Err(Error::ChildFailed {
+                pid: self.pid,
+                reason: self.reason,
+                stderr_tail: self.stderr_tail,
+            })
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) enum Command {
+    Stop(StopCause),
+}
+
+/// A running (or finished) child and its tree.
+///
+/// Dropping the handle kills the whole tree with SIGKILL and reaps it; stop it first for a
+/// graceful end. See the crate docs, "Caveats".
+#[derive(Debug)]
+pub struct Child {
+    pid: u32,
+    cell: Arc<StatusCell>,
+    cmd: mpsc::UnboundedSender<Command>,
+    exit: watch::Receiver<Option<ExitInfo>>,
+    stdin: Option<ChildStdin>,
+    stdout: Option<OutputReceiver>,
+    stderr: Option<OutputReceiver>,
+}
+
+impl Child {
+    /// The leader's pid (also the process group id).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The current status.
+    pub fn status(&self) -> ProcessStatus {
+        self.cell.get()
+    }
+
+    /// A `watch` of the status.
+    pub fn watch_status(&self) -> watch::Receiver<ProcessStatus> {
+        self.cell.subscribe()
+    }
+
+    /// Every transition from now on, timestamped.
+    pub fn events(&self) -> broadcast::Receiver<StatusEvent> {
+        self.cell.events()
+    }
+
+    /// The stdin writer (with [`StdinMode::Piped`]); `None` after the first call.
+    pub fn take_stdin(&mut self) -> Option<ChildStdin> {
+        self.stdin.take()
+    }
+
+    /// The stdout receiver (with `Lines` or `Chunks`); `None` after the first call.
+    pub fn take_stdout(&mut self) -> Option<OutputReceiver> {
+        self.stdout.take()
+    }
+
+    /// The stderr receiver (with `Lines` or `Chunks`); `None` after the first call.
+    pub fn take_stderr(&mut self) -> Option<OutputReceiver> {
+        self.stderr.take()
+    }
+
+    /// Wait until the whole tree is gone and the leader reaped.
+    pub async fn wait(&mut self) -> Result<ExitInfo> {
+        let pid = self.pid;
+        let info = self
+            .exit
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| Error::MonitorGone { pid })?;
+        info.clone().ok_or(Error::MonitorGone { pid })
+    }
+
+    /// The exit, if the run has ended.
+    pub fn try_exit(&self) -> Option<ExitInfo> {
+        self.exit.borrow().clone()
+    }
+
+    /// Ask for the stop sequence without waiting: close stdin, SIGTERM the tree, wait the grace
+    /// period, SIGKILL the tree, reap. A second request while one runs is ignored.
+    pub fn request_stop(&self, cause: StopCause) {
+        let _ = self.cmd.send(Command::Stop(cause));
+    }
+
+    /// Stop gracefully and wait for the end. Cancellation-safe: dropping this future does not
+    /// interrupt the stop sequence, which runs in the monitor task.
+    pub async fn stop(&mut self) -> Result<ExitInfo> {
+        self.stop_with(StopCause::Requested).await
+    }
+
+    /// Like [`Child::stop`], recording why (timeout, limit, unhealthy...).
+    pub async fn stop_with(&mut self, cause: StopCause) -> Result<ExitInfo> {
+        self.request_stop(cause);
+        self.wait().await
+    }
+}
+
+/// Spawn `config` and start monitoring it. Must be called within a tokio runtime.
+pub async fn spawn(config: &ProcessConfig) -> Result<Child> {
+    spawn_in(config, Arc::new(StatusCell::new())).await
+}
+
+pub(crate) async fn spawn_in(config: &ProcessConfig, cell: Arc<StatusCell>) -> Result<Child> {
+    cell.set(ProcessStatus::Starting)?;
+    match start(config, &cell).await {
+        Ok(child) => Ok(child),
+        Err(error) => {
+            let _ = cell.set(ProcessStatus::Failed {
+                error: error.to_string(),
+            });
+            Err(error)
+        }
+    }
+}
+
+fn next_marker() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{}-{}-{:08x}", std::process::id(), n, fastrand::u32(..))
+}
+
+fn cstring(bytes: Vec<u8>, index: usize) -> Result<CString> {
+    CString::new(bytes).map_err(|_| Error::InvalidArgument { index })
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two descriptors or fails.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(Error::last_os("create a pipe"));
+    }
+    // SAFETY: both are fresh descriptors we own.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+fn dev_null(write: bool) -> Result<OwnedFd> {
+    let file = std::fs::OpenOptions::new()
+        .read(!write)
+        .write(write)
+        .open("/dev/null")
+        .map_err(|e| Error::os("open /dev/null", e))?;
+    Ok(OwnedFd::from(file))
+}
+
+fn output_fd(mode: OutputMode) -> Result<(StdFd, Option<OwnedFd>)> {
+    Ok(match mode {
+        OutputMode::Inherit => (StdFd::Inherit, None),
+        OutputMode::Null => (StdFd::Fd(dev_null(true)?), None),
+        _ => {
+            let (read, write) = pipe()?;
+            (StdFd::Fd(write), Some(read))
+        }
+    })
+}
+
+fn framing(mode: OutputMode) -> Framing {
+    match mode {
+        OutputMode::Lines { max_line } => Framing::Lines(max_line),
+        OutputMode::Chunks => Framing::Chunks,
+        _ => Framing::Discard,
+    }
+}
+
+struct Hooks(Vec<Box<dyn HookInstance>>);
+
+impl Hooks {
+    fn cleanup(&mut self) {
+        for hook in &mut self.0 {
+            hook.cleanup();
+        }
+    }
+}
+
+async fn start(config: &ProcessConfig, cell: &Arc<StatusCell>) -> Result<Child> {
+    let marker = next_marker();
+    let mut setup = ChildSetup::default();
+    let mut hooks = Hooks(Vec::new());
+    for hook in &config.hooks {
+        match hook.prepare(&mut setup) {
+            Ok(instance) => hooks.0.push(instance),
+            Err(source) => {
+                hooks.cleanup();
+                return Err(Error::Hook {
+                    hook: hook.name().to_owned(),
+                    source,
+                });
+            }
+        }
+    }
+    match start_prepared(config, cell, marker, setup, &mut hooks).await {
+        Ok(child) => Ok(child),
+        Err(e) => {
+            hooks.cleanup();
+            Err(e)
+        }
+    }
+}
+
+async fn start_prepared(
+    config: &ProcessConfig,
+    cell: &Arc<StatusCell>,
+    marker: String,
+    setup: ChildSetup,
+    hooks: &mut Hooks,
+) -> Result<Child> {
+    let ChildSetup {
+        actions,
+        fds,
+        env: hook_env,
+    } = setup;
+
+    let mut env = config.child_env(std::env::vars_os());
+    for (name, value) in hook_env {
+        env.retain(|(existing, _)| *existing != name);
+        env.push((name, value));
+    }
+    env.push((TREE_MARKER_VAR.into(), marker.clone().into()));
+    let envp = env
+        .into_iter()
+        .map(|(name, value)| {
+            let mut entry: OsString = name;
+            entry.push("=");
+            entry.push(value);
+            CString::new(entry.into_vec()).map_err(|_| Error::InvalidEnvValue {
+                name: String::from("(from a hook)"),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+
+    let program = cstring(config.program.clone().into_os_string().into_vec(), 0)?;
+    let mut argv = vec![program.clone()];
+    for (i, arg) in config.args.iter().enumerate() {
+        argv.push(cstring(arg.clone().into_vec(), i + 1)?);
+    }
+    let cwd = match &config.cwd {
+        Some(dir) => {
+            if !dir.is_dir() {
+                return Err(Error::MissingCwd { path: dir.clone() });
+            }
+            Some(cstring(dir.clone().into_os_string().into_vec(), 0)?)
+        }
+        None => None,
+    };
+
+    let (stdin_fd, stdin_parent) = match config.stdin {
+        StdinMode::Inherit => (StdFd::Inherit, None),
+        StdinMode::Null => (StdFd::Fd(dev_null(false)?), None),
+        StdinMode::Piped => {
+            let (read, write) = pipe()?;
+            (StdFd::Fd(read), Some(write))
+        }
+    };
+    let (stdout_fd, stdout_parent) = output_fd(config.stdout)?;
+    let (stderr_fd, stderr_parent) = output_fd(config.stderr)?;
+
+    let request = SpawnRequest {
+        program,
+        argv,
+        envp,
+        cwd,
+        stdio: [stdin_fd, stdout_fd, stderr_fd],
+        extra_fds: fds,
+        actions,
+        new_session: config.new_session,
+    };
+    let spawned = crate::sys::spawn::spawn(request).await?;
+    let pid = spawned.pid;
+    let started_at = SystemTime::now();
+    let started = tokio::time::Instant::now();
+    for hook in &mut hooks.0 {
+        hook.spawned(pid);
+    }
+    tracing::info!(pid, program = ?config.program, "spawned");
+
+    let proc_root = ProcRoot::default();
+    let tree = TreeId {
+        leader: pid,
+        leader_start: proc_root.start_time(pid).unwrap_or(0),
+        marker: format!("{TREE_MARKER_VAR}={marker}").into_bytes(),
+    };
+
+    // From here the monitor owns the child: on any error below, dropping it kills the tree.
+    let (exit_tx, exit_rx) = watch::channel(None);
+    let mut monitor = Monitor::new(
+        pid,
+        spawned.pidfd,
+        tree,
+        proc_root,
+        std::mem::take(&mut hooks.0),
+        Arc::clone(cell),
+        config.stop,
+        started_at,
+        started,
+        exit_tx,
+    )?;
+    let tail = config
+        .stderr
+        .is_piped()
+        .then(|| Tail::new(config.stderr_tail));
+    let stdin = match stdin_parent {
+        Some(fd) => Some(ChildStdin::new(
+            pid,
+            tokio::net::unix::pipe::Sender::from_owned_fd(fd)
+                .map_err(|e| Error::os("register the stdin pipe", e))?,
+        )),
+        None => None,
+    };
+    let mut readers = Vec::new();
+    let mut take_reader = |fd: Option<OwnedFd>, mode: OutputMode, tail: Option<Tail>| {
+        let Some(fd) = fd else {
+            return Ok(None);
+        };
+        let receiver = tokio::net::unix::pipe::Receiver::from_owned_fd(fd)
+            .map_err(|e| Error::os("register an output pipe", e))?;
+        let (rx, task) = start_reader(receiver, framing(mode), tail, config.output_buffer);
+        readers.push(task);
+        Ok::<_, Error>(rx)
+    };
+    let stdout = take_reader(stdout_parent, config.stdout, None)?;
+    let stderr = take_reader(stderr_parent, config.stderr, tail.clone())?;
+    monitor.attach(stdin.clone(), readers, tail);
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    cell.set(ProcessStatus::Running { pid })?;
+    tokio::spawn(monitor.run(cmd_rx));
+
+    Ok(Child {
+        pid,
+        cell: Arc::clone(cell),
+        cmd: cmd_tx,
+        exit: exit_rx,
+        stdin,
+        stdout,
+        stderr,
+    })
+}

@@ -1,0 +1,148 @@
+//! The spawn extension point for upper layers (limits, auth).
+//!
+//! A hook runs in the parent before the child exists and describes what the child must do
+//! between clone and exec as plain data ([`ChildSetup`]): set rlimits, write bytes to
+//! pre-opened files (for example `0` to a `cgroup.procs`), receive file descriptors, get
+//! variables, change its nice value. The child only executes that data with raw system calls, so
+//! no Rust closure runs after clone and the spawn stays on the `CLONE_VM | CLONE_VFORK` path
+//! (no page-table copy of a large parent: see the crate docs, "Spawning").
+
+use std::ffi::OsString;
+use std::os::fd::OwnedFd;
+
+use crate::error::HookError;
+use crate::status::{RawExit, StopCause};
+
+/// A resource limit the child can be given with `setrlimit` before exec.
+///
+/// `RLIMIT_AS` is deliberately absent: the Claude CLI reserves ~33x its RSS in address space and
+/// aborts under any useful address-space limit; memory limits belong to cgroups or RSS watching.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Rlimit {
+    /// Open files (`RLIMIT_NOFILE`).
+    OpenFiles,
+    /// Processes of the user (`RLIMIT_NPROC`).
+    Processes,
+    /// Core file size (`RLIMIT_CORE`).
+    CoreSize,
+    /// CPU seconds (`RLIMIT_CPU`): SIGXCPU at the soft limit, SIGKILL at the hard one.
+    CpuSeconds,
+    /// Largest file the process may write (`RLIMIT_FSIZE`).
+    FileSize,
+}
+
+impl Rlimit {
+    pub(crate) fn raw(self) -> libc::c_int {
+        // The libc constants are `__rlimit_resource_t` (u32) on glibc; they are small.
+        let raw = match self {
+            Rlimit::OpenFiles => libc::RLIMIT_NOFILE,
+            Rlimit::Processes => libc::RLIMIT_NPROC,
+            Rlimit::CoreSize => libc::RLIMIT_CORE,
+            Rlimit::CpuSeconds => libc::RLIMIT_CPU,
+            Rlimit::FileSize => libc::RLIMIT_FSIZE,
+        };
+        raw as libc::c_int
+    }
+}
+
+/// One step the child performs between clone and exec, in the order added.
+#[derive(Debug)]
+pub(crate) enum ChildAction {
+    Rlimit {
+        resource: libc::c_int,
+        soft: u64,
+        hard: u64,
+    },
+    Write {
+        fd: OwnedFd,
+        bytes: Vec<u8>,
+    },
+    Nice(i32),
+}
+
+/// What hooks ask the child to do before exec. Built in the parent; executed by the child with
+/// async-signal-safe system calls only.
+#[derive(Debug, Default)]
+pub struct ChildSetup {
+    pub(crate) actions: Vec<ChildAction>,
+    pub(crate) fds: Vec<(OwnedFd, i32)>,
+    pub(crate) env: Vec<(OsString, OsString)>,
+}
+
+impl ChildSetup {
+    /// Set a resource limit in the child (`soft <= hard`; `u64::MAX` is unlimited).
+    pub fn set_rlimit(&mut self, limit: Rlimit, soft: u64, hard: u64) {
+        self.actions.push(ChildAction::Rlimit {
+            resource: limit.raw(),
+            soft,
+            hard,
+        });
+    }
+
+    /// Have the child write `bytes` to `file` (opened by the hook in the parent) before exec.
+    /// Writing `"0"` to an open `cgroup.procs` places the child in that cgroup before it runs.
+    pub fn write_on_start(&mut self, file: OwnedFd, bytes: impl Into<Vec<u8>>) {
+        self.actions.push(ChildAction::Write {
+            fd: file,
+            bytes: bytes.into(),
+        });
+    }
+
+    /// Give the child `fd` as descriptor number `target` (3 or more), for example a pipe holding
+    /// a token for `CLAUDE_CODE_OAUTH_TOKEN_FILE_DESCRIPTOR`.
+    pub fn pass_fd(&mut self, fd: OwnedFd, target: i32) -> Result<(), HookError> {
+        if target < 3 {
+            return Err(format!("target descriptor {target} would replace stdio").into());
+        }
+        if self.fds.iter().any(|(_, t)| *t == target) {
+            return Err(format!("target descriptor {target} is given twice").into());
+        }
+        self.fds.push((fd, target));
+        Ok(())
+    }
+
+    /// Set a variable in the child's environment (overrides the configuration's).
+    pub fn set_env(&mut self, name: impl Into<OsString>, value: impl Into<OsString>) {
+        self.env.push((name.into(), value.into()));
+    }
+
+    /// Set the child's nice value (`setpriority`).
+    pub fn set_nice(&mut self, nice: i32) {
+        self.actions.push(ChildAction::Nice(nice));
+    }
+}
+
+/// An upper layer's hook into every spawn of a configuration.
+///
+/// [`SpawnHook::prepare`] is called once per spawn (so also once per restart) in the parent and
+/// returns a per-spawn [`HookInstance`] that follows that child until its tree is gone.
+pub trait SpawnHook: Send + Sync + 'static {
+    /// A short name for errors and logs.
+    fn name(&self) -> &str;
+
+    /// Prepare one spawn: create what the child needs (a cgroup, a pipe holding a secret) and
+    /// describe the child's part in `setup`. An error aborts the spawn; nothing is started.
+    fn prepare(&self, setup: &mut ChildSetup) -> Result<Box<dyn HookInstance>, HookError>;
+}
+
+/// The per-spawn part of a hook. Every method has a no-op default.
+pub trait HookInstance: Send + Sync + 'static {
+    /// The child exists with this pid (it may already have exec'd).
+    fn spawned(&mut self, _pid: u32) {}
+
+    /// Processes this hook knows belong to the tree (for example the members of its cgroup);
+    /// the stop sequence signals them in addition to what it finds in `/proc`.
+    fn tree_members(&self) -> Vec<u32> {
+        Vec::new()
+    }
+
+    /// The leader ended by itself: if an enforcer of this hook ended it (an OOM kill, say),
+    /// return the cause so the exit is reported as [`crate::ExitReason::Enforced`].
+    fn exited(&mut self, _exit: &RawExit) -> Option<StopCause> {
+        None
+    }
+
+    /// The whole tree is gone: release what `prepare` created (remove the cgroup).
+    fn cleanup(&mut self) {}
+}

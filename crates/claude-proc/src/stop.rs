@@ -1,0 +1,353 @@
+//! The monitor task of one run: waits for the exit or a stop request, runs the stop sequence,
+//! makes sure the whole tree is gone, reaps, reports.
+//!
+//! The leader is reaped last: until then its pid (and so its process-group id) cannot be
+//! reused, which makes `kill(-pgid)` safe for the whole sequence.
+
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::io::unix::AsyncFd;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::child::{Command, ExitInfo};
+use crate::config::StopPolicy;
+use crate::error::{Error, Result};
+use crate::hook::HookInstance;
+use crate::output::Tail;
+use crate::status::{ExitReason, ProcessStatus, RawExit, StatusCell, StopCause};
+use crate::stdin::ChildStdin;
+use crate::sys::pidfd;
+use crate::sys::tree::{self, Member, ProcRoot, TreeId};
+
+/// How often the tree is rescanned while waiting for descendants to go.
+const POLL: Duration = Duration::from_millis(10);
+/// How long the exit report waits for the stderr reader to reach end-of-file.
+const READER_DRAIN: Duration = Duration::from_millis(200);
+/// Rounds of scan-and-SIGKILL before giving up on a tree that keeps forking.
+const KILL_ROUNDS: usize = 200;
+
+pub(crate) struct Monitor {
+    pid: u32,
+    pidfd: Option<AsyncFd<OwnedFd>>,
+    tree: TreeId,
+    proc_root: ProcRoot,
+    hooks: Vec<Box<dyn HookInstance>>,
+    cell: Arc<StatusCell>,
+    stdin: Option<ChildStdin>,
+    stop: StopPolicy,
+    readers: Vec<JoinHandle<()>>,
+    tail: Option<Tail>,
+    started_at: SystemTime,
+    started: Instant,
+    exit_tx: watch::Sender<Option<ExitInfo>>,
+    adopted: Vec<u32>,
+    done: bool,
+}
+
+impl Monitor {
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one constructor for one internal struct"
+    )]
+    pub(crate) fn new(
+        pid: u32,
+        pidfd: OwnedFd,
+        tree: TreeId,
+        proc_root: ProcRoot,
+        hooks: Vec<Box<dyn HookInstance>>,
+        cell: Arc<StatusCell>,
+        stop: StopPolicy,
+        started_at: SystemTime,
+        started: Instant,
+        exit_tx: watch::Sender<Option<ExitInfo>>,
+    ) -> Result<Self> {
+        let mut monitor = Monitor {
+            pid,
+            pidfd: None,
+            tree,
+            proc_root,
+            hooks,
+            cell,
+            stdin: None,
+            stop,
+            readers: Vec::new(),
+            tail: None,
+            started_at,
+            started,
+            exit_tx,
+            adopted: Vec::new(),
+            done: false,
+        };
+        // SAFETY: the OwnedFd is moved into the AsyncFd and stays open as long as it lives.
+        match unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) } {
+            Ok(fd) => monitor.pidfd = Some(fd),
+            Err(e) => {
+                let (pidfd, error) = e.into_parts();
+                let _ = pidfd::send_signal(&pidfd, libc::SIGKILL);
+                tree::signal_group(pid, libc::SIGKILL);
+                crate::sys::spawn::reap_blocking(&pidfd);
+                monitor.done = true;
+                for hook in &mut monitor.hooks {
+                    hook.cleanup();
+                }
+                return Err(Error::os("register a pidfd with the runtime", error));
+            }
+        }
+        Ok(monitor)
+    }
+
+    pub(crate) fn attach(
+        &mut self,
+        stdin: Option<ChildStdin>,
+        readers: Vec<JoinHandle<()>>,
+        tail: Option<Tail>,
+    ) {
+        self.stdin = stdin;
+        self.readers = readers;
+        self.tail = tail;
+    }
+
+    async fn exited(&self) {
+        if let Some(fd) = &self.pidfd {
+            // The pidfd becomes readable when the process exits and stays so: no clearing.
+            let _ = fd.readable().await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    fn peek_exit(&self) -> RawExit {
+        let status = self
+            .pidfd
+            .as_ref()
+            .and_then(|fd| pidfd::try_wait(fd.get_ref(), false).ok().flatten());
+        status.unwrap_or(RawExit {
+            code: None,
+            signal: Some(libc::SIGKILL),
+        })
+    }
+
+    pub(crate) async fn run(mut self, mut cmd: mpsc::UnboundedReceiver<Command>) {
+        enum Wake {
+            Exited,
+            Stop(StopCause),
+            Dropped,
+        }
+        let wake = tokio::select! {
+            biased;
+            () = self.exited() => Wake::Exited,
+            command = cmd.recv() => match command {
+                Some(Command::Stop(cause)) => Wake::Stop(cause),
+                None => Wake::Dropped,
+            },
+        };
+        let reason = match wake {
+            Wake::Exited => self.on_exit().await,
+            Wake::Stop(cause) => self.stop_sequence(cause).await,
+            Wake::Dropped => {
+                let _ = self.cell.set(ProcessStatus::Stopping { pid: self.pid });
+                self.kill_all().await;
+                let exit = self.peek_exit();
+                ExitReason::Stopped {
+                    cause: StopCause::Other {
+                        reason: "handle dropped".into(),
+                    },
+                    exit,
+                }
+            }
+        };
+        self.finish(reason).await;
+    }
+
+    /// The leader ended by itself.
+    async fn on_exit(&mut self) -> ExitReason {
+        let exit = self.peek_exit();
+        let cause = self.hooks.iter_mut().find_map(|h| h.exited(&exit));
+        let reason = match (cause, exit) {
+            (Some(cause), exit) => ExitReason::Enforced { cause, exit },
+            (
+                None,
+                RawExit {
+                    code: Some(code), ..
+                },
+            ) => ExitReason::Exited { code },
+            (None, RawExit { signal, .. }) => ExitReason::Signaled {
+                signal: signal.unwrap_or(0),
+                core_dumped: self
+                    .pidfd
+                    .as_ref()
+                    .is_some_and(|fd| pidfd::core_dumped(fd.get_ref())),
+            },
+        };
+        // Descendants that outlive the leader are part of the session: end them too.
+        if !self.members().is_empty() {
+            let _ = self.cell.set(ProcessStatus::Stopping { pid: self.pid });
+            self.signal_tree(libc::SIGTERM);
+            let deadline = Instant::now() + self.stop.grace;
+            if !self.wait_tree_empty(deadline).await {
+                self.kill_all().await;
+            }
+        }
+        reason
+    }
+
+    /// Close stdin, wait; SIGTERM the tree, wait the grace period; SIGKILL the tree.
+    async fn stop_sequence(&mut self, cause: StopCause) -> ExitReason {
+        let _ = self.cell.set(ProcessStatus::Stopping { pid: self.pid });
+        tracing::info!(pid = self.pid, %cause, "stopping");
+        if let Some(stdin) = &self.stdin {
+            let closed = stdin.try_close();
+            if closed && !self.stop.stdin_wait.is_zero() {
+                let deadline = Instant::now() + self.stop.stdin_wait;
+                if tokio::time::timeout_at(deadline, self.exited())
+                    .await
+                    .is_ok()
+                {
+                    let exit = self.peek_exit();
+                    // The leader left cleanly; give the rest of the tree the grace period.
+                    if !self.members().is_empty() {
+                        self.signal_tree(libc::SIGTERM);
+                        let grace = Instant::now() + self.stop.grace;
+                        if !self.wait_tree_empty(grace).await {
+                            self.kill_all().await;
+                        }
+                    }
+                    return ExitReason::Stopped { cause, exit };
+                }
+            }
+        }
+        self.signal_tree(libc::SIGTERM);
+        let deadline = Instant::now() + self.stop.grace;
+        if tokio::time::timeout_at(deadline, self.exited())
+            .await
+            .is_ok()
+        {
+            let exit = self.peek_exit();
+            if !self.wait_tree_empty(deadline).await {
+                tracing::warn!(pid = self.pid, "descendants outlived the grace period");
+                self.kill_all().await;
+            }
+            return ExitReason::Stopped { cause, exit };
+        }
+        tracing::warn!(pid = self.pid, "grace period over, killing the tree");
+        self.kill_all().await;
+        ExitReason::KilledAfterGrace { cause }
+    }
+
+    fn members(&mut self) -> Vec<Member> {
+        let extra: Vec<u32> = self.hooks.iter().flat_map(|h| h.tree_members()).collect();
+        let members = self.proc_root.scan(&self.tree, &extra, tree::self_pid());
+        let me = tree::self_pid();
+        for m in &members {
+            if m.ppid == me && !self.adopted.contains(&m.pid) {
+                self.adopted.push(m.pid);
+            }
+        }
+        members
+    }
+
+    fn signal_tree(&mut self, signal: i32) {
+        tree::signal_group(self.pid, signal);
+        if let Some(fd) = &self.pidfd {
+            let _ = pidfd::send_signal(fd.get_ref(), signal);
+        }
+        for member in self.members() {
+            self.proc_root.signal(&member, signal);
+        }
+    }
+
+    /// Wait until no member is left (the leader excluded) or the deadline passes.
+    async fn wait_tree_empty(&mut self, deadline: Instant) -> bool {
+        loop {
+            if self.members().is_empty() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(POLL.min(deadline.saturating_duration_since(Instant::now()))).await;
+        }
+    }
+
+    /// SIGKILL until nothing is left, then wait for the leader's exit.
+    async fn kill_all(&mut self) {
+        for _ in 0..KILL_ROUNDS {
+            self.signal_tree(libc::SIGKILL);
+            if self.members().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // SIGKILL cannot be ignored: the leader exits promptly (unless stuck in D state).
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.exited()).await;
+    }
+
+    async fn finish(&mut self, reason: ExitReason) {
+        if let Some(fd) = &self.pidfd {
+            let _ = pidfd::try_wait(fd.get_ref(), true);
+        }
+        for pid in std::mem::take(&mut self.adopted) {
+            tree::reap_adopted(pid);
+        }
+        // The tree is gone, so every write end is closed: readers reach end-of-file now unless a
+        // consumer is slow; do not let a slow consumer delay the exit report for long.
+        let readers = std::mem::take(&mut self.readers);
+        let _ = tokio::time::timeout(READER_DRAIN, async {
+            for r in readers {
+                let _ = r.await;
+            }
+        })
+        .await;
+        for hook in &mut self.hooks {
+            hook.cleanup();
+        }
+        self.done = true;
+        let info = ExitInfo {
+            pid: self.pid,
+            reason: reason.clone(),
+            stderr_tail: self.tail.as_ref().map(Tail::text).unwrap_or_default(),
+            started_at: self.started_at,
+            ended_at: SystemTime::now(),
+            wall: self.started.elapsed(),
+        };
+        tracing::info!(pid = self.pid, %reason, "exited");
+        let _ = self.cell.set(ProcessStatus::Exited { reason });
+        self.exit_tx.send_replace(Some(info));
+    }
+}
+
+impl Drop for Monitor {
+    /// The runtime dropped the monitor before it finished (shutdown): kill and reap synchronously.
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        tree::signal_group(self.pid, libc::SIGKILL);
+        if let Some(fd) = &self.pidfd {
+            let _ = pidfd::send_signal(fd.get_ref(), libc::SIGKILL);
+        }
+        for _ in 0..KILL_ROUNDS {
+            let members = self.members();
+            if members.is_empty() {
+                break;
+            }
+            for m in &members {
+                self.proc_root.signal(m, libc::SIGKILL);
+            }
+        }
+        if let Some(fd) = self.pidfd.take() {
+            let fd = fd.into_inner();
+            crate::sys::spawn::reap_blocking(&fd);
+        }
+        for pid in std::mem::take(&mut self.adopted) {
+            tree::reap_adopted(pid);
+        }
+        for hook in &mut self.hooks {
+            hook.cleanup();
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! Waiting for and signalling one process through its pidfd: a recycled pid is never signalled.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use crate::status::RawExit;
+
+/// Send `signal` through a pidfd. `Ok(false)` if the process is already gone (reaped).
+pub(crate) fn send_signal(pidfd: &OwnedFd, signal: i32) -> std::io::Result<bool> {
+    // SAFETY: pidfd_send_signal on a descriptor we own; no siginfo.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0u32,
+        )
+    };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let err = std::io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::ESRCH) {
+        Ok(false)
+    } else {
+        Err(err)
+    }
+}
+
+/// Open a pidfd for `pid` (for processes we did not create ourselves).
+pub(crate) fn open(pid: u32) -> std::io::Result<OwnedFd> {
+    // SAFETY: pidfd_open returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0u32) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Read the exit status of an exited child without reaping it (`WNOWAIT`), or `None` while it
+/// runs. With `reap`, the child is reaped.
+pub(crate) fn try_wait(pidfd: &OwnedFd, reap: bool) -> std::io::Result<Option<RawExit>> {
+    let mut flags = libc::WEXITED | libc::WNOHANG;
+    if !reap {
+        flags |= libc::WNOWAIT;
+    }
+    // SAFETY: waitid on a pidfd we own with a zeroed siginfo we own.
+    let (rc, info) = unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let rc = libc::waitid(
+            libc::P_PIDFD,
+            pidfd.as_raw_fd() as libc::id_t,
+            &mut info,
+            flags,
+        );
+        (rc, info)
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: si_pid is valid for SIGCHLD siginfo filled by waitid; 0 means "still running".
+    let pid = unsafe { info.si_pid() };
+    if pid == 0 {
+        return Ok(None);
+    }
+    // SAFETY: as above, si_status is valid when si_pid is set.
+    let status = unsafe { info.si_status() };
+    let exit = match info.si_code {
+        libc::CLD_EXITED => RawExit {
+            code: Some(status),
+            signal: None,
+        },
+        libc::CLD_KILLED | libc::CLD_DUMPED => RawExit {
+            code: None,
+            signal: Some(status),
+        },
+        _ => return Ok(None),
+    };
+    Ok(Some(exit))
+}
+
+/// Whether the kernel said "core dumped" (needs a separate non-reaping query).
+pub(crate) fn core_dumped(pidfd: &OwnedFd) -> bool {
+    // SAFETY: as in `try_wait`.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let rc = libc::waitid(
+            libc::P_PIDFD,
+            pidfd.as_raw_fd() as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        );
+        rc == 0 && info.si_code == libc::CLD_DUMPED
+    }
+}

@@ -1,0 +1,5 @@
+//! Integration tests of claude-proc against real processes on this machine.
+
+mod support;
+
+mod lifecycle;
