@@ -1,1 +1,195 @@
-fn main() {}
+//! `cargo xtask`: the one automation entry point of the workspace.
+//!
+//! ```text
+//! cargo xtask ci          fmt check, clippy -D warnings, tests (with the real CLI), doc tests,
+//!                         docs -D warnings, cargo deny check, benches compiled
+//! cargo xtask demo        the main job (see README.md)
+//! cargo xtask bench       run the criterion benches
+//! cargo xtask claude-cli  install the pinned real Claude CLI under target/ and print its path
+//! ```
+#![expect(
+    clippy::disallowed_methods,
+    reason = "xtask drives cargo, npm and the demo; it is a tool, not a library"
+)]
+#![expect(clippy::print_stdout, reason = "xtask reports to its user")]
+
+mod graph;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+/// The pinned CLI version every test and the demo use.
+const CLAUDE_CLI_VERSION: &str = "2.1.328";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci(),
+        Some("demo") => demo(args.get(1..).unwrap_or_default()),
+        Some("bench") => bench(args.get(1..).unwrap_or_default()),
+        Some("claude-cli") => claude_cli().map(|path| println!("{}", path.display())),
+        _ => {
+            eprintln!("usage: cargo xtask <ci|demo|bench|claude-cli>");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+fn run(step: &str, mut cmd: Command) -> Result {
+    println!("\n==> {step}");
+    let start = Instant::now();
+    let status = cmd
+        .status()
+        .map_err(|e| format!("{step}: could not run {cmd:?}: {e}"))?;
+    println!(
+        "<== {step}: {} in {:.1}s",
+        if status.success() { "ok" } else { "FAILED" },
+        start.elapsed().as_secs_f64()
+    );
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{step} failed ({status})"))
+    }
+}
+
+fn ci() -> Result {
+    let total = Instant::now();
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--check"]);
+    run("cargo fmt --check", fmt)?;
+
+    println!("\n==> crate graph (ARCHITECTURE.md)");
+    graph::check()?;
+    println!("<== crate graph: ok");
+
+    let mut clippy = cargo();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run("cargo clippy -D warnings", clippy)?;
+
+    let claude = claude_cli()?;
+    let mut test = cargo();
+    test.args(["test", "--workspace", "--locked"])
+        .env("CLAUDE_PM_CLAUDE_BIN", &claude)
+        .env("CLAUDE_PM_STRICT", "1");
+    run("cargo test (unit, integration, doc tests)", test)?;
+
+    let mut doc = cargo();
+    doc.args(["doc", "--workspace", "--no-deps", "--locked"])
+        .env("RUSTDOCFLAGS", "-D warnings");
+    run("cargo doc -D warnings", doc)?;
+
+    ensure_cargo_deny()?;
+    let mut deny = cargo();
+    deny.args(["deny", "--locked", "check"]);
+    run("cargo deny check", deny)?;
+
+    let mut benches = cargo();
+    benches.args(["bench", "--workspace", "--no-run", "--locked"]);
+    run("benches compile", benches)?;
+
+    println!(
+        "\nxtask ci: all steps passed in {:.0}s",
+        total.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn ensure_cargo_deny() -> Result {
+    let present = cargo()
+        .args(["deny", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if present {
+        return Ok(());
+    }
+    let mut install = cargo();
+    install.args(["install", "cargo-deny", "--locked"]);
+    run("install cargo-deny", install)
+}
+
+/// Install `@anthropic-ai/claude-code@CLAUDE_CLI_VERSION` under `target/claude-cli` if it is not
+/// there yet, check its version, and return the binary's path.
+fn claude_cli() -> Result<PathBuf> {
+    let dir = root().join("target").join("claude-cli");
+    let bin = dir.join("node_modules").join(".bin").join("claude");
+    if version_of(&bin).as_deref() != Some(CLAUDE_CLI_VERSION) {
+        std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        let mut npm = Command::new("npm");
+        npm.args(["install", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&dir)
+            .arg(format!("@anthropic-ai/claude-code@{CLAUDE_CLI_VERSION}"));
+        run(
+            &format!("npm install @anthropic-ai/claude-code@{CLAUDE_CLI_VERSION}"),
+            npm,
+        )?;
+    }
+    match version_of(&bin) {
+        Some(v) if v == CLAUDE_CLI_VERSION => Ok(bin),
+        other => Err(format!(
+            "{} reports version {other:?}, expected {CLAUDE_CLI_VERSION}",
+            bin.display()
+        )),
+    }
+}
+
+fn version_of(bin: &Path) -> Option<String> {
+    let out = Command::new(bin).arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace().next().map(str::to_owned)
+}
+
+fn demo(args: &[String]) -> Result {
+    let claude = claude_cli()?;
+    let mut cmd = cargo();
+    cmd.args([
+        "run",
+        "--quiet",
+        "--release",
+        "-p",
+        "claude-proc",
+        "--example",
+        "sessions",
+        "--",
+    ])
+    .args(args)
+    .env("CLAUDE_PM_CLAUDE_BIN", claude);
+    run("demo: supervised claude sessions", cmd)
+}
+
+fn bench(args: &[String]) -> Result {
+    let mut cmd = cargo();
+    cmd.args(["bench", "-p", "benches"]).args(args);
+    run("cargo bench", cmd)
+}

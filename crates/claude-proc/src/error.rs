@@ -197,6 +197,15 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    /// A line of the CLI's stream-json output is not a message we can read.
+    #[error("malformed stream-json line{}: {detail}", kind_hint(.kind))]
+    MalformedMessage {
+        /// The message's `type`, when it had one.
+        kind: Option<String>,
+        /// What is wrong.
+        detail: String,
+    },
+
     /// A control request got no response in time.
     #[error("control request {request_id} ({subtype}) got no response within {timeout:?}")]
     ControlTimeout {
@@ -232,6 +241,13 @@ pub enum Error {
 fn searched_hint(searched: &Option<String>) -> String {
     match searched {
         Some(path) => format!(" in PATH {path:?}"),
+        None => String::new(),
+    }
+}
+
+fn kind_hint(kind: &Option<String>) -> String {
+    match kind {
+        Some(kind) => format!(" (type {kind:?})"),
         None => String::new(),
     }
 }

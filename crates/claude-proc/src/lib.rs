@@ -5,16 +5,22 @@
 //!
 //! (Full theory of operation below; see also ARCHITECTURE.md.)
 
+mod backoff;
 mod child;
 mod config;
 mod error;
 mod hook;
+mod message;
 mod output;
+mod resolve;
+mod session;
 mod status;
 mod stdin;
 mod stop;
+mod supervisor;
 mod sys;
 
+pub use backoff::{Backoff, BreakerState, CircuitBreaker};
 pub use child::{spawn, Child, ExitInfo};
 pub use config::{
     resolve_program, EnvPolicy, OutputMode, ProcessConfig, ProcessConfigBuilder, StdinMode,
@@ -22,9 +28,16 @@ pub use config::{
 };
 pub use error::{Error, HookError, Result};
 pub use hook::{ChildSetup, HookInstance, Rlimit, SpawnHook};
+pub use message::{
+    parse_line, AssistantMessage, ContentBlock, ControlRequest, ControlResponse, RateLimitEvent,
+    ResultMessage, StreamMessage, SystemMessage, Usage, UserMessage,
+};
 pub use output::{OutputEvent, OutputReceiver};
+pub use resolve::{binary_version, parse_version, resolve_claude, CLAUDE_BIN_ENV};
+pub use session::{ClaudeSession, SessionEvent, Turn, SESSION_MAX_LINE};
 pub use status::{ExitReason, ProcessStatus, RawExit, StatusEvent, StatusKind, StopCause};
 pub use stdin::ChildStdin;
+pub use supervisor::{Outcome, RestartMode, RestartPolicy, Run, Supervisor, SupervisorExit};
 
 /// Make this process a child subreaper (`PR_SET_CHILD_SUBREAPER`): descendants orphaned by the
 /// death of their parent are re-parented to this process instead of init, so the stop sequence

@@ -348,3 +348,96 @@ impl StatusCell {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashSet;
+
+    /// The reference model: the allowed edges written out independently of `can_transition_to`.
+    fn model() -> HashSet<(StatusKind, StatusKind)> {
+        use StatusKind::*;
+        [
+            (Stopped, Starting),
+            (Starting, Running),
+            (Starting, Failed),
+            (Running, Stopping),
+            (Running, Exited),
+            (Stopping, Exited),
+            (Exited, Starting),
+            (Exited, BackingOff),
+            (Exited, Stopped),
+            (Failed, Starting),
+            (Failed, BackingOff),
+            (Failed, Stopped),
+            (BackingOff, Starting),
+            (BackingOff, Stopped),
+        ]
+        .into_iter()
+        .collect()
+    }
+
+    fn status_of(kind: StatusKind) -> ProcessStatus {
+        match kind {
+            StatusKind::Stopped => ProcessStatus::Stopped,
+            StatusKind::Starting => ProcessStatus::Starting,
+            StatusKind::Running => ProcessStatus::Running { pid: 1 },
+            StatusKind::Stopping => ProcessStatus::Stopping { pid: 1 },
+            StatusKind::Exited => ProcessStatus::Exited {
+                reason: ExitReason::Exited { code: 0 },
+            },
+            StatusKind::Failed => ProcessStatus::Failed { error: "x".into() },
+            StatusKind::BackingOff => ProcessStatus::BackingOff {
+                attempt: 1,
+                delay: Duration::from_millis(1),
+            },
+        }
+    }
+
+    #[test]
+    fn table_matches_model_exhaustively() {
+        let model = model();
+        for from in StatusKind::ALL {
+            for to in StatusKind::ALL {
+                assert_eq!(
+                    from.can_transition_to(to),
+                    model.contains(&(from, to)),
+                    "{from:?} -> {to:?}"
+                );
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn cell_follows_the_model(steps in proptest::collection::vec(0usize..7, 0..64)) {
+            let cell = StatusCell::new();
+            let mut events = cell.events();
+            let watch = cell.subscribe();
+            let model = model();
+            let mut current = StatusKind::Stopped;
+            let mut accepted = 0;
+            for step in steps {
+                let to = StatusKind::ALL[step];
+                let result = cell.set(status_of(to));
+                if model.contains(&(current, to)) {
+                    prop_assert!(result.is_ok());
+                    current = to;
+                    accepted += 1;
+                } else {
+                    let is_invalid = matches!(result, Err(Error::InvalidTransition { from, to: t }) if from == current && t == to);
+                    prop_assert!(is_invalid);
+                }
+                prop_assert_eq!(cell.get().kind(), current);
+                prop_assert_eq!(watch.borrow().kind(), current);
+            }
+            let mut seen = 0;
+            while let Ok(event) = events.try_recv() {
+                prop_assert!(model.contains(&(event.from.kind(), event.to.kind())));
+                seen += 1;
+            }
+            prop_assert_eq!(seen, accepted);
+        }
+    }
+}

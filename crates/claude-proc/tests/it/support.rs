@@ -5,12 +5,12 @@ use std::time::Duration;
 use claude_proc::{OutputMode, ProcessConfig, ProcessConfigBuilder};
 
 /// A `sh -c SCRIPT` configuration.
-pub fn sh(script: &str) -> ProcessConfigBuilder {
+pub(crate) fn sh(script: &str) -> ProcessConfigBuilder {
     ProcessConfig::builder("/bin/sh").arg("-c").arg(script)
 }
 
 /// Whether a pid is alive (not a zombie, not gone).
-pub fn alive(pid: u32) -> bool {
+pub(crate) fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
             let state = stat
@@ -23,7 +23,7 @@ pub fn alive(pid: u32) -> bool {
 }
 
 /// Wait until `pid` is gone or the limit passes.
-pub async fn gone_within(pid: u32, limit: Duration) -> bool {
+pub(crate) async fn gone_within(pid: u32, limit: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
     while tokio::time::Instant::now() < deadline {
         if !alive(pid) {
@@ -35,7 +35,7 @@ pub async fn gone_within(pid: u32, limit: Duration) -> bool {
 }
 
 /// Read lines from a child's stdout until `n` lines arrived.
-pub async fn read_lines(rx: &mut claude_proc::OutputReceiver, n: usize) -> Vec<String> {
+pub(crate) async fn read_lines(rx: &mut claude_proc::OutputReceiver, n: usize) -> Vec<String> {
     let mut out = Vec::new();
     while out.len() < n {
         match rx.recv().await {
@@ -50,6 +50,47 @@ pub async fn read_lines(rx: &mut claude_proc::OutputReceiver, n: usize) -> Vec<S
 }
 
 /// Stdout framed as lines.
-pub fn lines() -> OutputMode {
+pub(crate) fn lines() -> OutputMode {
     OutputMode::lines()
+}
+
+/// The real CLI from `CLAUDE_PM_CLAUDE_BIN` (set by `cargo xtask ci` after installing it).
+/// Without it the test prints why and passes vacuously, except when `CLAUDE_PM_STRICT` is
+/// set (as `cargo xtask ci` does), where a missing CLI fails the test.
+pub(crate) fn claude_bin() -> Option<std::path::PathBuf> {
+    match std::env::var_os("CLAUDE_PM_CLAUDE_BIN") {
+        Some(path) if std::path::Path::new(&path).exists() => Some(path.into()),
+        _ => {
+            assert!(
+                std::env::var_os("CLAUDE_PM_STRICT").is_none(),
+                "CLAUDE_PM_STRICT is set but CLAUDE_PM_CLAUDE_BIN does not name the installed CLI"
+            );
+            eprintln!("skipping: CLAUDE_PM_CLAUDE_BIN is not set (run `cargo xtask claude-cli`)");
+            None
+        }
+    }
+}
+
+/// Whether `pid` is a zombie whose parent is this test process.
+pub(crate) fn is_zombie_child_of_us(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return false;
+    };
+    let mut fields = rest.split_whitespace();
+    let state = fields.next();
+    let ppid: Option<u32> = fields.next().and_then(|p| p.parse().ok());
+    state == Some("Z") && ppid == Some(std::process::id())
+}
+
+/// A test that needs a capability this machine lacks: fail under `cargo xtask ci` (which sets
+/// `CLAUDE_PM_STRICT`: on our machines nothing may skip), otherwise print why.
+pub(crate) fn require_capability(what: &str) {
+    assert!(
+        std::env::var_os("CLAUDE_PM_STRICT").is_none(),
+        "this machine should have {what}"
+    );
+    eprintln!("skipping: this machine lacks {what}");
 }

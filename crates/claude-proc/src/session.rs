@@ -1,0 +1,274 @@
+//! Stream-json session I/O with the real CLI: user turns, control requests with ids and
+//! timeouts, typed messages.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::child::Child;
+use crate::config::{OutputMode, ProcessConfig, ProcessConfigBuilder, StdinMode};
+use crate::error::{Error, Result};
+use crate::message::{parse_line, ControlResponse, ResultMessage, StreamMessage};
+use crate::output::{OutputEvent, OutputReceiver};
+use crate::stdin::ChildStdin;
+
+/// The longest stream-json line read whole (tool results can be large).
+pub const SESSION_MAX_LINE: usize = 16 * 1024 * 1024;
+
+/// What the session's reader saw, in order (control responses go to their requests instead).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum SessionEvent {
+    /// A parsed message.
+    Message(StreamMessage),
+    /// A line that is not a readable message (kept, with why).
+    Malformed {
+        /// The line, lossy UTF-8, cut to 4 KiB.
+        line: String,
+        /// Why it could not be read.
+        error: String,
+    },
+    /// A line longer than [`SESSION_MAX_LINE`]; its bytes were counted and skipped.
+    Oversized {
+        /// Its length in bytes.
+        bytes: usize,
+    },
+}
+
+/// One finished turn.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Turn {
+    /// Everything the CLI printed during the turn, before the result.
+    pub events: Vec<SessionEvent>,
+    /// The `result` message.
+    pub result: ResultMessage,
+}
+
+type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<ControlResponse>>>>;
+
+/// A stream-json session over a child's stdin and stdout.
+#[derive(Debug)]
+pub struct ClaudeSession {
+    pid: u32,
+    stdin: ChildStdin,
+    pending: Pending,
+    events: mpsc::Receiver<SessionEvent>,
+    next_id: AtomicU64,
+}
+
+impl ClaudeSession {
+    /// A configuration for a long-lived stream-json session with the CLI at `binary`:
+    /// `-p --input-format stream-json --output-format stream-json --verbose`, piped stdin,
+    /// stdout framed in lines of up to [`SESSION_MAX_LINE`], stderr kept as a tail, and
+    /// `CLAUDE_CODE_ENTRYPOINT=sdk-rs`. Add arguments and variables before `build`.
+    pub fn config(binary: impl AsRef<Path>) -> ProcessConfigBuilder {
+        ProcessConfig::builder(binary.as_ref())
+            .args([
+                "-p",
+                "--input-format",
+                "stream-json",
+                "--output-format",
+                "stream-json",
+                "--verbose",
+            ])
+            .stdin(StdinMode::Piped)
+            .stdout(OutputMode::Lines {
+                max_line: SESSION_MAX_LINE,
+            })
+            .env("CLAUDE_CODE_ENTRYPOINT", "sdk-rs")
+    }
+
+    /// Take over the child's stdin and stdout. Fails if either was not piped or already taken.
+    pub fn attach(child: &mut Child) -> Result<ClaudeSession> {
+        let pid = child.pid();
+        let stdin = child.take_stdin().ok_or(Error::InvalidValue {
+            field: "stdin",
+            value: "not piped (or already taken)".into(),
+        })?;
+        let stdout = child.take_stdout().ok_or(Error::InvalidValue {
+            field: "stdout",
+            value: "not framed in lines (or already taken)".into(),
+        })?;
+        Ok(Self::from_streams(pid, stdin, stdout))
+    }
+
+    /// Build a session from streams taken elsewhere (for example a supervisor's [`crate::Run`]).
+    pub fn from_streams(pid: u32, stdin: ChildStdin, stdout: OutputReceiver) -> ClaudeSession {
+        let pending: Pending = Arc::default();
+        let (tx, rx) = mpsc::channel(256);
+        tokio::spawn(read_loop(stdout, Arc::clone(&pending), tx));
+        ClaudeSession {
+            pid,
+            stdin,
+            pending,
+            events: rx,
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// The CLI's pid.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Send a user turn.
+    pub async fn send_user(&self, text: &str) -> Result<()> {
+        let msg = serde_json::json!({
+            "type": "user",
+            "message": {"role": "user", "content": text},
+            "parent_tool_use_id": null,
+            "session_id": "default",
+        });
+        self.send_json(&msg).await
+    }
+
+    async fn send_json(&self, value: &serde_json::Value) -> Result<()> {
+        let line = serde_json::to_vec(value).map_err(|source| Error::Encode { source })?;
+        self.stdin.write_line(&line).await
+    }
+
+    /// Send a control request and wait for its response. `params_json`, if given, is a JSON
+    /// object whose fields are added to the request next to `subtype`.
+    pub async fn control(
+        &self,
+        subtype: &str,
+        params_json: Option<&str>,
+        timeout: Duration,
+    ) -> Result<ControlResponse> {
+        let mut request = match params_json {
+            Some(text) => serde_json::from_str::<serde_json::Value>(text)
+                .map_err(|source| Error::Encode { source })?,
+            None => serde_json::json!({}),
+        };
+        let Some(obj) = request.as_object_mut() else {
+            return Err(Error::InvalidValue {
+                field: "control params",
+                value: "not a JSON object".into(),
+            });
+        };
+        obj.insert("subtype".into(), subtype.into());
+        let request_id = format!("req_{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+        let (tx, rx) = oneshot::channel();
+        self.pending_map().insert(request_id.clone(), tx);
+        let msg = serde_json::json!({
+            "type": "control_request",
+            "request_id": request_id,
+            "request": request,
+        });
+        if let Err(e) = self.send_json(&msg).await {
+            self.pending_map().remove(&request_id);
+            return Err(e);
+        }
+        let response = match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(_)) => return Err(Error::SessionClosed),
+            Err(_) => {
+                self.pending_map().remove(&request_id);
+                return Err(Error::ControlTimeout {
+                    request_id,
+                    subtype: subtype.to_owned(),
+                    timeout,
+                });
+            }
+        };
+        if response.success {
+            Ok(response)
+        } else {
+            Err(Error::ControlError {
+                request_id,
+                message: response.error.unwrap_or_else(|| "no message".into()),
+            })
+        }
+    }
+
+    /// `initialize`: answered in ~0.2 s after spawn without API traffic, so it doubles as a
+    /// responsiveness ping.
+    pub async fn initialize(&self, timeout: Duration) -> Result<ControlResponse> {
+        self.control("initialize", None, timeout).await
+    }
+
+    /// `interrupt` the running turn.
+    pub async fn interrupt(&self, timeout: Duration) -> Result<ControlResponse> {
+        self.control("interrupt", None, timeout).await
+    }
+
+    /// The next event, or `None` once the CLI's stdout has ended.
+    pub async fn next_event(&mut self) -> Option<SessionEvent> {
+        self.events.recv().await
+    }
+
+    /// Send `text` and collect events until the turn's `result`.
+    pub async fn turn(&mut self, text: &str) -> Result<Turn> {
+        self.send_user(text).await?;
+        let mut events = Vec::new();
+        while let Some(event) = self.events.recv().await {
+            if let SessionEvent::Message(StreamMessage::Result(result)) = event {
+                return Ok(Turn { events, result });
+            }
+            events.push(event);
+        }
+        Err(Error::SessionClosed)
+    }
+
+    /// Close stdin: the CLI finishes and exits with 0.
+    pub async fn close(&self) {
+        self.stdin.close().await;
+    }
+
+    fn pending_map(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<ControlResponse>>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+async fn read_loop(mut stdout: OutputReceiver, pending: Pending, tx: mpsc::Sender<SessionEvent>) {
+    let mut oversized = 0usize;
+    while let Some(event) = stdout.recv().await {
+        let out = match event {
+            OutputEvent::Line(line) | OutputEvent::Unterminated(line) => match parse_line(&line) {
+                Ok(StreamMessage::ControlResponse(response)) => {
+                    let waiter = pending
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&response.request_id);
+                    match waiter {
+                        Some(waiter) => {
+                            let _ = waiter.send(response);
+                            continue;
+                        }
+                        None => SessionEvent::Message(StreamMessage::ControlResponse(response)),
+                    }
+                }
+                Ok(message) => SessionEvent::Message(message),
+                Err(error) => {
+                    let cut = line.get(..4096).unwrap_or(&line);
+                    SessionEvent::Malformed {
+                        line: String::from_utf8_lossy(cut).into_owned(),
+                        error: error.to_string(),
+                    }
+                }
+            },
+            OutputEvent::Oversized { fragment, end } => {
+                oversized += fragment.len();
+                if !end {
+                    continue;
+                }
+                SessionEvent::Oversized {
+                    bytes: std::mem::take(&mut oversized),
+                }
+            }
+            OutputEvent::Chunk(_) => continue,
+        };
+        if tx.send(out).await.is_err() {
+            // Nobody reads events any more; keep routing control responses.
+            continue;
+        }
+    }
+    // End of output: waiters get `SessionClosed`.
+    pending.lock().unwrap_or_else(|p| p.into_inner()).clear();
+}

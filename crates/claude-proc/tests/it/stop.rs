@@ -1,0 +1,168 @@
+//! The stop sequence and whole-tree guarantees.
+
+use std::time::{Duration, Instant};
+
+use claude_proc::{spawn, ExitReason, StatusKind, StopCause};
+
+use crate::support::*;
+
+#[tokio::test]
+async fn term_ignoring_child_is_killed_at_the_grace_deadline() {
+    let config = sh("trap '' TERM; echo ready; while :; do sleep 0.05; done")
+        .stdout(lines())
+        .grace(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let mut child = spawn(&config).await.unwrap();
+    let mut out = child.take_stdout().unwrap();
+    assert_eq!(read_lines(&mut out, 1).await, vec!["ready"]);
+    let start = Instant::now();
+    let info = child.stop_with(StopCause::Timeout).await.unwrap();
+    let took = start.elapsed();
+    assert_eq!(
+        info.reason,
+        ExitReason::KilledAfterGrace {
+            cause: StopCause::Timeout
+        }
+    );
+    // Not before the grace period, and not long after it.
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+    assert!(!alive(child.pid()));
+}
+
+#[tokio::test]
+async fn term_respecting_child_stops_within_grace() {
+    let config = sh("sleep 30")
+        .grace(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let mut child = spawn(&config).await.unwrap();
+    let start = Instant::now();
+    let info = child.stop().await.unwrap();
+    assert!(start.elapsed() < Duration::from_secs(2));
+    match info.reason {
+        ExitReason::Stopped { cause, .. } => assert_eq!(cause, StopCause::Requested),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A grandchild that calls setsid (leaves the process group) and ignores SIGTERM.
+const SETSID_GRANDCHILD: &str = "setsid sh -c 'trap \"\" TERM; echo $$; exec sleep 1000' & wait";
+
+#[tokio::test]
+async fn setsid_grandchild_is_killed_with_the_tree() {
+    let config = sh(SETSID_GRANDCHILD)
+        .stdout(lines())
+        .grace(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let mut child = spawn(&config).await.unwrap();
+    let mut out = child.take_stdout().unwrap();
+    let grandchild: u32 = read_lines(&mut out, 1).await[0].parse().unwrap();
+    assert!(alive(grandchild));
+    let info = child.stop().await.unwrap();
+    assert!(info.reason.cause().is_some());
+    assert!(
+        !alive(grandchild),
+        "setsid grandchild {grandchild} survived the stop"
+    );
+    assert!(!alive(child.pid()));
+}
+
+#[tokio::test]
+async fn orphaned_setsid_grandchild_is_killed_when_the_leader_exits() {
+    // The leader exits at once; its setsid grandchild is orphaned to init and holds stdout.
+    let config = sh("setsid sh -c 'echo $$; exec sleep 1000' & sleep 0.2; exit 3")
+        .stdout(lines())
+        .grace(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let mut child = spawn(&config).await.unwrap();
+    let mut out = child.take_stdout().unwrap();
+    let grandchild: u32 = read_lines(&mut out, 1).await[0].parse().unwrap();
+    let info = child.wait().await.unwrap();
+    assert_eq!(info.reason, ExitReason::Exited { code: 3 });
+    assert!(
+        !alive(grandchild),
+        "orphan {grandchild} outlived its session"
+    );
+    // Its stdout reached end-of-file: nothing holds the pipe any more.
+    assert_eq!(out.recv().await, None);
+}
+
+#[tokio::test]
+async fn dropping_the_handle_kills_the_tree() {
+    let config = sh(SETSID_GRANDCHILD).stdout(lines()).build().unwrap();
+    let mut child = spawn(&config).await.unwrap();
+    let mut out = child.take_stdout().unwrap();
+    let grandchild: u32 = read_lines(&mut out, 1).await[0].parse().unwrap();
+    let leader = child.pid();
+    let mut status = child.watch_status();
+    drop(child);
+    status
+        .wait_for(|s| s.kind() == StatusKind::Exited)
+        .await
+        .unwrap();
+    assert!(!alive(leader));
+    assert!(!alive(grandchild));
+    assert!(!is_zombie_child_of_us(leader));
+}
+
+#[tokio::test]
+async fn stop_is_cancellation_safe() {
+    let config = sh("trap '' TERM; echo ready; while :; do sleep 0.05; done")
+        .stdout(lines())
+        .grace(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let mut child = spawn(&config).await.unwrap();
+    let mut out = child.take_stdout().unwrap();
+    assert_eq!(read_lines(&mut out, 1).await, vec!["ready"]);
+    // Start a stop and abandon it almost at once.
+    let _ = tokio::time::timeout(Duration::from_millis(20), child.stop()).await;
+    // The sequence goes on in the monitor and ends the tree anyway.
+    let info = child.wait().await.unwrap();
+    assert!(
+        matches!(info.reason, ExitReason::KilledAfterGrace { .. }),
+        "{:?}",
+        info.reason
+    );
+    assert!(!alive(child.pid()));
+}
+
+#[tokio::test]
+async fn stdin_close_ends_a_reader_gracefully() {
+    let config = sh("cat >/dev/null; exit 0")
+        .stdin(claude_proc::StdinMode::Piped)
+        .build()
+        .unwrap();
+    let mut child = spawn(&config).await.unwrap();
+    let start = Instant::now();
+    let info = child.stop().await.unwrap();
+    // Ended by the stdin close, well before any SIGTERM would be needed.
+    assert!(start.elapsed() < Duration::from_millis(900));
+    match info.reason {
+        ExitReason::Stopped { exit, .. } => assert_eq!(exit.code, Some(0)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn no_zombies_after_many_runs() {
+    let mut pids = Vec::new();
+    for i in 0..30 {
+        let script = match i % 3 {
+            0 => "exit 0",
+            1 => "kill -KILL $$",
+            _ => "sleep 0.01 & exit 1",
+        };
+        let config = sh(script).build().unwrap();
+        let mut child = spawn(&config).await.unwrap();
+        child.wait().await.unwrap();
+        pids.push(child.pid());
+    }
+    for pid in pids {
+        assert!(!is_zombie_child_of_us(pid), "{pid} left a zombie");
+    }
+}
