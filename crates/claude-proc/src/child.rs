@@ -312,6 +312,7 @@ async fn start_prepared(
     };
     let spawned = crate::sys::spawn::spawn(request).await?;
     let pid = spawned.pid;
+    crate::sys::tree::register_leader(pid);
     let started_at = SystemTime::now();
     let started = tokio::time::Instant::now();
     for hook in &mut hooks.0 {

@@ -90,6 +90,7 @@ impl Monitor {
                 let _ = pidfd::send_signal(&pidfd, libc::SIGKILL);
                 tree::signal_group(pid, libc::SIGKILL);
                 crate::sys::spawn::reap_blocking(&pidfd);
+                tree::forget_leader(pid);
                 monitor.done = true;
                 for hook in &mut monitor.hooks {
                     hook.cleanup();
@@ -184,7 +185,7 @@ impl Monitor {
             },
         };
         // Descendants that outlive the leader are part of the session: end them too.
-        if !self.members().is_empty() {
+        if !self.tree_empty() {
             let _ = self.cell.set(ProcessStatus::Stopping { pid: self.pid });
             self.signal_tree(libc::SIGTERM);
             let deadline = Instant::now() + self.stop.grace;
@@ -209,7 +210,7 @@ impl Monitor {
                 {
                     let exit = self.peek_exit();
                     // The leader left cleanly; give the rest of the tree the grace period.
-                    if !self.members().is_empty() {
+                    if !self.tree_empty() {
                         self.signal_tree(libc::SIGTERM);
                         let grace = Instant::now() + self.stop.grace;
                         if !self.wait_tree_empty(grace).await {
@@ -238,6 +239,12 @@ impl Monitor {
         ExitReason::KilledAfterGrace { cause }
     }
 
+    /// No member left, confirmed by a second scan (the kernel's `children` lists can miss an
+    /// entry while the set changes under the reader).
+    fn tree_empty(&mut self) -> bool {
+        self.members().is_empty() && self.members().is_empty()
+    }
+
     fn members(&mut self) -> Vec<Member> {
         let extra: Vec<u32> = self.hooks.iter().flat_map(|h| h.tree_members()).collect();
         let members = self.proc_root.scan(&self.tree, &extra, tree::self_pid());
@@ -263,7 +270,7 @@ impl Monitor {
     /// Wait until no member is left (the leader excluded) or the deadline passes.
     async fn wait_tree_empty(&mut self, deadline: Instant) -> bool {
         loop {
-            if self.members().is_empty() {
+            if self.tree_empty() {
                 return true;
             }
             if Instant::now() >= deadline {
@@ -277,7 +284,7 @@ impl Monitor {
     async fn kill_all(&mut self) {
         for _ in 0..KILL_ROUNDS {
             self.signal_tree(libc::SIGKILL);
-            if self.members().is_empty() {
+            if self.tree_empty() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -290,6 +297,7 @@ impl Monitor {
         if let Some(fd) = &self.pidfd {
             let _ = pidfd::try_wait(fd.get_ref(), true);
         }
+        tree::forget_leader(self.pid);
         for pid in std::mem::take(&mut self.adopted) {
             tree::reap_adopted(pid);
         }
@@ -343,6 +351,7 @@ impl Drop for Monitor {
             let fd = fd.into_inner();
             crate::sys::spawn::reap_blocking(&fd);
         }
+        tree::forget_leader(self.pid);
         for pid in std::mem::take(&mut self.adopted) {
             tree::reap_adopted(pid);
         }

@@ -50,30 +50,29 @@ impl Default for ProcRoot {
 
 impl ProcRoot {
     fn entries(&self) -> Vec<Entry> {
-        let Ok(all) = procfs::process::all_processes_with_root(&self.0) else {
+        let Ok(dir) = std::fs::read_dir(&self.0) else {
             return Vec::new();
         };
-        all.filter_map(|p| p.ok())
-            .filter_map(|p| p.stat().ok())
-            .filter_map(|stat| {
-                Some(Entry {
-                    pid: u32::try_from(stat.pid).ok()?,
-                    ppid: u32::try_from(stat.ppid).unwrap_or(0),
-                    pgrp: u32::try_from(stat.pgrp).unwrap_or(0),
-                    start: stat.starttime,
-                    alive: !matches!(stat.state, 'Z' | 'X' | 'x'),
-                })
-            })
+        let mut buf = [0u8; 1024];
+        dir.filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter_map(|pid| self.read_stat(pid, &mut buf))
             .collect()
+    }
+
+    fn read_stat(&self, pid: u32, buf: &mut [u8; 1024]) -> Option<Entry> {
+        let mut path = self.0.clone();
+        path.push(pid.to_string());
+        path.push("stat");
+        let mut file = std::fs::File::open(&path).ok()?;
+        let n = std::io::Read::read(&mut file, buf).ok()?;
+        parse_stat(buf.get(..n)?)
     }
 
     /// The start time of `pid`, if it exists.
     pub(crate) fn start_time(&self, pid: u32) -> Option<u64> {
-        procfs::process::Process::new_with_root(self.0.join(pid.to_string()))
-            .ok()?
-            .stat()
-            .ok()
-            .map(|s| s.starttime)
+        let mut buf = [0u8; 1024];
+        self.read_stat(pid, &mut buf).map(|e| e.start)
     }
 
     fn environ_has(&self, pid: u32, marker: &[u8]) -> bool {
@@ -85,7 +84,128 @@ impl ProcRoot {
     }
 
     /// Every live member of the tree except the leader and `exclude` (our own pid).
+    ///
+    /// Uses the kernel's per-task `children` lists when they exist: the tree is walked down from
+    /// the leader, and orphans are looked for only among the children of the processes an
+    /// orphan can be re-parented to (this process, its ancestors, init), so the cost grows with
+    /// the tree, not with the host. Without `children` files, every process is read.
     pub(crate) fn scan(&self, tree: &TreeId, extra: &[u32], exclude: u32) -> Vec<Member> {
+        if self.has_children_files() {
+            self.scan_walk(tree, extra, exclude)
+        } else {
+            self.scan_global(tree, extra, exclude)
+        }
+    }
+
+    fn has_children_files(&self) -> bool {
+        let probe = || {
+            let me = self_pid().to_string();
+            self.0
+                .join(&me)
+                .join("task")
+                .join(&me)
+                .join("children")
+                .exists()
+        };
+        if self.0.as_os_str() == "/proc" {
+            static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+            *AVAILABLE.get_or_init(probe)
+        } else {
+            probe()
+        }
+    }
+
+    /// First-level children of `pid`, over all its threads.
+    fn children_of(&self, pid: u32, out: &mut Vec<u32>) {
+        let task = self.0.join(pid.to_string()).join("task");
+        let Ok(threads) = std::fs::read_dir(task) else {
+            return;
+        };
+        for thread in threads.filter_map(|t| t.ok()) {
+            if let Ok(text) = std::fs::read_to_string(thread.path().join("children")) {
+                out.extend(
+                    text.split_ascii_whitespace()
+                        .filter_map(|p| p.parse::<u32>().ok()),
+                );
+            }
+        }
+    }
+
+    /// This process and its ancestors up to init: where an orphan of the tree can end up.
+    /// Computed once for the real `/proc`: the chain can only lose members (a dead ancestor's
+    /// orphans go further up the same chain), so the first answer stays a superset.
+    fn reapers(&self) -> Vec<u32> {
+        if self.0.as_os_str() == "/proc" {
+            static CHAIN: std::sync::OnceLock<Vec<u32>> = std::sync::OnceLock::new();
+            return CHAIN.get_or_init(|| self.reapers_now()).clone();
+        }
+        self.reapers_now()
+    }
+
+    fn reapers_now(&self) -> Vec<u32> {
+        let mut chain = vec![self_pid()];
+        let mut buf = [0u8; 1024];
+        let mut pid = self_pid();
+        while pid > 1 && chain.len() < 64 {
+            match self.read_stat(pid, &mut buf) {
+                Some(e) if e.ppid > 0 => {
+                    chain.push(e.ppid);
+                    pid = e.ppid;
+                }
+                _ => break,
+            }
+        }
+        if !chain.contains(&1) {
+            chain.push(1);
+        }
+        chain
+    }
+
+    fn scan_walk(&self, tree: &TreeId, extra: &[u32], exclude: u32) -> Vec<Member> {
+        let leaders = live_leaders();
+        let reapers = self.reapers();
+        let mut buf = [0u8; 1024];
+        let mut roots = vec![tree.leader];
+        roots.extend_from_slice(extra);
+        let mut adopted = Vec::new();
+        for reaper in &reapers {
+            adopted.clear();
+            self.children_of(*reaper, &mut adopted);
+            for &child in &adopted {
+                if child == tree.leader || leaders.contains(&child) || reapers.contains(&child) {
+                    continue;
+                }
+                let newer = self
+                    .read_stat(child, &mut buf)
+                    .is_some_and(|e| e.start >= tree.leader_start);
+                if newer && self.environ_has(child, &tree.marker) {
+                    roots.push(child);
+                }
+            }
+        }
+        let mut seen: Vec<u32> = Vec::new();
+        let mut queue = roots;
+        while let Some(pid) = queue.pop() {
+            if seen.contains(&pid) {
+                continue;
+            }
+            seen.push(pid);
+            self.children_of(pid, &mut queue);
+        }
+        seen.into_iter()
+            .filter(|pid| *pid != tree.leader && *pid != exclude)
+            .filter_map(|pid| self.read_stat(pid, &mut buf))
+            .filter(|e| e.alive)
+            .map(|e| Member {
+                pid: e.pid,
+                start: e.start,
+                ppid: e.ppid,
+            })
+            .collect()
+    }
+
+    /// The same answer as [`ProcRoot::scan`], by reading every process on the host.
+    pub(crate) fn scan_global(&self, tree: &TreeId, extra: &[u32], exclude: u32) -> Vec<Member> {
         let entries = self.entries();
         let mut children: HashMap<u32, Vec<usize>> = HashMap::new();
         for (i, e) in entries.iter().enumerate() {
@@ -136,6 +256,60 @@ impl ProcRoot {
             return false;
         }
         pidfd::send_signal(&fd, signal).unwrap_or(false)
+    }
+}
+
+/// The five fields of `/proc/<pid>/stat` the tree needs. The command name (field 2) may hold
+/// spaces and parentheses, so fields are counted from the last `)`.
+fn parse_stat(bytes: &[u8]) -> Option<Entry> {
+    let open = bytes.iter().position(|b| *b == b'(')?;
+    let close = bytes.iter().rposition(|b| *b == b')')?;
+    let pid = std::str::from_utf8(bytes.get(..open)?)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let rest = std::str::from_utf8(bytes.get(close + 1..)?).ok()?;
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    let pgrp = fields.next()?.parse().ok()?;
+    // session, tty_nr, tpgid, flags, minflt, cminflt, majflt, cmajflt, utime, stime, cutime,
+    // cstime, priority, nice, num_threads, itrealvalue: 16 fields, then starttime.
+    let start = fields.nth(16)?.parse().ok()?;
+    Some(Entry {
+        pid,
+        ppid,
+        pgrp,
+        start,
+        alive: !matches!(state, 'Z' | 'X' | 'x'),
+    })
+}
+
+fn leader_registry() -> &'static std::sync::Mutex<Vec<u32>> {
+    static LEADERS: std::sync::OnceLock<std::sync::Mutex<Vec<u32>>> = std::sync::OnceLock::new();
+    LEADERS.get_or_init(Default::default)
+}
+
+/// Leaders of live trees of this process: never members of another tree, so never read.
+fn live_leaders() -> Vec<u32> {
+    leader_registry()
+        .lock()
+        .map(|l| l.clone())
+        .unwrap_or_default()
+}
+
+/// Record a live leader (until [`forget_leader`]).
+pub(crate) fn register_leader(pid: u32) {
+    if let Ok(mut leaders) = leader_registry().lock() {
+        leaders.push(pid);
+    }
+}
+
+/// The leader was reaped.
+pub(crate) fn forget_leader(pid: u32) {
+    if let Ok(mut leaders) = leader_registry().lock() {
+        leaders.retain(|p| *p != pid);
     }
 }
 
@@ -216,11 +390,96 @@ mod tests {
         assert_eq!(pids, vec![101, 102, 103]);
     }
 
+    #[test]
+    fn stat_with_hostile_command_name() {
+        let line =
+            b"4242 (a) b (c) S 1 4242 4242 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 987654 1000 10\n";
+        let e = parse_stat(line).unwrap();
+        assert_eq!(
+            (e.pid, e.ppid, e.pgrp, e.start, e.alive),
+            (4242, 1, 4242, 987654, true)
+        );
+        let zombie = b"7 (z) Z 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 5 0 0\n";
+        assert!(!parse_stat(zombie).unwrap().alive);
+        assert!(parse_stat(b"7 (z) S 1 7").is_none());
+        assert!(parse_stat(b"").is_none());
+    }
+
+    #[test]
+    fn stat_of_this_process_parses() {
+        let bytes = std::fs::read("/proc/self/stat").unwrap();
+        let e = parse_stat(&bytes).unwrap();
+        assert_eq!(e.pid, std::process::id());
+        assert!(e.start > 0);
+    }
+
     proptest! {
+        #[test]
+        fn stat_parser_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = parse_stat(&bytes);
+        }
+
+        #[test]
+        fn stat_parser_reads_generated_lines(pid in 1u32..4_000_000, ppid in 0u32..4_000_000,
+                                             start in any::<u64>(), comm in "[ -~]{0,15}") {
+            let line = format!("{pid} ({comm}) S {ppid} {pid} {pid} 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 {start} 0 0 0\n");
+            let e = parse_stat(line.as_bytes()).unwrap();
+            prop_assert_eq!((e.pid, e.ppid, e.pgrp, e.start), (pid, ppid, pid, start));
+        }
+
         #[test]
         fn environ_contains_never_panics(block in proptest::collection::vec(any::<u8>(), 0..256),
                                          entry in proptest::collection::vec(any::<u8>(), 0..32)) {
             let _ = environ_contains(&block, &entry);
         }
+    }
+
+    #[test]
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "builds a raw tree to compare the two scans"
+    )]
+    fn walk_and_global_scans_agree_on_a_real_tree() {
+        use std::io::BufRead;
+        let marker = format!("CLAUDE_PROC_TREE=scan-test-{}", std::process::id());
+        let (name, value) = marker.split_once('=').unwrap();
+        let script = "sleep 100 & setsid sh -c 'sleep 100 & exec sleep 100' & (setsid sleep 100 &); echo ready; wait";
+        let mut leader = std::process::Command::new("/bin/sh")
+            .args(["-c", script])
+            .env(name, value)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(leader.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let root = ProcRoot::default();
+        let tree = TreeId {
+            leader: leader.id(),
+            leader_start: root.start_time(leader.id()).unwrap(),
+            marker: marker.into_bytes(),
+        };
+        let mut walk: Vec<u32> = root
+            .scan_walk(&tree, &[], 0)
+            .iter()
+            .map(|m| m.pid)
+            .collect();
+        let mut global: Vec<u32> = root
+            .scan_global(&tree, &[], 0)
+            .iter()
+            .map(|m| m.pid)
+            .collect();
+        walk.sort();
+        global.sort();
+        for m in root.scan_global(&tree, &[], 0) {
+            root.signal(&m, libc::SIGKILL);
+        }
+        let _ = leader.kill();
+        let _ = leader.wait();
+        // sleep, setsid sh's child sleep, setsid sh (exec'd into sleep), the orphaned sleep.
+        assert_eq!(global.len(), 4, "{global:?}");
+        assert_eq!(walk, global);
     }
 }
