@@ -1,9 +1,106 @@
 //! # claude-proc
 //!
-//! Spawn, supervise and stop the Claude Code CLI (or any program) as a child process together
-//! with everything it starts.
+//! Spawn, supervise and stop the Claude Code CLI (or any program) as a child process *together
+//! with everything it starts*: MCP servers, Bash-tool grandchildren, descendants that called
+//! `setsid`. The base of the workspace: `claude-limits`, `claude-auth` and `claude-health` reach
+//! the child only through this crate's extension points.
 //!
-//! (Full theory of operation below; see also ARCHITECTURE.md.)
+//! ## Theory of operation
+//!
+//! **Spawning.** Every child is created by one long-lived thread with
+//! `clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD)`, the mechanism posix_spawn uses: no page tables
+//! are copied, so a manager holding gigabytes spawns as fast as a small one (std's fork path,
+//! taken by any `pre_exec` closure, costs ~40 ms per spawn from a 1 GiB parent here; see
+//! BENCHMARKS.md). Between clone and exec the child runs only raw system calls over data the
+//! parent prepared: default signal dispositions, its own process group (or session), the
+//! parent-death signal (SIGKILL, then a `getppid` check for the race where the parent died
+//! first), the [`SpawnHook`] actions (rlimits, writing `0` to a `cgroup.procs`, nice), descriptor
+//! moves, `chdir`, `execve`. A failure there is reported as [`Error::Spawn`] naming the step.
+//! The spawner thread never exits, so the parent-death signal fires when the *process* dies, not
+//! when some runtime worker thread does.
+//!
+//! **Identity.** The kernel returns a pidfd with the child; waiting and signalling the leader go
+//! through it, so a recycled pid is never signalled. The leader is reaped last, after its whole
+//! tree is gone: until then its pid, and so its process-group id, cannot be reused.
+//!
+//! **The tree.** A tree is the leader's process group, everything below the leader, and every
+//! process carrying the tree's marker variable [`TREE_MARKER_VAR`] (inherited through `setsid`
+//! and orphaning). The scan walks the kernel's per-task `children` lists from the leader and
+//! looks for orphans only among the children of this process, its ancestors and init (where
+//! orphans are re-parented), so it costs O(tree), not O(host); without `children` lists it reads
+//! every `/proc/<pid>/stat`. Hooks may add members they know (a cgroup's `cgroup.procs`).
+//!
+//! **Lifecycle.** Each run is watched by a monitor task; statuses follow the table in
+//! [`StatusKind::can_transition_to`] and every transition is published on a `watch` and a
+//! broadcast of [`StatusEvent`]s. The stop sequence: close a piped stdin and wait
+//! [`StopPolicy::stdin_wait`]; SIGTERM to the whole tree; wait [`StopPolicy::grace`] for the
+//! leader and every member; SIGKILL to whatever is left until a scan (confirmed by a second one)
+//! finds nothing; reap. [`ExitReason`] says which of these ended it. When the leader exits by
+//! itself, descendants it leaves behind get the same TERM-grace-KILL treatment before the run is
+//! reported `Exited`.
+//!
+//! **Output.** stdout and stderr each have a reader task, so a full stderr pipe never blocks
+//! stdout. Lines ([`OutputMode::Lines`]) are bounded: a longer line arrives as
+//! [`OutputEvent::Oversized`] fragments, never dropped. Events go through a bounded channel: a
+//! slow consumer makes the child block on write (back-pressure); nothing is lost. A stderr tail
+//! is kept and attached to exit errors ([`ExitInfo::into_result`]).
+//!
+//! **Sessions.** [`ClaudeSession`] speaks the CLI's stream-json protocol: user turns, typed
+//! messages parsed tolerantly ([`StreamMessage`]), control requests with ids and timeouts
+//! (`initialize` doubles as a ping that needs no API traffic).
+//!
+//! **Restarts.** [`Supervisor`] applies a [`RestartPolicy`]: never / on-failure / always, at
+//! most N restarts in a window, exponential backoff with full jitter and a cap, reset after a
+//! stable run, and a [`CircuitBreaker`] that opens after consecutive failures, or at once when
+//! an upper layer ends a run with a non-retryable [`StopCause`] (authentication).
+//!
+//! ## What it deliberately does not do
+//!
+//! It sets no resource limits (that is `claude-limits`, through [`SpawnHook`]), holds no
+//! credentials (`claude-auth` passes them as variables or descriptors through the same hook),
+//! and judges no health (`claude-health`); it never installs a tracing subscriber.
+//!
+//! ## Caveats
+//!
+//! - **Drop.** Dropping a [`Child`] kills its tree with SIGKILL and reaps it (in the monitor
+//!   task, or synchronously if the runtime is shutting down). Stop it first for a graceful end.
+//!   Dropping a [`Supervisor`] stops the current run gracefully in the background.
+//! - **Cancellation.** [`Child::stop`] is cancellation-safe: the sequence runs in the monitor
+//!   task and completes even if the future is dropped.
+//! - **Zombies.** Leaders are reaped through their pidfd; a child that fails before exec is
+//!   reaped before the error is returned. Grandchildren are reaped by their parent or by init;
+//!   after [`become_subreaper`], orphans of a tree are re-parented to this process and reaped by
+//!   the stop sequence. Do not call `waitpid(-1)` elsewhere in the process: it would steal exit
+//!   statuses.
+//! - **Manager death.** If the manager process dies (even by SIGKILL), every leader gets SIGKILL
+//!   from the kernel (parent-death signal). Grandchildren that ignore their parent's death are
+//!   outside that guarantee unless a cgroup (`claude-limits`) holds the tree.
+//! - **Environment.** Children get a clean environment by default ([`EnvPolicy::Clean`]);
+//!   [`ENV_NEVER_PASSED`] is never passed on. `Debug` of a [`ProcessConfig`] prints variable
+//!   names, never values.
+//!
+//! ## Example
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use claude_proc::{spawn, ClaudeSession, resolve_claude};
+//!
+//! # async fn demo() -> claude_proc::Result<()> {
+//! let bin = resolve_claude(None)?; // explicit path, $CLAUDE_PM_CLAUDE_BIN, or PATH
+//! let config = ClaudeSession::config(&bin)
+//!     .env("CLAUDE_CONFIG_DIR", "/tmp/session-1")
+//!     .grace(Duration::from_secs(5))
+//!     .build()?;
+//! let mut child = spawn(&config).await?;
+//! let mut session = ClaudeSession::attach(&mut child)?;
+//! session.initialize(Duration::from_secs(10)).await?; // a ping without API traffic
+//! let turn = session.turn("say pong").await?;
+//! println!("{:?}", turn.result.result);
+//! let exit = child.stop().await?; // stdin close, TERM, grace, KILL: the whole tree
+//! println!("{}", exit.reason);
+//! # Ok(())
+//! # }
+//! ```
 
 mod backoff;
 mod child;

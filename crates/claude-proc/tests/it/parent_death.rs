@@ -30,6 +30,63 @@ async fn helper_entry() {
     tokio::time::sleep(Duration::from_secs(1000)).await;
 }
 
+/// Not a test of its own: the subreaper helper (does nothing otherwise).
+#[tokio::test]
+async fn subreaper_helper_entry() {
+    if std::env::var(HELPER_ENV).as_deref() != Ok("subreaper") {
+        return;
+    }
+    claude_proc::become_subreaper().unwrap();
+    // The leader leaves an orphan behind (setsid, parent gone): it is re-parented to us.
+    let config = sh("setsid sh -c 'echo $$; exec sleep 1000' & sleep 0.2; exit 0")
+        .stdout(lines())
+        .build()
+        .unwrap();
+    let mut child = spawn(&config).await.unwrap();
+    let mut out = child.take_stdout().unwrap();
+    let orphan: u32 = read_lines(&mut out, 1).await[0].parse().unwrap();
+    let info = child.wait().await.unwrap();
+    let verdict = if !info.reason.success() {
+        format!("FAIL leader {:?}", info.reason)
+    } else if alive(orphan) {
+        format!("FAIL orphan {orphan} alive")
+    } else if is_zombie_child_of_us(orphan) {
+        format!("FAIL orphan {orphan} left as our zombie")
+    } else {
+        "OK".to_owned()
+    };
+    println!("SUBREAPER {verdict}");
+}
+
+#[tokio::test]
+async fn as_subreaper_adopted_orphans_are_killed_and_reaped() {
+    let exe = std::env::current_exe().unwrap();
+    let config = ProcessConfig::builder(exe)
+        .args([
+            "--exact",
+            "parent_death::subreaper_helper_entry",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(HELPER_ENV, "subreaper")
+        .stdout(lines())
+        .build()
+        .unwrap();
+    let mut helper = spawn(&config).await.unwrap();
+    let mut out = helper.take_stdout().unwrap();
+    let mut verdict = None;
+    while let Some(event) = out.recv().await {
+        if let OutputEvent::Line(l) = event {
+            let line = String::from_utf8_lossy(&l).into_owned();
+            if let Some((_, v)) = line.split_once("SUBREAPER ") {
+                verdict = Some(v.to_owned());
+            }
+        }
+    }
+    assert_eq!(verdict.as_deref(), Some("OK"));
+    assert!(helper.wait().await.unwrap().reason.success());
+}
+
 #[tokio::test]
 async fn children_die_within_a_second_of_the_manager_being_sigkilled() {
     let exe = std::env::current_exe().unwrap();
