@@ -181,3 +181,50 @@ async fn child_env(config: &ProcessConfig) -> Vec<String> {
     child.wait().await.unwrap();
     env
 }
+
+fn script(dir: &std::path::Path, name: &str, body: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn a_hanging_version_check_times_out_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("pid");
+    let bin = script(
+        dir.path(),
+        "claude",
+        &format!("echo $$ > {}; exec sleep 100", pidfile.display()),
+    );
+    let start = std::time::Instant::now();
+    let err = claude_proc::binary_version(&bin, Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::VersionTimeout { .. }), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(3));
+    let pid: u32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(!alive(pid), "the hanging binary was left running");
+}
+
+#[tokio::test]
+async fn a_version_check_names_unrecognised_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = script(dir.path(), "claude", "echo 'no version here'");
+    match claude_proc::binary_version(&bin, Duration::from_secs(5)).await {
+        Err(Error::VersionUnrecognized { output, .. }) => assert_eq!(output, "no version here"),
+        other => panic!("{other:?}"),
+    }
+    let bin = script(dir.path(), "claude2", "echo '9.8.7 (Claude Code)'");
+    assert_eq!(
+        claude_proc::binary_version(&bin, Duration::from_secs(5))
+            .await
+            .unwrap(),
+        "9.8.7"
+    );
+}

@@ -12,5 +12,6 @@ mod lifecycle;
 mod output;
 mod parent_death;
 mod real_cli;
+mod session;
 mod stop;
 mod supervisor;
