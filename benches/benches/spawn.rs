@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use benches::{hold_memory, BenchCgroup, LimitsLikeHook};
-use claude_proc::{spawn, ProcessConfig};
+use claude_proc::{spawn, OutputMode, ProcessConfig};
 use criterion::{criterion_group, criterion_main, Criterion};
 
 fn group(c: &mut Criterion, name: &str) {
@@ -25,8 +25,15 @@ fn group(c: &mut Criterion, name: &str) {
         .as_ref()
         .map(BenchCgroup::procs)
         .unwrap_or_else(|| "/dev/null".into());
-    let plain = ProcessConfig::builder("/bin/true").build().unwrap();
+    // stdio inherited, as `Command::status` does, so both sides do the same work there.
+    let plain = ProcessConfig::builder("/bin/true")
+        .stdout(OutputMode::Inherit)
+        .stderr(OutputMode::Inherit)
+        .build()
+        .unwrap();
     let hooked = ProcessConfig::builder("/bin/true")
+        .stdout(OutputMode::Inherit)
+        .stderr(OutputMode::Inherit)
         .hook(Arc::new(LimitsLikeHook::new(procs)))
         .build()
         .unwrap();
@@ -36,6 +43,13 @@ fn group(c: &mut Criterion, name: &str) {
     g.bench_function("std_command", |b| {
         b.iter(|| std::process::Command::new("/bin/true").status().unwrap())
     });
+    g.bench_function("claude_proc", |b| {
+        b.iter(|| rt.block_on(async { spawn(&plain).await.unwrap().wait().await.unwrap() }))
+    });
+    g.bench_function("claude_proc_limits_hook", |b| {
+        b.iter(|| rt.block_on(async { spawn(&hooked).await.unwrap().wait().await.unwrap() }))
+    });
+    // Last: forked children of a large parent leave page-table teardown behind them.
     g.bench_function("std_command_pre_exec", |b| {
         b.iter(|| {
             let mut cmd = std::process::Command::new("/bin/true");
@@ -43,12 +57,6 @@ fn group(c: &mut Criterion, name: &str) {
             unsafe { cmd.pre_exec(|| Ok(())) };
             cmd.status().unwrap()
         })
-    });
-    g.bench_function("claude_proc", |b| {
-        b.iter(|| rt.block_on(async { spawn(&plain).await.unwrap().wait().await.unwrap() }))
-    });
-    g.bench_function("claude_proc_limits_hook", |b| {
-        b.iter(|| rt.block_on(async { spawn(&hooked).await.unwrap().wait().await.unwrap() }))
     });
     g.finish();
 }

@@ -103,7 +103,7 @@ fn ci() -> Result {
     test.args(["test", "--workspace", "--locked"])
         .env("CLAUDE_PM_CLAUDE_BIN", &claude)
         .env("CLAUDE_PM_STRICT", "1");
-    run("cargo test (unit, integration, doc tests)", test)?;
+    let (passed, failed) = run_tests(test)?;
 
     let mut doc = cargo();
     doc.args(["doc", "--workspace", "--no-deps", "--locked"])
@@ -124,7 +124,58 @@ fn ci() -> Result {
         "\nxtask ci: all steps passed in {:.0}s",
         total.elapsed().as_secs_f64()
     );
+    println!("tests: {passed} passed, {failed} failed");
     Ok(())
+}
+
+/// Run `cargo test`, echoing its output, and add up its "test result" lines.
+fn run_tests(mut cmd: Command) -> Result<(u64, u64)> {
+    use std::io::BufRead;
+    let step = "cargo test (unit, integration, doc tests)";
+    println!("\n==> {step}");
+    let start = Instant::now();
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{step}: {e}"))?;
+    let (mut passed, mut failed) = (0u64, 0u64);
+    if let Some(out) = child.stdout.take() {
+        for line in std::io::BufReader::new(out).lines().map_while(|l| l.ok()) {
+            println!("{line}");
+            if let Some(rest) = line.strip_prefix("test result: ") {
+                passed += count_before(rest, " passed");
+                failed += count_before(rest, " failed");
+            }
+        }
+    }
+    let status = child.wait().map_err(|e| format!("{step}: {e}"))?;
+    println!(
+        "<== {step}: {} in {:.1}s ({passed} passed, {failed} failed)",
+        if status.success() { "ok" } else { "FAILED" },
+        start.elapsed().as_secs_f64()
+    );
+    if status.success() {
+        Ok((passed, failed))
+    } else {
+        Err(format!(
+            "{step} failed ({status}): {passed} passed, {failed} failed"
+        ))
+    }
+}
+
+/// The number just before `label` in a libtest summary ("ok. 12 passed; 0 failed; ...").
+fn count_before(summary: &str, label: &str) -> u64 {
+    summary
+        .split(';')
+        .find_map(|part| {
+            part.trim()
+                .trim_start_matches("ok. ")
+                .trim_start_matches("FAILED. ")
+                .strip_suffix(label.trim_start())
+                .map(str::trim)
+        })
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// `cargo deny check advisories`, unless the advisory database cannot be fetched (it lives on
@@ -215,5 +266,76 @@ fn demo(args: &[String]) -> Result {
 fn bench(args: &[String]) -> Result {
     let mut cmd = cargo();
     cmd.args(["bench", "-p", "benches"]).args(args);
-    run("cargo bench", cmd)
+    run("cargo bench", cmd)?;
+    bench_table();
+    Ok(())
+}
+
+/// (group, ours, baseline): each bench next to the baseline measured in the same run.
+const BENCH_PAIRS: &[(&str, &str, &str)] = &[
+    ("spawn_wait", "claude_proc", "std_command"),
+    ("spawn_wait", "claude_proc_limits_hook", "std_command"),
+    ("spawn_wait", "std_command_pre_exec", "std_command"),
+    ("spawn_wait_1gib_parent", "claude_proc", "std_command"),
+    (
+        "spawn_wait_1gib_parent",
+        "claude_proc_limits_hook",
+        "std_command",
+    ),
+    (
+        "spawn_wait_1gib_parent",
+        "std_command_pre_exec",
+        "std_command",
+    ),
+    (
+        "exit_detection",
+        "claude_proc_status_event",
+        "tokio_process_wait",
+    ),
+    (
+        "stop_100_children",
+        "claude_proc_stop_tree",
+        "std_sigterm_wait",
+    ),
+];
+
+/// Print the medians of the last run (criterion's `estimates.json`) as a markdown table.
+fn bench_table() {
+    let median_us = |group: &str, name: &str| -> Option<f64> {
+        let path = root()
+            .join("target/criterion")
+            .join(group)
+            .join(name)
+            .join("new/estimates.json");
+        let text = std::fs::read_to_string(path).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        v["median"]["point_estimate"].as_f64().map(|ns| ns / 1000.0)
+    };
+    println!("\n| group | bench | median | baseline | baseline median | ratio |");
+    println!("|---|---|---:|---|---:|---:|");
+    for (group, ours, base) in BENCH_PAIRS {
+        if let (Some(a), Some(b)) = (median_us(group, ours), median_us(group, base)) {
+            println!(
+                "| {group} | {ours} | {a:.0} us | {base} | {b:.0} us | {:.2} |",
+                a / b
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count_before;
+
+    #[test]
+    fn libtest_summaries_are_counted() {
+        let s =
+            "ok. 40 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 10.60s";
+        assert_eq!(count_before(s, " passed"), 40);
+        assert_eq!(count_before(s, " failed"), 2);
+        assert_eq!(
+            count_before("FAILED. 3 passed; 1 failed; 0 ignored", " failed"),
+            1
+        );
+    }
 }

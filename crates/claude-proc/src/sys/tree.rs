@@ -131,6 +131,21 @@ impl ProcRoot {
         }
     }
 
+    /// Children of `pid`'s main thread only. An orphan is re-parented to the first live thread
+    /// of its new reaper, which is the main thread unless that one has exited.
+    fn main_thread_children(&self, pid: u32, out: &mut Vec<u32>) {
+        let id = pid.to_string();
+        let path = self.0.join(&id).join("task").join(&id).join("children");
+        match std::fs::read_to_string(path) {
+            Ok(text) => out.extend(
+                text.split_ascii_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            ),
+            // The main thread is gone: look at every thread.
+            Err(_) => self.children_of(pid, out),
+        }
+    }
+
     /// This process and its ancestors up to init: where an orphan of the tree can end up.
     /// Computed once for the real `/proc`: the chain can only lose members (a dead ancestor's
     /// orphans go further up the same chain), so the first answer stays a superset.
@@ -170,7 +185,7 @@ impl ProcRoot {
         let mut adopted = Vec::new();
         for reaper in &reapers {
             adopted.clear();
-            self.children_of(*reaper, &mut adopted);
+            self.main_thread_children(*reaper, &mut adopted);
             for &child in &adopted {
                 if child == tree.leader || leaders.contains(&child) || reapers.contains(&child) {
                     continue;
