@@ -123,6 +123,10 @@ pub enum Error {
         pid: u32,
     },
 
+    /// The supervisor's task is gone without reporting an end (the runtime shut down).
+    #[error("the supervisor task is gone")]
+    SupervisorGone,
+
     /// The spawner thread is gone (the process is shutting down).
     #[error("the spawner thread is not running")]
     SpawnerGone,

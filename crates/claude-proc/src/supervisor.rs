@@ -211,8 +211,8 @@ impl Supervisor {
             .done
             .wait_for(Option::is_some)
             .await
-            .map_err(|_| Error::MonitorGone { pid: 0 })?;
-        exit.clone().ok_or(Error::MonitorGone { pid: 0 })
+            .map_err(|_| Error::SupervisorGone)?;
+        exit.clone().ok_or(Error::SupervisorGone)
     }
 }
 

@@ -3,7 +3,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use claude_proc::{spawn, EnvPolicy, Error, OutputEvent, ProcessConfig};
+use claude_proc::{spawn, EnvPolicy, Error, ProcessConfig};
 
 use crate::support::*;
 
@@ -120,7 +120,7 @@ async fn clean_environment_keeps_only_the_allowlist_and_explicit_variables() {
         .pass_env("CLAUDE_PROC_TEST_PASSED")
         .build()
         .unwrap();
-    let env = child_env(&config).await;
+    let env = output_of(&config).await.0;
     assert!(env.iter().any(|l| l.starts_with("PATH=")));
     assert!(env.contains(&"EXPLICIT=yes".to_owned()));
     assert!(env.contains(&"CLAUDE_PROC_TEST_PASSED=passed".to_owned()));
@@ -149,7 +149,7 @@ async fn forbidden_variables_are_never_inherited() {
         .env_policy(EnvPolicy::Inherit)
         .build()
         .unwrap();
-    let env = child_env(&config).await;
+    let env = output_of(&config).await.0;
     for name in ["CLAUDECODE=", "CLAUDE_CODE_SSE_PORT=", "NODE_OPTIONS="] {
         assert!(
             !env.iter().any(|l| l.starts_with(name)),
@@ -167,19 +167,6 @@ fn debug_output_never_shows_variable_values() {
     let debug = format!("{config:?}");
     assert!(debug.contains("ANTHROPIC_API_KEY"));
     assert!(!debug.contains("SECRETSECRET"), "{debug}");
-}
-
-async fn child_env(config: &ProcessConfig) -> Vec<String> {
-    let mut child = spawn(config).await.unwrap();
-    let mut out = child.take_stdout().unwrap();
-    let mut env = Vec::new();
-    while let Some(event) = out.recv().await {
-        if let OutputEvent::Line(l) = event {
-            env.push(String::from_utf8(l).unwrap());
-        }
-    }
-    child.wait().await.unwrap();
-    env
 }
 
 fn script(dir: &std::path::Path, name: &str, body: &str) -> std::path::PathBuf {

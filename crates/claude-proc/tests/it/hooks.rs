@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use claude_proc::{
-    spawn, ChildSetup, Error, ExitReason, HookError, HookInstance, OutputEvent, ProcessConfig,
-    RawExit, Rlimit, SpawnHook, StopCause,
+    spawn, ChildSetup, Error, ExitReason, HookError, HookInstance, ProcessConfig, RawExit, Rlimit,
+    SpawnHook, StopCause,
 };
 
 use crate::support::*;
@@ -64,18 +64,6 @@ fn hook(
         cleanups: Arc::default(),
         spawned: Arc::default(),
     }
-}
-
-async fn output_of(config: &ProcessConfig) -> (Vec<String>, claude_proc::ExitInfo) {
-    let mut child = spawn(config).await.unwrap();
-    let mut out = child.take_stdout().unwrap();
-    let mut lines = Vec::new();
-    while let Some(event) = out.recv().await {
-        if let OutputEvent::Line(l) = event {
-            lines.push(String::from_utf8(l).unwrap());
-        }
-    }
-    (lines, child.wait().await.unwrap())
 }
 
 #[tokio::test]

@@ -6,16 +6,22 @@ use claude_proc::{spawn, ExitReason, StatusKind, StopCause};
 
 use crate::support::*;
 
-#[tokio::test]
-async fn term_ignoring_child_is_killed_at_the_grace_deadline() {
+/// A child that ignores SIGTERM, returned once its trap is in place.
+async fn term_ignoring_child(grace: Duration) -> claude_proc::Child {
     let config = sh("trap '' TERM; echo ready; while :; do sleep 0.05; done")
         .stdout(lines())
-        .grace(Duration::from_millis(300))
+        .grace(grace)
         .build()
         .unwrap();
     let mut child = spawn(&config).await.unwrap();
     let mut out = child.take_stdout().unwrap();
     assert_eq!(read_lines(&mut out, 1).await, vec!["ready"]);
+    child
+}
+
+#[tokio::test]
+async fn term_ignoring_child_is_killed_at_the_grace_deadline() {
+    let mut child = term_ignoring_child(Duration::from_millis(300)).await;
     let start = Instant::now();
     let info = child.stop_with(StopCause::Timeout).await.unwrap();
     let took = start.elapsed();
@@ -111,14 +117,7 @@ async fn dropping_the_handle_kills_the_tree() {
 
 #[tokio::test]
 async fn stop_is_cancellation_safe() {
-    let config = sh("trap '' TERM; echo ready; while :; do sleep 0.05; done")
-        .stdout(lines())
-        .grace(Duration::from_millis(200))
-        .build()
-        .unwrap();
-    let mut child = spawn(&config).await.unwrap();
-    let mut out = child.take_stdout().unwrap();
-    assert_eq!(read_lines(&mut out, 1).await, vec!["ready"]);
+    let mut child = term_ignoring_child(Duration::from_millis(200)).await;
     // Start a stop and abandon it almost at once.
     let _ = tokio::time::timeout(Duration::from_millis(20), child.stop()).await;
     // The sequence goes on in the monitor and ends the tree anyway.

@@ -94,3 +94,18 @@ pub(crate) fn require_capability(what: &str) {
     );
     eprintln!("skipping: this machine lacks {what}");
 }
+
+/// Run `config` to the end and return its stdout lines and exit.
+pub(crate) async fn output_of(
+    config: &claude_proc::ProcessConfig,
+) -> (Vec<String>, claude_proc::ExitInfo) {
+    let mut child = claude_proc::spawn(config).await.unwrap();
+    let mut out = child.take_stdout().unwrap();
+    let mut lines = Vec::new();
+    while let Some(event) = out.recv().await {
+        if let claude_proc::OutputEvent::Line(l) = event {
+            lines.push(String::from_utf8(l).unwrap());
+        }
+    }
+    (lines, child.wait().await.unwrap())
+}
