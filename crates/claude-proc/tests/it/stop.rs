@@ -165,3 +165,44 @@ async fn no_zombies_after_many_runs() {
         assert!(!is_zombie_child_of_us(pid), "{pid} left a zombie");
     }
 }
+
+#[tokio::test]
+async fn a_child_ignoring_stdin_close_gets_sigterm_after_the_stdin_wait() {
+    let config = sh("exec sleep 30")
+        .stdin(claude_proc::StdinMode::Piped)
+        .stdin_wait(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let mut child = spawn(&config).await.unwrap();
+    let start = Instant::now();
+    let info = child.stop().await.unwrap();
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(200), "{took:?}");
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+    match info.reason {
+        ExitReason::Stopped { exit, .. } => assert_eq!(exit.signal, Some(libc::SIGTERM)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_consumer_that_never_reads_does_not_stall_the_exit_report() {
+    // The child fills the pipe and blocks; nobody reads the receiver it was given.
+    let config = claude_proc::ProcessConfig::builder("/usr/bin/yes")
+        .stdout(lines())
+        .output_buffer(1)
+        .grace(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let mut child = spawn(&config).await.unwrap();
+    let _unread = child.take_stdout().unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let start = Instant::now();
+    let info = tokio::time::timeout(Duration::from_secs(5), child.stop())
+        .await
+        .expect("exit report stalled behind an unread output channel")
+        .unwrap();
+    assert!(start.elapsed() < Duration::from_secs(2));
+    assert!(info.reason.cause().is_some());
+    assert!(!alive(child.pid()));
+}
