@@ -259,7 +259,9 @@ async fn start_prepared(
     let mut env = config.child_env(std::env::vars_os());
     for (name, value) in hook_env {
         env.retain(|(existing, _)| *existing != name);
-        env.push((name, value));
+        if let Some(value) = value {
+            env.push((name, value));
+        }
     }
     env.push((TREE_MARKER_VAR.into(), marker.clone().into()));
     let envp = env

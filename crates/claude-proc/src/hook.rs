@@ -67,7 +67,7 @@ pub(crate) enum ChildAction {
 pub struct ChildSetup {
     pub(crate) actions: Vec<ChildAction>,
     pub(crate) fds: Vec<(OwnedFd, i32)>,
-    pub(crate) env: Vec<(OsString, OsString)>,
+    pub(crate) env: Vec<(OsString, Option<OsString>)>,
 }
 
 impl ChildSetup {
@@ -104,7 +104,12 @@ impl ChildSetup {
 
     /// Set a variable in the child's environment (overrides the configuration's).
     pub fn set_env(&mut self, name: impl Into<OsString>, value: impl Into<OsString>) {
-        self.env.push((name.into(), value.into()));
+        self.env.push((name.into(), Some(value.into())));
+    }
+
+    /// Remove a variable from the child's environment (for example a competing credential).
+    pub fn remove_env(&mut self, name: impl Into<OsString>) {
+        self.env.push((name.into(), None));
     }
 
     /// Set the child's nice value (`setpriority`).

@@ -1,0 +1,10 @@
+//! Integration tests of claude-auth: real files, real processes, real locks.
+#![expect(
+    clippy::unwrap_used,
+    reason = "helpers fail the test loudly on unexpected errors"
+)]
+
+mod chain;
+mod handover;
+mod leaks;
+mod store;
