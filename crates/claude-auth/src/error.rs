@@ -61,6 +61,49 @@ pub enum Error {
         why: String,
     },
 
+    /// The login has no refresh token (a `claude setup-token` token cannot be refreshed).
+    #[error("the login has no refresh token and cannot be refreshed")]
+    NotRefreshable,
+
+    /// The token endpoint answered `invalid_grant`: the login is gone (revoked, or its refresh
+    /// token was already used). Retrying is pointless; a new login is needed.
+    #[error("the token endpoint answered invalid_grant: the login must be renewed")]
+    InvalidGrant,
+
+    /// The token endpoint refused the request (a 4xx other than 429).
+    #[error("the token endpoint refused the refresh with HTTP {status}{}", code_hint(.code))]
+    RefreshRejected {
+        /// The HTTP status.
+        status: u16,
+        /// The OAuth `error` code, when the reply had a plain one.
+        code: Option<String>,
+    },
+
+    /// The token endpoint answered 200 with something that is not a token reply.
+    #[error("the token endpoint's reply is unusable: {why}")]
+    RefreshResponse {
+        /// What is wrong with it (never its content).
+        why: String,
+    },
+
+    /// Every attempt failed with a retryable error (timeout, connection, 429, 5xx).
+    #[error("token refresh failed after {attempts} attempts, last: {last}")]
+    RefreshFailed {
+        /// How many attempts were made.
+        attempts: u32,
+        /// The last failure.
+        last: String,
+    },
+
+    /// A configuration value is unusable.
+    #[error("invalid configuration: {field} {why}")]
+    InvalidConfig {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        why: String,
+    },
+
     /// A remote validation hook rejected the credential.
     #[error("credential rejected by {check}: {why}")]
     Rejected {
@@ -69,6 +112,12 @@ pub enum Error {
         /// Its reason.
         why: String,
     },
+}
+
+fn code_hint(code: &Option<String>) -> String {
+    code.as_deref()
+        .map(|c| format!(" ({c})"))
+        .unwrap_or_default()
 }
 
 /// The result type of this crate.

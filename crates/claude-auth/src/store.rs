@@ -235,8 +235,12 @@ impl CredentialsFile {
     {
         let _lock = self.lock()?;
         let current = self.load()?;
+        let unchanged = current.as_ref().map(OAuthLogin::to_bytes);
         let next = change(current)?;
-        self.write_atomically(&next.to_bytes())?;
+        let bytes = next.to_bytes();
+        if unchanged.as_ref() != Some(&bytes) {
+            self.write_atomically(&bytes)?;
+        }
         Ok(next)
     }
 

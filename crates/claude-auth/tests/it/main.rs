@@ -5,6 +5,8 @@
 )]
 
 mod chain;
+mod endpoint;
 mod handover;
 mod leaks;
+mod refresh;
 mod store;
