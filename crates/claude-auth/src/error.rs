@@ -95,6 +95,15 @@ pub enum Error {
         last: String,
     },
 
+    /// A helper command failed, timed out, or printed nothing usable.
+    #[error("credential helper {program} failed: {why}")]
+    Helper {
+        /// The program.
+        program: String,
+        /// What went wrong (never its output).
+        why: String,
+    },
+
     /// A configuration value is unusable.
     #[error("invalid configuration: {field} {why}")]
     InvalidConfig {

@@ -53,6 +53,7 @@
 mod credential;
 mod error;
 mod handover;
+mod helper;
 mod refresh;
 mod secret;
 mod source;
@@ -61,7 +62,8 @@ mod store;
 pub use credential::{validate_format, Credential, CredentialKind, AUTH_VARS};
 pub use error::{Error, Result};
 pub use handover::{CredentialHook, Delivery};
+pub use helper::HelperSource;
 pub use refresh::{OAuthTokenManager, RefreshConfig};
 pub use secret::Secret;
 pub use source::{EnvSource, FileSource, SourceReport, StaticSource, TokenChain, TokenManager};
-pub use store::{CredentialsFile, OAuthLogin};
+pub use store::{write_child_config_dir, CredentialsFile, OAuthLogin};

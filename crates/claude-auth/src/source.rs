@@ -226,6 +226,34 @@ impl TokenChain {
     /// credentials file. (The CLI's `apiKeyHelper` setting sits between the API key and the
     /// OAuth token; a helper source is not implemented yet.)
     pub fn cli_default(lookup: &dyn Fn(&str) -> Option<OsString>) -> Self {
+        let file = CredentialsFile::default_location(lookup)
+            .map(|file| Arc::new(FileSource::new(file)) as Arc<dyn TokenManager>);
+        Self::in_cli_order(lookup, None, file)
+    }
+
+    /// The CLI's full precedence: `ANTHROPIC_AUTH_TOKEN`, `ANTHROPIC_API_KEY` (or
+    /// `CLAUDE_API_KEY`), the `helper` (the CLI's `apiKeyHelper`), `CLAUDE_CODE_OAUTH_TOKEN`,
+    /// then the credentials file, refreshed through the token endpoint when `refresh` is given.
+    pub fn cli_precedence(
+        lookup: &dyn Fn(&str) -> Option<OsString>,
+        helper: Option<Arc<dyn TokenManager>>,
+        refresh: Option<crate::refresh::RefreshConfig>,
+    ) -> Result<Self> {
+        let file: Option<Arc<dyn TokenManager>> = match CredentialsFile::default_location(lookup) {
+            None => None,
+            Some(file) => Some(match refresh {
+                Some(config) => Arc::new(crate::refresh::OAuthTokenManager::new(file, config)?),
+                None => Arc::new(FileSource::new(file)),
+            }),
+        };
+        Ok(Self::in_cli_order(lookup, helper, file))
+    }
+
+    fn in_cli_order(
+        lookup: &dyn Fn(&str) -> Option<OsString>,
+        helper: Option<Arc<dyn TokenManager>>,
+        file: Option<Arc<dyn TokenManager>>,
+    ) -> Self {
         let mut sources: Vec<Arc<dyn TokenManager>> = vec![
             Arc::new(EnvSource::new(
                 "ANTHROPIC_AUTH_TOKEN",
@@ -233,15 +261,14 @@ impl TokenChain {
                 lookup,
             )),
             Arc::new(EnvSource::api_key(lookup)),
-            Arc::new(EnvSource::new(
-                "CLAUDE_CODE_OAUTH_TOKEN",
-                CredentialKind::OAuthAccessToken,
-                lookup,
-            )),
         ];
-        if let Some(file) = CredentialsFile::default_location(lookup) {
-            sources.push(Arc::new(FileSource::new(file)));
-        }
+        sources.extend(helper);
+        sources.push(Arc::new(EnvSource::new(
+            "CLAUDE_CODE_OAUTH_TOKEN",
+            CredentialKind::OAuthAccessToken,
+            lookup,
+        )));
+        sources.extend(file);
         TokenChain::new(sources)
     }
 

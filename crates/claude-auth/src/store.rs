@@ -307,6 +307,27 @@ impl CredentialsFile {
     }
 }
 
+/// Prepare `dir` as one child's `CLAUDE_CONFIG_DIR`: created with mode 0700, holding a
+/// `.credentials.json` (0600) with the login's access token and expiry but **no refresh token**,
+/// so the child authenticates but can never rotate (and so invalidate) the shared login; the
+/// manager refreshes and rewrites this file instead.
+pub fn write_child_config_dir(dir: &Path, login: &OAuthLogin) -> Result<CredentialsFile> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| Error::Io {
+            op: "create the config directory",
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    let file = CredentialsFile::new(dir.join(".credentials.json"));
+    let child = login.without_refresh_token();
+    file.update(|_| Ok(child))?;
+    Ok(file)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -410,6 +431,21 @@ mod tests {
             }))
             .is_err());
         assert_eq!(std::fs::read(file.path()).unwrap(), before);
+    }
+
+    #[test]
+    fn a_child_config_dir_has_no_refresh_token() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let login = OAuthLogin::parse(SAMPLE.as_bytes(), Path::new("c.json")).unwrap();
+        let child_dir = dir.path().join("sessions").join("s1");
+        let file = write_child_config_dir(&child_dir, &login).unwrap();
+        let text = std::fs::read_to_string(file.path()).unwrap();
+        assert!(!text.contains("refresh"), "{text}");
+        assert!(text.contains("sk-ant-oat01-access-aaaaaaaaaaaa"));
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&child_dir), 0o700);
+        assert_eq!(mode(file.path()), 0o600);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 mod chain;
 mod endpoint;
 mod handover;
+mod helper;
 mod leaks;
 mod refresh;
 mod store;
