@@ -316,7 +316,9 @@ fn bench_table() {
     for (group, ours, base) in BENCH_PAIRS {
         if let (Some(a), Some(b)) = (median_us(group, ours), median_us(group, base)) {
             println!(
-                "| {group} | {ours} | {a:.0} us | {base} | {b:.0} us | {:.2} |",
+                "| {group} | {ours} | {:.3} us | {base} | {:.3} us | {:.2} |",
+                a,
+                b,
                 a / b
             );
         }
