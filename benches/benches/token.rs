@@ -1,14 +1,16 @@
 //! Cached `get_token`: the lock-free fast path of `OAuthTokenManager` against the naive
 //! `Mutex<Credential>` clone, single-threaded and with 8 readers at once, in the same run.
 #![expect(missing_docs, reason = "criterion macros generate undocumented items")]
-#![expect(clippy::unwrap_used, reason = "a bench that cannot set up should fail loudly")]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a bench that cannot set up should fail loudly"
+)]
 
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use claude_auth::{
-    Credential, CredentialsFile, OAuthLogin, OAuthTokenManager, RefreshConfig, Secret,
-    TokenManager,
+    Credential, CredentialsFile, OAuthLogin, OAuthTokenManager, RefreshConfig, Secret, TokenManager,
 };
 use criterion::{criterion_group, criterion_main, Criterion};
 
@@ -25,8 +27,15 @@ fn manager(dir: &std::path::Path) -> OAuthTokenManager {
     })
     .unwrap();
     // The endpoint is never called: the token is fresh for hours.
-    let m = OAuthTokenManager::new(file, RefreshConfig::new("http://127.0.0.1:9/token", "bench")).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let m = OAuthTokenManager::new(
+        file,
+        RefreshConfig::new("http://127.0.0.1:9/token", "bench"),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(m.get_token()).unwrap();
     m
 }
@@ -48,7 +57,11 @@ fn contended(iters: u64, f: Arc<dyn Fn() + Send + Sync>) -> Duration {
             })
         })
         .collect();
-    let slowest = handles.into_iter().map(|h| h.join().unwrap()).max().unwrap();
+    let slowest = handles
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .max()
+        .unwrap();
     // Time per call as each reader saw it.
     slowest.mul_f64(iters as f64 / per_thread as f64)
 }
@@ -63,7 +76,10 @@ fn cached(c: &mut Criterion) {
     g.bench_function("mutex_clone_baseline", |b| {
         b.iter(|| naive.lock().unwrap().clone())
     });
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     g.bench_function("oauth_manager_get_token_async", |b| {
         b.iter(|| rt.block_on(m.get_token()).unwrap())
     });
@@ -72,9 +88,12 @@ fn cached(c: &mut Criterion) {
         let m = Arc::clone(&m8);
         b.iter_custom(|iters| {
             let m = Arc::clone(&m);
-            contended(iters, Arc::new(move || {
-                let _: Credential = m.cached().unwrap();
-            }))
+            contended(
+                iters,
+                Arc::new(move || {
+                    let _: Credential = m.cached().unwrap();
+                }),
+            )
         })
     });
     let n8 = Arc::clone(&naive);
@@ -82,9 +101,12 @@ fn cached(c: &mut Criterion) {
         let n = Arc::clone(&n8);
         b.iter_custom(|iters| {
             let n = Arc::clone(&n);
-            contended(iters, Arc::new(move || {
-                let _: Credential = n.lock().unwrap().clone();
-            }))
+            contended(
+                iters,
+                Arc::new(move || {
+                    let _: Credential = n.lock().unwrap().clone();
+                }),
+            )
         })
     });
     g.finish();

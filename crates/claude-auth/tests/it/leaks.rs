@@ -85,11 +85,44 @@ async fn secrets_never_reach_logs_debug_or_errors() {
     )
     .unwrap();
     texts.push(chain.get_token().await.unwrap_err().to_string());
+    // A refresh that needs a retry: both the warning and the success are logged.
+    let endpoint = crate::endpoint::TokenEndpoint::start(REFRESH);
+    endpoint.script([crate::endpoint::Reply::Status(503, "unavailable")]);
+    let refresh_dir = tempfile::tempdir().unwrap();
+    let refresh_file = CredentialsFile::new(refresh_dir.path().join(".credentials.json"));
+    refresh_file
+        .update(|_| {
+            Ok(OAuthLogin::new(
+                Secret::new(ACCESS),
+                Some(Secret::new(REFRESH)),
+                Some(SystemTime::now() + Duration::from_secs(5)),
+            ))
+        })
+        .unwrap();
+    let mut config = claude_auth::RefreshConfig::new(&endpoint.url, "test-client");
+    config.backoff_initial = Duration::from_millis(5);
+    let manager = claude_auth::OAuthTokenManager::new(refresh_file, config).unwrap();
+    let fresh = manager.get_token().await.unwrap();
+    texts.push(format!("{manager:?}"));
+    texts.push(format!("{fresh:?}"));
     texts.push(String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned());
 
     for text in &texts {
         assert!(!text.contains("LEAKCHECK"), "secret leaked into: {text}");
+        assert!(
+            !text.contains("access-generation"),
+            "refreshed token leaked into: {text}"
+        );
+        assert!(
+            !text.contains("sk-ant-ort01-rotated"),
+            "rotated refresh token leaked into: {text}"
+        );
     }
+    let logs = texts.last().unwrap();
+    assert!(
+        logs.contains("retrying") && logs.contains("refreshed"),
+        "{logs}"
+    );
     // The capture did see the spawn: the check is not vacuous.
     assert!(
         texts.last().unwrap().contains("spawned"),
