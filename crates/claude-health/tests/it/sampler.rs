@@ -1,0 +1,205 @@
+//! Measurements of real processes, each against what the process is known to do.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use claude_health::{Error, ProcState, Sampler};
+use claude_proc::{spawn, Child, OutputEvent, OutputMode, ProcessConfig, StdinMode};
+
+/// CPU- and rate-sensitive tests run one at a time (the machine has two cores).
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const HELPER_ENV: &str = "CLAUDE_HEALTH_TEST_HELPER";
+const MIB: u64 = 1 << 20;
+
+/// Not a test of its own: the entry point of helper processes (does nothing otherwise).
+#[test]
+fn helper_entry() {
+    let Ok(mode) = std::env::var(HELPER_ENV) else {
+        return;
+    };
+    let mut out = std::io::stdout();
+    match mode.as_str() {
+        "hold300" => {
+            println!("before");
+            out.flush().unwrap();
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).unwrap();
+            let held = vec![7u8; (300 * MIB) as usize];
+            println!("after {}", held.len());
+            out.flush().unwrap();
+            std::thread::sleep(Duration::from_secs(100));
+            drop(held);
+        }
+        writer if writer.starts_with("write:") => {
+            // write:DIR: 1 MiB every 50 ms (20 MiB/s), paced by absolute deadlines.
+            let dir = &writer["write:".len()..];
+            let mut file = std::fs::File::create(format!("{dir}/out")).unwrap();
+            let block = vec![1u8; MIB as usize];
+            println!("writing");
+            out.flush().unwrap();
+            let start = Instant::now();
+            for i in 1..=400u32 {
+                file.write_all(&block).unwrap();
+                let next = start + Duration::from_millis(50) * i;
+                std::thread::sleep(next.saturating_duration_since(Instant::now()));
+            }
+        }
+        _ => {}
+    }
+}
+
+async fn helper(mode: &str) -> (Child, claude_proc::OutputReceiver) {
+    let config = ProcessConfig::builder(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "sampler::helper_entry",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(HELPER_ENV, mode)
+        .stdin(StdinMode::Piped)
+        .stdout(OutputMode::lines())
+        .build()
+        .unwrap();
+    let mut child = spawn(&config).await.unwrap();
+    let out = child.take_stdout().unwrap();
+    (child, out)
+}
+
+async fn wait_for(out: &mut claude_proc::OutputReceiver, word: &str) {
+    while let Some(event) = out.recv().await {
+        if let OutputEvent::Line(l) = event {
+            if String::from_utf8_lossy(&l).contains(word) {
+                return;
+            }
+        }
+    }
+    panic!("helper ended before printing {word}");
+}
+
+fn sh(script: &str) -> ProcessConfig {
+    ProcessConfig::builder("/bin/sh")
+        .args(["-c", script])
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_loop_measures_one_core() {
+    let _serial = SERIAL.lock().await;
+    let mut child = spawn(&sh("while :; do :; done")).await.unwrap();
+    let sampler = Sampler::default();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = sampler.tree(child.pid()).unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = sampler.tree(child.pid()).unwrap();
+    let cpu = after.rates_since(&before).cpu_percent;
+    child.stop().await.unwrap();
+    assert!(
+        (90.0..=110.0).contains(&cpu),
+        "busy loop measured {cpu:.1}% of a core"
+    );
+    assert_eq!(after.root().unwrap().state, ProcState::Running);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hundred_megabytes_measure_within_five_percent() {
+    let _serial = SERIAL.lock().await;
+    let (mut child, mut out) = helper("hold300").await;
+    let stdin = child.take_stdin().unwrap();
+    wait_for(&mut out, "before").await;
+    let sampler = Sampler::default();
+    let before = sampler.tree(child.pid()).unwrap().totals.rss_bytes;
+    stdin.write_line(b"go").await.unwrap();
+    wait_for(&mut out, "after").await;
+    let after = sampler.tree(child.pid()).unwrap().totals.rss_bytes;
+    child.stop().await.unwrap();
+    let held = after.saturating_sub(before) as f64;
+    let expected = (300 * MIB) as f64;
+    assert!(
+        (held - expected).abs() <= expected * 0.05,
+        "measured {:.1} MiB held, expected 300",
+        held / MIB as f64
+    );
+    drop(stdin);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writers_rate_measures_within_ten_percent() {
+    let _serial = SERIAL.lock().await;
+    // On the target directory's disk, not a tmpfs: only storage writes are counted.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let (mut child, mut out) = helper(&format!("write:{}", dir.path().display())).await;
+    wait_for(&mut out, "writing").await;
+    let sampler = Sampler::default();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = sampler.tree(child.pid()).unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = sampler.tree(child.pid()).unwrap();
+    child.stop().await.unwrap();
+    let rate = after.rates_since(&before).write_bytes_per_sec / MIB as f64;
+    assert!(
+        (18.0..=22.0).contains(&rate),
+        "writer measured {rate:.2} MiB/s, expected 20"
+    );
+}
+
+#[tokio::test]
+async fn a_tree_of_three_is_summed() {
+    let mut child = spawn(&sh("sleep 100 & sleep 100 & echo started; wait"))
+        .await
+        .unwrap();
+    let sampler = Sampler::default();
+    let mut tree = sampler.tree(child.pid()).unwrap();
+    let sleeps =
+        |t: &claude_health::TreeSample| t.processes.iter().filter(|p| p.name == "sleep").count();
+    for _ in 0..200 {
+        if tree.totals.processes == 3 && sleeps(&tree) == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        tree = sampler.tree(child.pid()).unwrap();
+    }
+    assert_eq!(tree.totals.processes, 3);
+    let names: Vec<&str> = tree.processes.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        names.iter().filter(|n| **n == "sleep").count(),
+        2,
+        "{names:?}"
+    );
+    assert_eq!(tree.totals.threads, 3);
+    assert!(tree.totals.rss_bytes >= tree.processes.iter().map(|p| p.rss_bytes).max().unwrap());
+    assert!(tree.totals.open_fds >= 3);
+    child.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn stopped_and_zombie_processes_are_seen() {
+    // The sleep that replaces sh never reaps its child: a zombie below it.
+    let mut child = spawn(&sh("sleep 0.05 & exec sleep 100")).await.unwrap();
+    let sampler = Sampler::default();
+    let mut zombie = false;
+    for _ in 0..100 {
+        let tree = sampler.tree(child.pid()).unwrap();
+        if tree.processes.iter().any(|p| p.state == ProcState::Zombie) {
+            zombie = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(zombie, "the unreaped child was not seen as a zombie");
+    // SAFETY: kill(2) on a child this test started and has not reaped.
+    let rc = unsafe { libc::kill(child.pid() as i32, libc::SIGSTOP) };
+    assert_eq!(rc, 0);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        sampler.process(child.pid()).unwrap().state,
+        ProcState::Stopped
+    );
+    // SAFETY: as above.
+    unsafe { libc::kill(child.pid() as i32, libc::SIGCONT) };
+    let pid = child.pid();
+    child.stop().await.unwrap();
+    assert!(matches!(sampler.tree(pid), Err(Error::ProcessGone { .. })));
+}
