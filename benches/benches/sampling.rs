@@ -2,7 +2,10 @@
 //! `/proc/<pid>/stat`, and one round over 500 idle supervised processes (the monitor's CPU at
 //! 1 Hz is that round's time per second), in the same run.
 #![expect(missing_docs, reason = "criterion macros generate undocumented items")]
-#![expect(clippy::unwrap_used, reason = "a bench that cannot set up should fail loudly")]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a bench that cannot set up should fail loudly"
+)]
 
 use std::time::Duration;
 
@@ -14,7 +17,10 @@ const IDLE: usize = 500;
 
 fn sampling(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let config = ProcessConfig::builder("/bin/sleep").arg("1000").build().unwrap();
+    let config = ProcessConfig::builder("/bin/sleep")
+        .arg("1000")
+        .build()
+        .unwrap();
     let children: Vec<_> = rt.block_on(async {
         let mut v = Vec::with_capacity(IDLE);
         for _ in 0..IDLE {
@@ -29,11 +35,15 @@ fn sampling(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("sampling");
     g.measurement_time(Duration::from_secs(3));
-    g.bench_function("sampler_process", |b| b.iter(|| sampler.process(first).unwrap()));
+    g.bench_function("sampler_process", |b| {
+        b.iter(|| sampler.process(first).unwrap())
+    });
     g.bench_function("raw_stat_read_baseline", |b| {
         b.iter(|| std::fs::read(&stat_path).unwrap())
     });
-    g.bench_function("sampler_tree_leaf", |b| b.iter(|| sampler.tree(first).unwrap()));
+    g.bench_function("sampler_tree_leaf", |b| {
+        b.iter(|| sampler.tree(first).unwrap())
+    });
     g.sample_size(20);
     g.bench_function("round_over_500_idle_trees", |b| {
         b.iter(|| {

@@ -1,24 +1,39 @@
 //! # claude-health
 //!
-//! Watching supervised processes through `/proc`: what each process of a tree uses, and (still
-//! to come) probes and hang classification. It only reads; it never sends a signal: acting on
-//! what it sees is the facade's job.
+//! Watching supervised processes through `/proc`: what each process of a tree uses, whether it
+//! answers, and whether it is working, waiting or wedged. It only reads; it never sends a
+//! signal: acting on a status is the facade's job.
 //!
 //! ## Theory of operation
 //!
 //! [`Sampler::tree`] reads a process and every descendant, found through the kernel's per-task
 //! `children` lists: state, CPU time, RSS, threads, open descriptors, storage IO bytes,
 //! voluntary and involuntary context switches, and the wait channel where readable. Files are
-//! read under an injectable [`ProcRoot`] and parsed from bytes with `procfs-core`, so fixture
-//! directories test the same code. A process that vanishes between the listing and the read is
-//! skipped, not an error; only a vanished root is [`Error::ProcessGone`].
-//! [`TreeSample::rates_since`] turns two samples into CPU percent and IO and switch rates.
+//! read under an injectable [`ProcRoot`] and parsed from bytes, so fixture directories test the
+//! same code. A process that vanishes between the listing and the read is skipped, not an
+//! error; only a vanished root is [`Error::ProcessGone`]. [`TreeSample::rates_since`] turns two
+//! samples into CPU percent and IO and switch rates.
 //!
-//! ## Status
+//! [`HealthMonitor`] (the [`HealthChecker`]) samples every [`MonitorConfig::interval`] and
+//! publishes a [`HealthStatus`]: liveness (a stopped or zombie root is unhealthy, zombie
+//! descendants degrade), [`Thresholds`] (tree RSS, CPU while idle, descriptor growth), the
+//! [`HangDetector`]'s verdict, and [`Probe`]s with Kubernetes semantics ([`ProbeSpec`]: initial
+//! delay, period, timeout, failure and success thresholds; startup gates the others, liveness
+//! failing is unhealthy, readiness failing degrades). Handlers run in registration order on a
+//! separate task, once per change, so a slow handler never delays sampling. The loop ends by
+//! itself when the process is gone, after publishing "exited".
 //!
-//! **Issue #4 is in progress.** Done: the sampler and its measurements. Not yet: the
-//! `HealthChecker` trait and status, probes (startup, liveness, readiness), resource thresholds,
-//! hang classification, and the sampling benchmarks.
+//! **Hangs.** Progress is output the facade reports ([`Signals::record_output`]), CPU above a
+//! floor, or storage IO. With work in flight ([`Signals::set_in_flight`]) and no progress for
+//! [`HangConfig::hang_after`], the tree is [`Activity::Hung`]; before that it is waiting; a
+//! root in D state for [`HangConfig::disk_sleep_after`] is stuck; with nothing in flight it is
+//! idle, never hung.
+//!
+//! ## Caveats
+//!
+//! Probes run inside the monitoring loop, each bounded by its timeout: a probe that takes its
+//! whole timeout delays the next sample by as much. Sampling costs ~64 us per process on this
+//! project's VMs (BENCHMARKS.md), above the 30 us target.
 //!
 //! ## Example
 //!
@@ -37,10 +52,19 @@
 //! # }
 //! ```
 
+mod checker;
 mod error;
+mod hang;
+mod probe;
 mod sample;
 
+pub use checker::{
+    HealthChange, HealthChecker, HealthHandler, HealthMonitor, HealthStatus, MonitorConfig,
+    Signals, Thresholds,
+};
 pub use error::{Error, Result};
+pub use hang::{Activity, HangConfig, HangDetector};
+pub use probe::{Probe, ProbeRole, ProbeRunner, ProbeSpec, ProbeVerdict};
 pub use sample::{
     context_switches, parse_stat, ProcRoot, ProcState, ProcessSample, Rates, Sampler, Stat, Totals,
     TreeSample,

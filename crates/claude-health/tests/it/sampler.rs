@@ -6,8 +6,7 @@ use std::time::{Duration, Instant};
 use claude_health::{Error, ProcState, Sampler};
 use claude_proc::{spawn, Child, OutputEvent, OutputMode, ProcessConfig, StdinMode};
 
-/// CPU- and rate-sensitive tests run one at a time (the machine has two cores).
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+use crate::SERIAL;
 
 const HELPER_ENV: &str = "CLAUDE_HEALTH_TEST_HELPER";
 const MIB: u64 = 1 << 20;

@@ -1,0 +1,410 @@
+//! `HealthChecker` and the periodic monitor that implements it.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::hang::{Activity, HangConfig, HangDetector};
+use crate::probe::{ProbeRole, ProbeRunner, ProbeVerdict};
+use crate::sample::{ProcState, Sampler, TreeSample};
+
+/// The health of a supervised process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HealthStatus {
+    /// Nothing known yet.
+    Unknown,
+    /// All checks pass.
+    Healthy,
+    /// Usable, with concerns (not ready, near a threshold).
+    Degraded(Vec<String>),
+    /// Not usable: the facade should act (stop, restart).
+    Unhealthy(Vec<String>),
+}
+
+impl HealthStatus {
+    /// The reasons, if any.
+    pub fn reasons(&self) -> &[String] {
+        match self {
+            HealthStatus::Degraded(r) | HealthStatus::Unhealthy(r) => r,
+            _ => &[],
+        }
+    }
+
+    fn from_reasons(unhealthy: Vec<String>, degraded: Vec<String>) -> Self {
+        if !unhealthy.is_empty() {
+            HealthStatus::Unhealthy(unhealthy)
+        } else if !degraded.is_empty() {
+            HealthStatus::Degraded(degraded)
+        } else {
+            HealthStatus::Healthy
+        }
+    }
+}
+
+impl fmt::Display for HealthStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HealthStatus::Unknown => f.write_str("unknown"),
+            HealthStatus::Healthy => f.write_str("healthy"),
+            HealthStatus::Degraded(r) => write!(f, "degraded: {}", r.join("; ")),
+            HealthStatus::Unhealthy(r) => write!(f, "unhealthy: {}", r.join("; ")),
+        }
+    }
+}
+
+/// A status change, as handlers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthChange {
+    /// The pid watched.
+    pub pid: u32,
+    /// Before.
+    pub from: HealthStatus,
+    /// After.
+    pub to: HealthStatus,
+}
+
+/// Called on every status change, in registration order, off the sampling loop.
+pub type HealthHandler = Box<dyn Fn(&HealthChange) + Send + Sync>;
+
+/// The health-checking interface the facade uses.
+#[async_trait]
+pub trait HealthChecker: Send + Sync {
+    /// Check `pid` now (liveness and resource thresholds; hang detection needs history and is
+    /// part of the periodic status).
+    async fn check_health(&self, pid: u32) -> HealthStatus;
+
+    /// The latest status of the monitored process.
+    fn health_status(&self) -> HealthStatus;
+
+    /// Add a handler for status changes.
+    fn register_health_handler(&self, handler: HealthHandler);
+}
+
+/// Resource thresholds. `None` disables a check.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Thresholds {
+    /// Unhealthy above this tree RSS.
+    pub max_rss_bytes: Option<u64>,
+    /// Degraded when the tree uses at least this CPU percent while no work is in flight
+    /// (the idle 100% loop reported against the CLI).
+    pub idle_cpu_percent: Option<f64>,
+    /// Degraded when open descriptors grew by more than this since monitoring started.
+    pub max_fd_growth: Option<u64>,
+}
+
+/// What the monitor does and how often.
+#[derive(Debug, Clone)]
+pub struct MonitorConfig {
+    /// Sampling period.
+    pub interval: Duration,
+    /// Resource thresholds.
+    pub thresholds: Thresholds,
+    /// Hang classification; `None` disables it.
+    pub hang: Option<HangConfig>,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig {
+            interval: Duration::from_secs(1),
+            thresholds: Thresholds::default(),
+            hang: Some(HangConfig::default()),
+        }
+    }
+}
+
+/// Inputs the facade feeds the monitor.
+#[derive(Debug, Default)]
+pub struct Signals {
+    in_flight: AtomicBool,
+    output: AtomicU64,
+}
+
+impl Signals {
+    /// Whether work (a turn) is in flight.
+    pub fn set_in_flight(&self, yes: bool) {
+        self.in_flight.store(yes, Ordering::Relaxed);
+    }
+
+    /// Count one unit of output (a line on stdout): progress.
+    pub fn record_output(&self) {
+        self.output.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Liveness and thresholds over one sample (no history needed).
+fn judge_sample(
+    tree: &TreeSample,
+    thresholds: &Thresholds,
+    unhealthy: &mut Vec<String>,
+    degraded: &mut Vec<String>,
+) {
+    if let Some(root) = tree.root() {
+        match root.state {
+            ProcState::Zombie => unhealthy.push(format!("process {} is a zombie", root.pid)),
+            ProcState::Stopped => unhealthy.push(format!("process {} is stopped", root.pid)),
+            _ => {}
+        }
+    }
+    let zombies = tree
+        .processes
+        .iter()
+        .skip(1)
+        .filter(|p| p.state == ProcState::Zombie)
+        .count();
+    if zombies > 0 {
+        degraded.push(format!("{zombies} unreaped zombie descendant(s)"));
+    }
+    if let Some(max) = thresholds.max_rss_bytes {
+        if tree.totals.rss_bytes > max {
+            unhealthy.push(format!(
+                "rss {} MiB above {} MiB",
+                tree.totals.rss_bytes >> 20,
+                max >> 20
+            ));
+        }
+    }
+}
+
+/// Samples one process tree periodically, runs probes, classifies hangs, publishes a status.
+/// Never sends a signal. Stops by itself when the process is gone.
+pub struct HealthMonitor {
+    pid: u32,
+    status: watch::Receiver<HealthStatus>,
+    handlers: Arc<Mutex<Vec<HealthHandler>>>,
+    signals: Arc<Signals>,
+    activity: watch::Receiver<Option<Activity>>,
+    task: tokio::task::JoinHandle<()>,
+    config: MonitorConfig,
+    sampler: Sampler,
+}
+
+impl fmt::Debug for HealthMonitor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HealthMonitor")
+            .field("pid", &self.pid)
+            .field("status", &*self.status.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for HealthMonitor {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl HealthMonitor {
+    /// Start monitoring `pid` with `probes` (any of startup, liveness, readiness).
+    pub fn start(
+        pid: u32,
+        config: MonitorConfig,
+        sampler: Sampler,
+        probes: Vec<ProbeRunner>,
+    ) -> HealthMonitor {
+        let (status_tx, status_rx) = watch::channel(HealthStatus::Unknown);
+        let (activity_tx, activity_rx) = watch::channel(None);
+        let handlers: Arc<Mutex<Vec<HealthHandler>>> = Arc::default();
+        let signals = Arc::new(Signals::default());
+        let (change_tx, change_rx) = mpsc::unbounded_channel();
+        tokio::spawn(dispatch(change_rx, Arc::clone(&handlers)));
+        let task = tokio::spawn(run(
+            pid,
+            config.clone(),
+            sampler.clone(),
+            probes,
+            Arc::clone(&signals),
+            status_tx,
+            activity_tx,
+            change_tx,
+        ));
+        HealthMonitor {
+            pid,
+            status: status_rx,
+            handlers,
+            signals,
+            activity: activity_rx,
+            task,
+            config,
+            sampler,
+        }
+    }
+
+    /// Inputs for hang detection.
+    pub fn signals(&self) -> Arc<Signals> {
+        Arc::clone(&self.signals)
+    }
+
+    /// A `watch` of the status.
+    pub fn watch_status(&self) -> watch::Receiver<HealthStatus> {
+        self.status.clone()
+    }
+
+    /// The latest hang classification.
+    pub fn activity(&self) -> Option<Activity> {
+        *self.activity.borrow()
+    }
+
+    /// Whether the monitoring loop has ended (the process is gone).
+    pub fn finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
+#[async_trait]
+impl HealthChecker for HealthMonitor {
+    async fn check_health(&self, pid: u32) -> HealthStatus {
+        match self.sampler.tree(pid) {
+            Ok(tree) => {
+                let (mut unhealthy, mut degraded) = (Vec::new(), Vec::new());
+                judge_sample(
+                    &tree,
+                    &self.config.thresholds,
+                    &mut unhealthy,
+                    &mut degraded,
+                );
+                HealthStatus::from_reasons(unhealthy, degraded)
+            }
+            Err(e) => HealthStatus::Unhealthy(vec![e.to_string()]),
+        }
+    }
+
+    fn health_status(&self) -> HealthStatus {
+        self.status.borrow().clone()
+    }
+
+    fn register_health_handler(&self, handler: HealthHandler) {
+        if let Ok(mut handlers) = self.handlers.lock() {
+            handlers.push(handler);
+        }
+    }
+}
+
+async fn dispatch(
+    mut changes: mpsc::UnboundedReceiver<HealthChange>,
+    handlers: Arc<Mutex<Vec<HealthHandler>>>,
+) {
+    while let Some(change) = changes.recv().await {
+        if let Ok(handlers) = handlers.lock() {
+            for handler in handlers.iter() {
+                handler(&change);
+            }
+        }
+    }
+}
+
+#[expect(clippy::too_many_arguments, reason = "the loop's state, passed once")]
+async fn run(
+    pid: u32,
+    config: MonitorConfig,
+    sampler: Sampler,
+    mut probes: Vec<ProbeRunner>,
+    signals: Arc<Signals>,
+    status: watch::Sender<HealthStatus>,
+    activity: watch::Sender<Option<Activity>>,
+    changes: mpsc::UnboundedSender<HealthChange>,
+) {
+    let mut hang = config.hang.map(HangDetector::new);
+    let mut first: Option<TreeSample> = None;
+    let mut previous: Option<TreeSample> = None;
+    let mut next_sample = Instant::now();
+    let publish = |to: HealthStatus| {
+        let from = status.borrow().clone();
+        if from != to {
+            let _ = changes.send(HealthChange {
+                pid,
+                from,
+                to: to.clone(),
+            });
+            status.send_replace(to);
+        }
+    };
+    loop {
+        // Probes that are due run now (each bounded by its own timeout).
+        let now = Instant::now();
+        let startup_passed = probes
+            .iter()
+            .filter(|p| p.role() == ProbeRole::Startup)
+            .all(|p| *p.verdict() == ProbeVerdict::Passing);
+        for probe in probes.iter_mut() {
+            let gated = probe.role() != ProbeRole::Startup && !startup_passed;
+            let done_starting = probe.role() == ProbeRole::Startup && startup_passed;
+            if !gated && !done_starting && probe.next_due() <= now {
+                probe.run().await;
+            }
+        }
+        if Instant::now() >= next_sample {
+            next_sample = Instant::now() + config.interval;
+            let tree = match sampler.tree(pid) {
+                Ok(tree) => tree,
+                Err(_) => {
+                    publish(HealthStatus::Unhealthy(vec![format!(
+                        "process {pid} exited"
+                    )]));
+                    return;
+                }
+            };
+            if tree.root().is_some_and(|r| r.state == ProcState::Zombie) {
+                publish(HealthStatus::Unhealthy(vec![format!(
+                    "process {pid} exited"
+                )]));
+                return;
+            }
+            let (mut unhealthy, mut degraded) = (Vec::new(), Vec::new());
+            judge_sample(&tree, &config.thresholds, &mut unhealthy, &mut degraded);
+            let in_flight = signals.in_flight.load(Ordering::Relaxed);
+            if let (Some(threshold), Some(prev)) = (config.thresholds.idle_cpu_percent, &previous) {
+                let cpu = tree.rates_since(prev).cpu_percent;
+                if !in_flight && cpu >= threshold {
+                    degraded.push(format!("{cpu:.0}% CPU while idle"));
+                }
+            }
+            if let (Some(max), Some(first)) = (config.thresholds.max_fd_growth, &first) {
+                let growth = tree.totals.open_fds.saturating_sub(first.totals.open_fds);
+                if growth > max {
+                    degraded.push(format!("open descriptors grew by {growth}"));
+                }
+            }
+            if let Some(detector) = hang.as_mut() {
+                let output = signals.output.load(Ordering::Relaxed);
+                let now = Instant::now();
+                let judged = detector.observe(&tree, output, in_flight, now);
+                activity.send_replace(Some(judged));
+                match judged {
+                    Activity::Hung => unhealthy.push(format!(
+                        "hung: no progress for {:.1}s with work in flight",
+                        detector.quiet_for(now).as_secs_f64()
+                    )),
+                    Activity::StuckInDiskSleep => {
+                        unhealthy.push("stuck in uninterruptible sleep".into())
+                    }
+                    _ => {}
+                }
+            }
+            for probe in &probes {
+                if let ProbeVerdict::Failing(reason) = probe.verdict() {
+                    match probe.role() {
+                        ProbeRole::Readiness => degraded.push(reason.clone()),
+                        _ => unhealthy.push(reason.clone()),
+                    }
+                }
+            }
+            first.get_or_insert_with(|| tree.clone());
+            previous = Some(tree);
+            publish(HealthStatus::from_reasons(unhealthy, degraded));
+        }
+        let wake = probes
+            .iter()
+            .map(ProbeRunner::next_due)
+            .chain(std::iter::once(next_sample))
+            .min()
+            .unwrap_or(next_sample);
+        tokio::time::sleep_until(wake.max(Instant::now())).await;
+    }
+}
