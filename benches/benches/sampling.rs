@@ -1,4 +1,5 @@
-//! Sampling cost: one idle process through `Sampler::process` against a bare read of its
+//! Sampling cost: one idle process through `Sampler::process` (all fields, and the fields the
+//! health monitor reads by default) against a bare read of its
 //! `/proc/<pid>/stat`, and one round over 500 idle supervised processes (the monitor's CPU at
 //! 1 Hz is that round's time per second), in the same run.
 #![expect(missing_docs, reason = "criterion macros generate undocumented items")]
@@ -9,7 +10,7 @@
 
 use std::time::Duration;
 
-use claude_health::Sampler;
+use claude_health::{Fields, MonitorConfig, Sampler};
 use claude_proc::{spawn, ProcessConfig};
 use criterion::{criterion_group, criterion_main, Criterion};
 
@@ -30,6 +31,9 @@ fn sampling(c: &mut Criterion) {
     });
     let pids: Vec<u32> = children.iter().map(|c| c.pid()).collect();
     let sampler = Sampler::default();
+    // What the health monitor reads with its default configuration.
+    let monitor = Sampler::default().with_fields(MonitorConfig::default().fields());
+    assert_eq!(MonitorConfig::default().fields(), Fields::MINIMAL);
     let first = pids[0];
     let stat_path = format!("/proc/{first}/stat");
 
@@ -44,11 +48,21 @@ fn sampling(c: &mut Criterion) {
     g.bench_function("sampler_tree_leaf", |b| {
         b.iter(|| sampler.tree(first).unwrap())
     });
+    g.bench_function("monitor_tree_leaf", |b| {
+        b.iter(|| monitor.tree(first).unwrap())
+    });
     g.sample_size(20);
     g.bench_function("round_over_500_idle_trees", |b| {
         b.iter(|| {
             for pid in &pids {
                 sampler.tree(*pid).unwrap();
+            }
+        })
+    });
+    g.bench_function("monitor_round_over_500_idle_trees", |b| {
+        b.iter(|| {
+            for pid in &pids {
+                monitor.tree(*pid).unwrap();
             }
         })
     });

@@ -109,6 +109,19 @@ pub struct MonitorConfig {
     pub hang: Option<HangConfig>,
 }
 
+impl MonitorConfig {
+    /// The files its checks need besides `stat`: `io` for hang detection, `fd/` for the
+    /// descriptor-growth threshold. Reading less keeps sampling cheap.
+    pub fn fields(&self) -> crate::sample::Fields {
+        crate::sample::Fields {
+            switches: false,
+            io: self.hang.is_some(),
+            fds: self.thresholds.max_fd_growth.is_some(),
+            wchan: false,
+        }
+    }
+}
+
 impl Default for MonitorConfig {
     fn default() -> Self {
         MonitorConfig {
@@ -201,7 +214,8 @@ impl Drop for HealthMonitor {
 }
 
 impl HealthMonitor {
-    /// Start monitoring `pid` with `probes` (any of startup, liveness, readiness).
+    /// Start monitoring `pid` with `probes` (any of startup, liveness, readiness). The loop
+    /// reads only the files its checks need ([`MonitorConfig::fields`]).
     pub fn start(
         pid: u32,
         config: MonitorConfig,
@@ -217,7 +231,7 @@ impl HealthMonitor {
         let task = tokio::spawn(run(
             pid,
             config.clone(),
-            sampler.clone(),
+            sampler.clone().with_fields(config.fields()),
             probes,
             Arc::clone(&signals),
             status_tx,

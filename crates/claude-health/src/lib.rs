@@ -32,8 +32,9 @@
 //! ## Caveats
 //!
 //! Probes run inside the monitoring loop, each bounded by its timeout: a probe that takes its
-//! whole timeout delays the next sample by as much. Sampling costs ~64 us per process on this
-//! project's VMs (BENCHMARKS.md), above the 30 us target.
+//! whole timeout delays the next sample by as much. A full sample costs ~62 us per process on
+//! this project's VMs, the monitor's reduced one ~37 us per idle tree (BENCHMARKS.md), above
+//! the 30 us target.
 //!
 //! ## Example
 //!
@@ -66,6 +67,6 @@ pub use error::{Error, Result};
 pub use hang::{Activity, HangConfig, HangDetector};
 pub use probe::{Probe, ProbeRole, ProbeRunner, ProbeSpec, ProbeVerdict};
 pub use sample::{
-    context_switches, parse_stat, ProcRoot, ProcState, ProcessSample, Rates, Sampler, Stat, Totals,
-    TreeSample,
+    context_switches, parse_stat, Fields, ProcRoot, ProcState, ProcessSample, Rates, Sampler, Stat,
+    Totals, TreeSample,
 };

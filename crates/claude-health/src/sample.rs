@@ -33,7 +33,15 @@ impl ProcRoot {
 
     fn read(&self, pid: u32, name: &str) -> Result<Vec<u8>> {
         let path = self.file(pid, name);
-        std::fs::read(&path).map_err(|source| match source.kind() {
+        // One open and reads into a small buffer: /proc files report size 0, so
+        // `std::fs::read`'s size probe is a wasted system call here.
+        let read = || -> std::io::Result<Vec<u8>> {
+            let mut file = std::fs::File::open(&path)?;
+            let mut buf = Vec::with_capacity(1024);
+            std::io::Read::read_to_end(&mut file, &mut buf)?;
+            Ok(buf)
+        };
+        read().map_err(|source| match source.kind() {
             std::io::ErrorKind::NotFound => Error::ProcessGone { pid },
             // ESRCH: the process went away between open and read.
             _ if source.raw_os_error() == Some(libc::ESRCH) => Error::ProcessGone { pid },
@@ -41,9 +49,22 @@ impl ProcRoot {
         })
     }
 
-    /// First-level children of `pid` over all its threads.
-    fn children(&self, pid: u32) -> Vec<u32> {
+    /// First-level children of `pid` over all its threads (`threads` from its `stat`: one
+    /// thread means one `children` file, no directory listing).
+    fn children(&self, pid: u32, threads: u64) -> Vec<u32> {
         let mut out = Vec::new();
+        if threads == 1 {
+            let id = pid.to_string();
+            if let Ok(text) =
+                std::fs::read_to_string(self.0.join(&id).join("task").join(&id).join("children"))
+            {
+                out.extend(
+                    text.split_ascii_whitespace()
+                        .filter_map(|p| p.parse::<u32>().ok()),
+                );
+                return out;
+            }
+        }
         let Ok(tasks) = std::fs::read_dir(self.0.join(pid.to_string()).join("task")) else {
             return out;
         };
@@ -199,12 +220,49 @@ impl TreeSample {
     }
 }
 
+/// Which optional files a sample reads (`stat` is always read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fields {
+    /// `status`: context switches.
+    pub switches: bool,
+    /// `io`: storage bytes.
+    pub io: bool,
+    /// `fd/`: open descriptors.
+    pub fds: bool,
+    /// `wchan`: the wait channel.
+    pub wchan: bool,
+}
+
+impl Fields {
+    /// Everything.
+    pub const ALL: Fields = Fields {
+        switches: true,
+        io: true,
+        fds: true,
+        wchan: true,
+    };
+    /// What hang detection needs: `stat` and `io`.
+    pub const MINIMAL: Fields = Fields {
+        switches: false,
+        io: true,
+        fds: false,
+        wchan: false,
+    };
+}
+
+impl Default for Fields {
+    fn default() -> Self {
+        Fields::ALL
+    }
+}
+
 /// Reads process samples. Never sends a signal.
 #[derive(Debug, Clone)]
 pub struct Sampler {
     root: ProcRoot,
     ticks_per_sec: u64,
     page_size: u64,
+    fields: Fields,
 }
 
 impl Default for Sampler {
@@ -227,30 +285,41 @@ impl Sampler {
             root,
             ticks_per_sec: u64::try_from(ticks).ok().filter(|t| *t > 0).unwrap_or(100),
             page_size: u64::try_from(page).ok().filter(|p| *p > 0).unwrap_or(4096),
+            fields: Fields::ALL,
         }
+    }
+
+    /// Read only `fields` besides `stat` (fields not read are `None` or zero).
+    pub fn with_fields(mut self, fields: Fields) -> Self {
+        self.fields = fields;
+        self
     }
 
     /// Sample one process. [`Error::ProcessGone`] if it does not exist.
     pub fn process(&self, pid: u32) -> Result<ProcessSample> {
         let stat_bytes = self.root.read(pid, "stat")?;
         let stat = parse_stat(&stat_bytes, &self.root.file(pid, "stat"))?;
-        let switches = self
-            .root
-            .read(pid, "status")
+        let fields = self.fields;
+        let switches = fields
+            .switches
+            .then(|| self.root.read(pid, "status").ok())
+            .flatten()
             .map(|b| context_switches(&b))
             .unwrap_or_default();
-        let io = self
-            .root
-            .read(pid, "io")
-            .ok()
+        let io = fields
+            .io
+            .then(|| self.root.read(pid, "io").ok())
+            .flatten()
             .and_then(|b| Io::from_read(&b[..]).ok());
-        let open_fds = std::fs::read_dir(self.root.file(pid, "fd"))
-            .ok()
+        let open_fds = fields
+            .fds
+            .then(|| std::fs::read_dir(self.root.file(pid, "fd")).ok())
+            .flatten()
             .map(|d| d.count() as u64);
-        let wchan = self
-            .root
-            .read(pid, "wchan")
-            .ok()
+        let wchan = fields
+            .wchan
+            .then(|| self.root.read(pid, "wchan").ok())
+            .flatten()
             .map(|b| String::from_utf8_lossy(&b).trim().to_owned());
         let ticks = stat.utime.saturating_add(stat.stime);
         Ok(ProcessSample {
@@ -278,8 +347,8 @@ impl Sampler {
     pub fn tree(&self, root_pid: u32) -> Result<TreeSample> {
         let at = Instant::now();
         let root = self.process(root_pid)?;
+        let mut queue = self.root.children(root_pid, root.threads);
         let mut processes = vec![root];
-        let mut queue = self.root.children(root_pid);
         let mut seen = vec![root_pid];
         while let Some(pid) = queue.pop() {
             if seen.contains(&pid) {
@@ -288,8 +357,8 @@ impl Sampler {
             seen.push(pid);
             match self.process(pid) {
                 Ok(sample) => {
+                    queue.extend(self.root.children(pid, sample.threads));
                     processes.push(sample);
-                    queue.extend(self.root.children(pid));
                 }
                 Err(Error::ProcessGone { .. }) => {}
                 Err(other) => return Err(other),
