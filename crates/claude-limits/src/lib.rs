@@ -1,6 +1,66 @@
 //! # claude-limits
 //!
-//! rlimit and cgroup limits, user-space soft limits and timeouts for supervised processes.
+//! Resource limits for supervised process trees that are really enforced, and a report of what
+//! enforces each one.
 //!
-//! **Status: not implemented yet.** This crate exists so the workspace has its final shape; its
-//! capability is tracked in issue #5 and nothing here should be relied on until then.
+//! ## Theory of operation
+//!
+//! [`ResourceLimits`] are validated (finite, positive, above sane minimums), then
+//! [`LimitsHook::new`] chooses a mechanism per limit and fails for a limit nothing here can
+//! enforce, unless best effort was allowed, in which case the [`LimitReport`] says
+//! `not-enforced` and why. The hook plugs into claude-proc's spawn path: for each spawn it
+//! creates one cgroup per needed controller beneath this process's own cgroup, writes the
+//! limits, and hands the child the open `cgroup.procs` files, which the child writes `0` into
+//! before exec, so it never runs outside its cgroups and the spawn stays on the
+//! `CLONE_VM | CLONE_VFORK` path. When the leader ends, a memory cgroup's OOM kill count turns
+//! a SIGKILL into a `memory` limit exit; when the tree is gone the cgroups are removed.
+//! [`run_with_timeout`] enforces the wall-clock limit with the stop sequence.
+//!
+//! | limit | mechanism here |
+//! |---|---|
+//! | memory | cgroup v1 `memory.limit_in_bytes` (+ `memsw` where accounted); OOM kills read from `memory.oom_control` |
+//! | cpu | cgroup v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us` |
+//! | pids | cgroup v1 `pids.max` |
+//! | open files | `RLIMIT_NOFILE` |
+//! | nice | `setpriority` |
+//! | timeout | a timer running the stop sequence |
+//!
+//! Never `RLIMIT_AS` for memory: the Claude CLI reserves ~33x its RSS in address space and
+//! aborts under any useful address-space limit.
+//!
+//! ## Status
+//!
+//! **Issue #5 is in progress.** Not yet: cgroup v2 (and `cgroup.kill`), disk IO throttling,
+//! user-space soft limits for hosts without usable cgroups, `RLIMIT_NPROC`/`CORE`/`CPU`/`FSIZE`
+//! options, and the benchmarks. A disk IO limit is refused (or reported `not-enforced` with best
+//! effort) until then.
+//!
+//! ## Example
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use claude_limits::{LimitOptions, LimitsHook, ResourceLimits};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let limits = ResourceLimits { max_memory: Some(2 << 30), max_cpu: Some(1.5), ..Default::default() };
+//! let hook = LimitsHook::new(limits, LimitOptions::default())?;
+//! println!("{:?}", hook.report());
+//! let config = claude_proc::ProcessConfig::builder("claude").arg("-p").arg("hi")
+//!     .hook(Arc::new(hook))
+//!     .build()?;
+//! let mut child = claude_proc::spawn(&config).await?;
+//! let exit = claude_limits::run_with_timeout(&mut child, std::time::Duration::from_secs(600)).await?;
+//! println!("{}", exit.reason);
+//! # Ok(())
+//! # }
+//! ```
+
+mod cgroup_v1;
+mod error;
+mod hook;
+mod limits;
+
+pub use cgroup_v1::CgroupV1Root;
+pub use error::{Error, Result};
+pub use hook::{run_with_timeout, LimitOptions, LimitsHook};
+pub use limits::{LimitKind, LimitReport, Mechanism, ResourceLimits};
