@@ -7,6 +7,7 @@ pub(crate) const ALLOWED_EDGES: &[(&str, &str)] = &[
     ("claude-auth", "claude-proc"),
     ("claude-health", "claude-proc"),
     ("claude-limits", "claude-proc"),
+    ("claude-limits", "claude-health"),
     ("claude-testkit", "claude-proc"),
     ("claude-manager", "claude-proc"),
     ("claude-manager", "claude-auth"),

@@ -16,6 +16,11 @@
 //! a SIGKILL into a `memory` limit exit; when the tree is gone the cgroups are removed.
 //! [`run_with_timeout`] enforces the wall-clock limit with the stop sequence.
 //!
+//! For hosts without usable cgroups, [`SoftEnforcer`] enforces [`SoftLimits`] from user space:
+//! tree RSS over the limit runs the stop sequence with cause `memory`; CPU and storage IO over
+//! their rates are throttled by stopping the whole tree (SIGSTOP) until a token bucket has
+//! refilled (SIGCONT), and the tree is always continued when the enforcer goes away.
+//!
 //! | limit | mechanism here |
 //! |---|---|
 //! | memory | cgroup v1 `memory.limit_in_bytes` (+ `memsw` where accounted); OOM kills read from `memory.oom_control` |
@@ -30,10 +35,11 @@
 //!
 //! ## Status
 //!
-//! **Issue #5 is in progress.** Not yet: cgroup v2 (and `cgroup.kill`), disk IO throttling,
-//! user-space soft limits for hosts without usable cgroups, `RLIMIT_NPROC`/`CORE`/`CPU`/`FSIZE`
-//! options, and the benchmarks. A disk IO limit is refused (or reported `not-enforced` with best
-//! effort) until then.
+//! **Issue #5 is in progress.** Not yet: cgroup v2 (and `cgroup.kill`), cgroup v1 `blkio`,
+//! automatic selection of the soft enforcer by [`LimitsHook`] (today the caller starts
+//! [`SoftEnforcer`] itself), `RLIMIT_NPROC`/`CORE`/`CPU`/`FSIZE` options, and the benchmarks. The
+//! hook refuses a disk IO limit (or reports it `not-enforced` with best effort): use
+//! [`SoftEnforcer`] for it.
 //!
 //! ## Example
 //!
@@ -59,8 +65,10 @@ mod cgroup_v1;
 mod error;
 mod hook;
 mod limits;
+mod soft;
 
 pub use cgroup_v1::CgroupV1Root;
 pub use error::{Error, Result};
 pub use hook::{run_with_timeout, LimitOptions, LimitsHook};
 pub use limits::{LimitKind, LimitReport, Mechanism, ResourceLimits};
+pub use soft::{SoftEnforcer, SoftLimits};

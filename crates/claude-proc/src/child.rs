@@ -129,6 +129,16 @@ impl Child {
         let _ = self.cmd.send(Command::Stop(cause));
     }
 
+    /// A cheap, clonable handle that can ask for the stop sequence from elsewhere (an
+    /// enforcer task, a timer). It does not keep the child alive: dropping the [`Child`] still
+    /// kills the tree.
+    pub fn stopper(&self) -> Stopper {
+        Stopper {
+            pid: self.pid,
+            cmd: self.cmd.downgrade(),
+        }
+    }
+
     /// Stop gracefully and wait for the end. Cancellation-safe: dropping this future does not
     /// interrupt the stop sequence, which runs in the monitor task.
     pub async fn stop(&mut self) -> Result<ExitInfo> {
@@ -139,6 +149,27 @@ impl Child {
     pub async fn stop_with(&mut self, cause: StopCause) -> Result<ExitInfo> {
         self.request_stop(cause);
         self.wait().await
+    }
+}
+
+/// Asks a [`Child`]'s monitor for the stop sequence (see [`Child::stopper`]).
+#[derive(Debug, Clone)]
+pub struct Stopper {
+    pid: u32,
+    cmd: mpsc::WeakUnboundedSender<Command>,
+}
+
+impl Stopper {
+    /// The leader's pid.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Request the stop sequence with `cause`; false if the child's handle is already gone.
+    pub fn request_stop(&self, cause: StopCause) -> bool {
+        self.cmd
+            .upgrade()
+            .is_some_and(|cmd| cmd.send(Command::Stop(cause)).is_ok())
     }
 }
 

@@ -118,7 +118,7 @@ mod supervisor;
 mod sys;
 
 pub use backoff::{Backoff, BreakerState, CircuitBreaker};
-pub use child::{spawn, Child, ExitInfo};
+pub use child::{spawn, Child, ExitInfo, Stopper};
 pub use config::{
     resolve_program, EnvPolicy, OutputMode, ProcessConfig, ProcessConfigBuilder, StdinMode,
     StopPolicy, ENV_ALLOWLIST, ENV_NEVER_PASSED, TREE_MARKER_VAR,

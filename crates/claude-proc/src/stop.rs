@@ -257,13 +257,24 @@ impl Monitor {
         members
     }
 
+    /// Signal the group, the leader and every member. A SIGTERM is followed by SIGCONT, so a
+    /// tree held stopped (a throttling enforcer, a debugger) gets to act on it within the grace
+    /// period instead of waiting for SIGKILL.
     fn signal_tree(&mut self, signal: i32) {
-        tree::signal_group(self.pid, signal);
-        if let Some(fd) = &self.pidfd {
-            let _ = pidfd::send_signal(fd.get_ref(), signal);
-        }
-        for member in self.members() {
-            self.proc_root.signal(&member, signal);
+        let signals: &[i32] = if signal == libc::SIGTERM {
+            &[libc::SIGTERM, libc::SIGCONT]
+        } else {
+            std::slice::from_ref(&signal)
+        };
+        let members = self.members();
+        for &sig in signals {
+            tree::signal_group(self.pid, sig);
+            if let Some(fd) = &self.pidfd {
+                let _ = pidfd::send_signal(fd.get_ref(), sig);
+            }
+            for member in &members {
+                self.proc_root.signal(member, sig);
+            }
         }
     }
 

@@ -11,7 +11,7 @@ use claude_proc::{spawn, ExitReason, OutputEvent, OutputMode, ProcessConfig, Sto
 
 use crate::SERIAL;
 
-const HELPER_ENV: &str = "CLAUDE_LIMITS_TEST_HELPER";
+pub(crate) const HELPER_ENV: &str = "CLAUDE_LIMITS_TEST_HELPER";
 const MIB: u64 = 1 << 20;
 
 /// Not a test of its own: the entry point of helper processes (does nothing otherwise).
@@ -32,6 +32,20 @@ fn helper_entry() {
         }
         println!("started {} refused {refused}", started.len());
         std::thread::sleep(Duration::from_secs(30));
+        return;
+    }
+    let mode = std::env::var(HELPER_ENV).unwrap_or_default();
+    if let Some(dir) = mode.strip_prefix("write20:") {
+        // 256 KiB, then 12.5 ms of sleep: at most 20 MiB/s, and no catching up after a stop
+        // (a writer that catches up bursts faster than any sampling interval can see).
+        use std::io::Write;
+        let mut file = std::fs::File::create(format!("{dir}/out")).unwrap();
+        let block = vec![1u8; (MIB / 4) as usize];
+        println!("writing");
+        for _ in 0..2400u32 {
+            file.write_all(&block).unwrap();
+            std::thread::sleep(Duration::from_micros(12_500));
+        }
         return;
     }
     if std::env::var(HELPER_ENV).as_deref() != Ok("eat1g") {
@@ -67,7 +81,7 @@ fn leftover_cgroups() -> Vec<String> {
     found
 }
 
-fn cpu_seconds(pid: u32) -> f64 {
+pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let rest = &stat[stat.rfind(')').unwrap() + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();

@@ -206,3 +206,27 @@ async fn a_consumer_that_never_reads_does_not_stall_the_exit_report() {
     assert!(info.reason.cause().is_some());
     assert!(!alive(child.pid()));
 }
+
+#[tokio::test]
+async fn a_stopped_tree_still_stops_within_the_grace_period() {
+    let config = sh("exec sleep 100")
+        .grace(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let mut child = spawn(&config).await.unwrap();
+    // SAFETY: kill(2) on a child this test started and has not reaped.
+    unsafe { libc::kill(child.pid() as i32, libc::SIGSTOP) };
+    let start = Instant::now();
+    let info = child.stop().await.unwrap();
+    // SIGTERM is followed by SIGCONT, so the stopped process acts on it at once.
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        matches!(info.reason, ExitReason::Stopped { .. }),
+        "{:?}",
+        info.reason
+    );
+}

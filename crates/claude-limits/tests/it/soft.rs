@@ -1,0 +1,142 @@
+//! Soft limits (user space, no cgroups), measured like the cgroup ones.
+
+use std::time::{Duration, Instant};
+
+use claude_limits::{SoftEnforcer, SoftLimits};
+use claude_proc::{spawn, ExitReason, OutputEvent, OutputMode, ProcessConfig, StopCause};
+
+use crate::enforce::{cpu_seconds, HELPER_ENV};
+use crate::SERIAL;
+
+const MIB: u64 = 1 << 20;
+
+fn helper(mode: &str) -> ProcessConfig {
+    ProcessConfig::builder(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "enforce::helper_entry",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(HELPER_ENV, mode)
+        .stdout(OutputMode::lines())
+        .grace(Duration::from_millis(500))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soft_memory_limit_stops_the_tree_with_a_memory_reason() {
+    let _serial = SERIAL.lock().await;
+    let mut child = spawn(&helper("eat1g")).await.unwrap();
+    let enforcer = SoftEnforcer::start(
+        child.stopper(),
+        SoftLimits {
+            max_memory: Some(200 * MIB),
+            ..SoftLimits::default()
+        },
+    );
+    let mut out = child.take_stdout().unwrap();
+    let mut last = String::new();
+    while let Some(event) = out.recv().await {
+        if let OutputEvent::Line(l) = event {
+            last = String::from_utf8_lossy(&l).into_owned();
+        }
+    }
+    let info = child.wait().await.unwrap();
+    drop(enforcer);
+    assert_ne!(last, "survived", "1 GiB held under a 200 MiB soft limit");
+    let cause = info.reason.cause().cloned();
+    assert_eq!(
+        cause,
+        Some(StopCause::LimitExceeded {
+            limit: "memory".into()
+        }),
+        "{:?}",
+        info.reason
+    );
+    let held: u64 = last
+        .strip_prefix("held ")
+        .and_then(|s| s.strip_suffix(" MiB"))
+        .map_or(0, |n| n.parse().unwrap());
+    // Sampled every 20 ms: the overshoot is what the helper allocates in one interval.
+    assert!(held <= 400, "held {held} MiB before the soft limit acted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soft_cpu_limit_holds_a_busy_loop_to_half_a_core() {
+    let _serial = SERIAL.lock().await;
+    let config = ProcessConfig::builder("/bin/sh")
+        .args(["-c", "while :; do :; done"])
+        .build()
+        .unwrap();
+    let mut child = spawn(&config).await.unwrap();
+    let enforcer = SoftEnforcer::start(
+        child.stopper(),
+        SoftLimits {
+            max_cpu: Some(0.5),
+            ..SoftLimits::default()
+        },
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (t0, c0) = (Instant::now(), cpu_seconds(child.pid()));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let used = (cpu_seconds(child.pid()) - c0) / t0.elapsed().as_secs_f64();
+    drop(enforcer);
+    // After the enforcer is gone the loop runs free again (it was continued).
+    let (t1, c1) = (Instant::now(), cpu_seconds(child.pid()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let free = (cpu_seconds(child.pid()) - c1) / t1.elapsed().as_secs_f64();
+    let info = child.stop().await.unwrap();
+    assert!(
+        (0.4..=0.6).contains(&used),
+        "used {used:.3} CPU-s/s under a 0.5-core soft limit"
+    );
+    assert!(
+        free > 0.7,
+        "after the enforcer went away the loop used only {free:.2}"
+    );
+    assert!(
+        matches!(info.reason, ExitReason::Stopped { .. }),
+        "{:?}",
+        info.reason
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soft_io_limit_holds_a_writer_to_its_rate() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let mut child = spawn(&helper(&format!("write20:{}", dir.path().display())))
+        .await
+        .unwrap();
+    let _enforcer = SoftEnforcer::start(
+        child.stopper(),
+        SoftLimits {
+            max_disk_io: Some(5 * MIB),
+            ..SoftLimits::default()
+        },
+    );
+    let written = |pid: u32| -> u64 {
+        let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap();
+        io.lines()
+            .find_map(|l| l.strip_prefix("write_bytes: "))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (t0, w0) = (Instant::now(), written(child.pid()));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let rate = (written(child.pid()) - w0) as f64 / t0.elapsed().as_secs_f64() / MIB as f64;
+    child.stop().await.unwrap();
+    assert!(
+        rate <= 5.5,
+        "writer averaged {rate:.2} MiB/s under a 5 MiB/s soft limit"
+    );
+    assert!(
+        rate >= 3.5,
+        "writer averaged only {rate:.2} MiB/s: throttled too hard"
+    );
+}
