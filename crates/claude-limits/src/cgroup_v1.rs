@@ -78,8 +78,12 @@ impl Cgroup {
 
     pub(crate) fn write(&self, file: &str, value: &str) -> Result<()> {
         let path = self.dir.join(file);
+        // `create` is a no-op on cgroupfs, where every interface file exists; it lets the
+        // fake-cgroupfs tests run the same code against a plain directory.
         std::fs::OpenOptions::new()
             .write(true)
+            .create(true)
+            .truncate(true)
             .open(&path)
             .and_then(|mut f| f.write_all(value.as_bytes()))
             .map_err(|source| Error::WriteControl {
@@ -98,6 +102,8 @@ impl Cgroup {
         let path = self.dir.join("cgroup.procs");
         std::fs::OpenOptions::new()
             .write(true)
+            .create(true)
+            .truncate(false)
             .open(&path)
             .map(OwnedFd::from)
             .map_err(|source| Error::Cgroup {
@@ -170,11 +176,11 @@ mod tests {
         assert_eq!(cg.counter("memory.oom_control", "missing"), 0);
         cg.write("memory.limit_in_bytes", "209715200").unwrap();
         assert_eq!(cg.read("memory.limit_in_bytes").unwrap(), "209715200");
-        match cg.write("no.such.file", "1") {
+        match cg.write("no/such.file", "1") {
             Err(e @ Error::WriteControl { .. }) => {
                 let text = e.to_string();
                 assert!(
-                    text.contains("\"1\"") && text.contains("no.such.file"),
+                    text.contains("\"1\"") && text.contains("no/such.file"),
                     "{text}"
                 );
             }

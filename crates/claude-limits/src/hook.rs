@@ -9,6 +9,9 @@ use claude_proc::{
 };
 
 use crate::cgroup_v1::{Cgroup, CgroupV1Root};
+use crate::cgroup_v2::{
+    check_parent, create_v2, kill_all, oom_kills, v2_controllers, v2_settings, CgroupV2Root,
+};
 use crate::error::{Error, Result};
 use crate::limits::{LimitKind, LimitReport, Mechanism, ResourceLimits};
 
@@ -17,6 +20,11 @@ use crate::limits::{LimitKind, LimitReport, Mechanism, ResourceLimits};
 pub struct LimitOptions {
     /// Where the cgroup v1 hierarchies are (default: the system's).
     pub cgroup_v1: CgroupV1Root,
+    /// A cgroup v2 parent (a delegated subtree) to create children in; preferred over v1 when
+    /// it enables the needed controllers. `None`: v2 is not used.
+    pub cgroup_v2: Option<CgroupV2Root>,
+    /// The block device (`MAJ:MIN`) a disk IO limit applies to, for cgroup v2 `io.max`.
+    pub io_device: Option<String>,
     /// Allow limits that nothing here can enforce; the report says `not-enforced` for them.
     pub best_effort: bool,
 }
@@ -25,6 +33,8 @@ impl Default for LimitOptions {
     fn default() -> Self {
         LimitOptions {
             cgroup_v1: CgroupV1Root::system(),
+            cgroup_v2: None,
+            io_device: None,
             best_effort: false,
         }
     }
@@ -45,12 +55,29 @@ impl LimitsHook {
     pub fn new(limits: ResourceLimits, options: LimitOptions) -> Result<LimitsHook> {
         limits.validate()?;
         let mut report = LimitReport::default();
+        let io_v2 = options.io_device.is_some();
+        let v2 = options
+            .cgroup_v2
+            .as_ref()
+            .filter(|root| check_parent(root, &v2_controllers(&limits, io_v2)).is_ok());
+        if v2.is_some() {
+            for (kind, requested) in [
+                (LimitKind::Memory, limits.max_memory.is_some()),
+                (LimitKind::Cpu, limits.max_cpu.is_some()),
+                (LimitKind::Pids, limits.max_pids.is_some()),
+                (LimitKind::DiskIo, limits.max_disk_io.is_some() && io_v2),
+            ] {
+                if requested {
+                    report.entries.push((kind, Mechanism::CgroupV2, None));
+                }
+            }
+        }
         let mut need = |kind: LimitKind,
                         requested: bool,
                         controller: Option<&str>,
                         fallback: Mechanism|
          -> Result<()> {
-            if !requested {
+            if !requested || report.mechanism(kind) == Some(Mechanism::CgroupV2) {
                 return Ok(());
             }
             let entry = match controller {
@@ -108,7 +135,7 @@ impl LimitsHook {
             None,
             Mechanism::Timer,
         )?;
-        if limits.max_disk_io.is_some() {
+        if limits.max_disk_io.is_some() && report.mechanism(LimitKind::DiskIo).is_none() {
             let why =
                 "disk IO throttling (blkio / io.max / soft) is not implemented yet".to_owned();
             if !options.best_effort {
@@ -135,6 +162,19 @@ impl LimitsHook {
 
     fn cgroups(&self, setup: &mut ChildSetup, created: &mut Vec<Cgroup>) -> Result<()> {
         let l = &self.limits;
+        if let Some(root) = self.options.cgroup_v2.as_ref().filter(|_| {
+            [
+                LimitKind::Memory,
+                LimitKind::Cpu,
+                LimitKind::Pids,
+                LimitKind::DiskIo,
+            ]
+            .iter()
+            .any(|k| self.report.mechanism(*k) == Some(Mechanism::CgroupV2))
+        }) {
+            let settings = v2_settings(l, self.options.io_device.as_deref());
+            created.push(create_v2(root, &settings)?);
+        }
         let mut make = |controller: &'static str| -> Result<Option<usize>> {
             if self.report.mechanism(kind_of(controller)) != Some(Mechanism::CgroupV1) {
                 return Ok(None);
@@ -202,8 +242,11 @@ impl HookInstance for Applied {
     }
 
     fn exited(&mut self, exit: &RawExit) -> Option<StopCause> {
-        let memory = self.cgroups.iter().find(|c| c.controller == "memory")?;
-        let oom = memory.counter("memory.oom_control", "oom_kill") > 0;
+        let oom = self.cgroups.iter().any(|c| match c.controller {
+            "memory" => c.counter("memory.oom_control", "oom_kill") > 0,
+            "unified" => oom_kills(c) > 0,
+            _ => false,
+        });
         (oom && exit.signal == Some(9)).then(|| StopCause::LimitExceeded {
             limit: "memory".into(),
         })
@@ -211,6 +254,10 @@ impl HookInstance for Applied {
 
     fn cleanup(&mut self) {
         for cg in &self.cgroups {
+            // The tree is gone by now; on v2, `cgroup.kill` ends anything that slipped past.
+            if cg.controller == "unified" && !cg.members().is_empty() {
+                let _ = kill_all(cg);
+            }
             cg.remove();
         }
     }

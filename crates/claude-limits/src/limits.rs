@@ -116,6 +116,8 @@ impl LimitKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Mechanism {
+    /// The cgroup v2 hierarchy (`memory.max`, `cpu.max`, `pids.max`, `io.max`).
+    CgroupV2,
     /// A cgroup v1 controller (`memory.limit_in_bytes`, `cpu.cfs_quota_us`, `pids.max`).
     CgroupV1,
     /// A resource limit set before exec.
@@ -131,6 +133,7 @@ pub enum Mechanism {
 impl fmt::Display for Mechanism {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Mechanism::CgroupV2 => "cgroup-v2",
             Mechanism::CgroupV1 => "cgroup-v1",
             Mechanism::Rlimit => "rlimit",
             Mechanism::Setpriority => "setpriority",

@@ -333,6 +333,7 @@ fn limits_nothing_here_enforces_fail_unless_best_effort() {
         LimitOptions {
             cgroup_v1: nowhere.clone(),
             best_effort: false,
+            ..LimitOptions::default()
         },
     ) {
         Err(
@@ -347,6 +348,7 @@ fn limits_nothing_here_enforces_fail_unless_best_effort() {
         LimitOptions {
             cgroup_v1: nowhere,
             best_effort: true,
+            ..LimitOptions::default()
         },
     )
     .unwrap();

@@ -7,6 +7,7 @@
 
 mod enforce;
 mod soft;
+mod v2;
 
 /// CPU- and memory-heavy tests run one at a time (the machine has two cores).
 pub(crate) static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
