@@ -31,40 +31,9 @@ impl ProcRoot {
         self.0.join(pid.to_string()).join(name)
     }
 
-    fn read(&self, pid: u32, name: &str) -> Result<Vec<u8>> {
-        let path = self.file(pid, name);
-        // One open and reads into a small buffer: /proc files report size 0, so
-        // `std::fs::read`'s size probe is a wasted system call here.
-        let read = || -> std::io::Result<Vec<u8>> {
-            let mut file = std::fs::File::open(&path)?;
-            let mut buf = Vec::with_capacity(1024);
-            std::io::Read::read_to_end(&mut file, &mut buf)?;
-            Ok(buf)
-        };
-        read().map_err(|source| match source.kind() {
-            std::io::ErrorKind::NotFound => Error::ProcessGone { pid },
-            // ESRCH: the process went away between open and read.
-            _ if source.raw_os_error() == Some(libc::ESRCH) => Error::ProcessGone { pid },
-            _ => Error::Read { path, source },
-        })
-    }
-
-    /// First-level children of `pid` over all its threads (`threads` from its `stat`: one
-    /// thread means one `children` file, no directory listing).
-    fn children(&self, pid: u32, threads: u64) -> Vec<u32> {
+    /// First-level children of `pid` over all its threads.
+    fn children(&self, pid: u32) -> Vec<u32> {
         let mut out = Vec::new();
-        if threads == 1 {
-            let id = pid.to_string();
-            if let Ok(text) =
-                std::fs::read_to_string(self.0.join(&id).join("task").join(&id).join("children"))
-            {
-                out.extend(
-                    text.split_ascii_whitespace()
-                        .filter_map(|p| p.parse::<u32>().ok()),
-                );
-                return out;
-            }
-        }
         let Ok(tasks) = std::fs::read_dir(self.0.join(pid.to_string()).join("task")) else {
             return out;
         };
@@ -77,6 +46,62 @@ impl ProcRoot {
             }
         }
         out
+    }
+}
+
+/// An open `/proc/<pid>` directory: files inside are opened relative to it, so the pid is
+/// looked up once per sample instead of once per file.
+struct PidDir {
+    pid: u32,
+    dir: std::fs::File,
+    path: PathBuf,
+}
+
+impl PidDir {
+    fn open(root: &ProcRoot, pid: u32) -> Result<PidDir> {
+        let path = root.0.join(pid.to_string());
+        match std::fs::File::open(&path) {
+            Ok(dir) => Ok(PidDir { pid, dir, path }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::ProcessGone { pid }),
+            Err(source) => Err(Error::Read { path, source }),
+        }
+    }
+
+    /// Read `name` (relative) with one `openat` and, for small files, one `read`.
+    fn read(&self, name: &str) -> Result<Vec<u8>> {
+        use std::io::Read;
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let gone = |source: std::io::Error| match source.raw_os_error() {
+            Some(libc::ENOENT) | Some(libc::ESRCH) => Error::ProcessGone { pid: self.pid },
+            _ => Error::Read {
+                path: self.path.join(name),
+                source,
+            },
+        };
+        let c_name = std::ffi::CString::new(name).map_err(|_| Error::Parse {
+            path: self.path.join(name),
+            why: "file name with NUL".into(),
+        })?;
+        // SAFETY: openat on a directory descriptor we own, with a valid C string.
+        let fd = unsafe {
+            libc::openat(
+                self.dir.as_raw_fd(),
+                c_name.as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(gone(std::io::Error::last_os_error()));
+        }
+        // SAFETY: a fresh descriptor we own.
+        let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+        let mut buf = vec![0u8; 4096];
+        let n = file.read(&mut buf).map_err(gone)?;
+        buf.truncate(n);
+        if n == 4096 {
+            file.read_to_end(&mut buf).map_err(gone)?;
+        }
+        Ok(buf)
     }
 }
 
@@ -297,18 +322,23 @@ impl Sampler {
 
     /// Sample one process. [`Error::ProcessGone`] if it does not exist.
     pub fn process(&self, pid: u32) -> Result<ProcessSample> {
-        let stat_bytes = self.root.read(pid, "stat")?;
+        self.sample_one(pid).map(|(sample, _)| sample)
+    }
+
+    fn sample_one(&self, pid: u32) -> Result<(ProcessSample, PidDir)> {
+        let dir = PidDir::open(&self.root, pid)?;
+        let stat_bytes = dir.read("stat")?;
         let stat = parse_stat(&stat_bytes, &self.root.file(pid, "stat"))?;
         let fields = self.fields;
         let switches = fields
             .switches
-            .then(|| self.root.read(pid, "status").ok())
+            .then(|| dir.read("status").ok())
             .flatten()
             .map(|b| context_switches(&b))
             .unwrap_or_default();
         let io = fields
             .io
-            .then(|| self.root.read(pid, "io").ok())
+            .then(|| dir.read("io").ok())
             .flatten()
             .and_then(|b| Io::from_read(&b[..]).ok());
         let open_fds = fields
@@ -318,11 +348,11 @@ impl Sampler {
             .map(|d| d.count() as u64);
         let wchan = fields
             .wchan
-            .then(|| self.root.read(pid, "wchan").ok())
+            .then(|| dir.read("wchan").ok())
             .flatten()
             .map(|b| String::from_utf8_lossy(&b).trim().to_owned());
         let ticks = stat.utime.saturating_add(stat.stime);
-        Ok(ProcessSample {
+        let sample = ProcessSample {
             pid,
             ppid: stat.ppid,
             name: stat.comm.clone(),
@@ -338,7 +368,22 @@ impl Sampler {
             voluntary_switches: switches.0,
             involuntary_switches: switches.1,
             wchan,
-        })
+        };
+        Ok((sample, dir))
+    }
+
+    /// First-level children: one `children` file for a single-threaded process (opened relative
+    /// to its directory), every thread's otherwise.
+    fn children(&self, dir: &PidDir, threads: u64) -> Vec<u32> {
+        if threads == 1 {
+            if let Ok(bytes) = dir.read(&format!("task/{}/children", dir.pid)) {
+                return String::from_utf8_lossy(&bytes)
+                    .split_ascii_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok())
+                    .collect();
+            }
+        }
+        self.root.children(dir.pid)
     }
 
     /// Sample `root_pid` and every descendant (found through the kernel's `children` lists).
@@ -346,8 +391,8 @@ impl Sampler {
     /// root itself is gone.
     pub fn tree(&self, root_pid: u32) -> Result<TreeSample> {
         let at = Instant::now();
-        let root = self.process(root_pid)?;
-        let mut queue = self.root.children(root_pid, root.threads);
+        let (root, dir) = self.sample_one(root_pid)?;
+        let mut queue = self.children(&dir, root.threads);
         let mut processes = vec![root];
         let mut seen = vec![root_pid];
         while let Some(pid) = queue.pop() {
@@ -355,9 +400,9 @@ impl Sampler {
                 continue;
             }
             seen.push(pid);
-            match self.process(pid) {
-                Ok(sample) => {
-                    queue.extend(self.root.children(pid, sample.threads));
+            match self.sample_one(pid) {
+                Ok((sample, dir)) => {
+                    queue.extend(self.children(&dir, sample.threads));
                     processes.push(sample);
                 }
                 Err(Error::ProcessGone { .. }) => {}
