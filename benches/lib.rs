@@ -45,18 +45,8 @@ pub struct BenchCgroup(PathBuf);
 impl BenchCgroup {
     /// Create it.
     pub fn create() -> Option<Self> {
-        let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-        let rel = text.lines().find_map(|l| {
-            let mut parts = l.splitn(3, ':');
-            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-            controllers
-                .split(',')
-                .any(|c| c == "memory")
-                .then(|| path.to_owned())
-        })?;
-        let dir = PathBuf::from("/sys/fs/cgroup/memory")
-            .join(rel.trim_start_matches('/'))
-            .join(format!("claude-proc-bench-{}", std::process::id()));
+        let own = claude_limits::CgroupV1Root::system().own_dir("memory")?;
+        let dir = own.join(format!("claude-proc-bench-{}", std::process::id()));
         std::fs::create_dir(&dir).ok()?;
         Some(BenchCgroup(dir))
     }
