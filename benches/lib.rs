@@ -1,65 +1,27 @@
 //! Shared pieces of the criterion benchmarks (see `benches/*.rs` and BENCHMARKS.md).
 
-use std::os::fd::OwnedFd;
-use std::path::PathBuf;
+use std::sync::Arc;
 
-use claude_proc::{ChildSetup, HookError, HookInstance, Rlimit, SpawnHook};
+use claude_limits::{LimitOptions, LimitsHook, ResourceLimits};
 
-/// A hook doing what `claude-limits` will do on every spawn: set rlimits and a nice value, and
-/// place the child in a cgroup by writing `0` to an open `cgroup.procs` before exec.
-#[derive(Debug)]
-pub struct LimitsLikeHook {
-    procs: PathBuf,
-}
-
-impl LimitsLikeHook {
-    /// Use `procs` (a `cgroup.procs` file, or `/dev/null` where no cgroup can be made).
-    pub fn new(procs: PathBuf) -> Self {
-        LimitsLikeHook { procs }
-    }
-}
-
-struct Nothing;
-impl HookInstance for Nothing {}
-
-impl SpawnHook for LimitsLikeHook {
-    fn name(&self) -> &str {
-        "limits-like"
-    }
-
-    fn prepare(&self, setup: &mut ChildSetup) -> Result<Box<dyn HookInstance>, HookError> {
-        let file = std::fs::OpenOptions::new().write(true).open(&self.procs)?;
-        setup.write_on_start(OwnedFd::from(file), "0");
-        setup.set_rlimit(Rlimit::OpenFiles, 4096, 4096);
-        setup.set_rlimit(Rlimit::CoreSize, 0, 0);
-        setup.set_nice(1);
-        Ok(Box::new(Nothing))
-    }
-}
-
-/// A cgroup v1 memory cgroup beneath this process's own, removed on drop; `None` where the
-/// hierarchy is missing or not writable.
-#[derive(Debug)]
-pub struct BenchCgroup(PathBuf);
-
-impl BenchCgroup {
-    /// Create it.
-    pub fn create() -> Option<Self> {
-        let own = claude_limits::CgroupV1Root::system().own_dir("memory")?;
-        let dir = own.join(format!("claude-proc-bench-{}", std::process::id()));
-        std::fs::create_dir(&dir).ok()?;
-        Some(BenchCgroup(dir))
-    }
-
-    /// Its `cgroup.procs`.
-    pub fn procs(&self) -> PathBuf {
-        self.0.join("cgroup.procs")
-    }
-}
-
-impl Drop for BenchCgroup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.0);
+/// The real `claude-limits` hook with what a Claude session typically gets: a memory limit and
+/// a pids limit (one cgroup v1 each, created and removed per spawn), an open-files rlimit and a
+/// nice value. Best effort, so it also runs where cgroups cannot be made (then rlimits only).
+pub fn session_limits_hook() -> Arc<LimitsHook> {
+    let limits = ResourceLimits {
+        max_memory: Some(1 << 30),
+        max_pids: Some(1000),
+        max_open_files: Some(4096),
+        nice: Some(1),
+        ..ResourceLimits::default()
+    };
+    let options = LimitOptions {
+        best_effort: true,
+        ..LimitOptions::default()
+    };
+    match LimitsHook::new(limits, options) {
+        Ok(hook) => Arc::new(hook),
+        Err(e) => panic!("the session limits are valid: {e}"),
     }
 }
 

@@ -11,20 +11,14 @@
 )]
 
 use std::os::unix::process::CommandExt;
-use std::sync::Arc;
 use std::time::Duration;
 
-use benches::{hold_memory, BenchCgroup, LimitsLikeHook};
+use benches::{hold_memory, session_limits_hook};
 use claude_proc::{spawn, OutputMode, ProcessConfig};
 use criterion::{criterion_group, criterion_main, Criterion};
 
 fn group(c: &mut Criterion, name: &str) {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let cgroup = BenchCgroup::create();
-    let procs = cgroup
-        .as_ref()
-        .map(BenchCgroup::procs)
-        .unwrap_or_else(|| "/dev/null".into());
     // stdio inherited, as `Command::status` does, so both sides do the same work there.
     let plain = ProcessConfig::builder("/bin/true")
         .stdout(OutputMode::Inherit)
@@ -34,7 +28,7 @@ fn group(c: &mut Criterion, name: &str) {
     let hooked = ProcessConfig::builder("/bin/true")
         .stdout(OutputMode::Inherit)
         .stderr(OutputMode::Inherit)
-        .hook(Arc::new(LimitsLikeHook::new(procs)))
+        .hook(session_limits_hook())
         .build()
         .unwrap();
 
