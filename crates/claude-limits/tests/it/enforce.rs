@@ -81,6 +81,22 @@ fn leftover_cgroups() -> Vec<String> {
     found
 }
 
+/// Read the `eat1g` helper's output to its end: its last line, and the MiB it reported holding.
+pub(crate) async fn allocator_outcome(child: &mut claude_proc::Child) -> (String, u64) {
+    let mut out = child.take_stdout().unwrap();
+    let mut last = String::new();
+    while let Some(event) = out.recv().await {
+        if let OutputEvent::Line(l) = event {
+            last = String::from_utf8_lossy(&l).into_owned();
+        }
+    }
+    let held = last
+        .strip_prefix("held ")
+        .and_then(|s| s.strip_suffix(" MiB"))
+        .map_or(0, |n| n.parse().unwrap());
+    (last, held)
+}
+
 pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let rest = &stat[stat.rfind(')').unwrap() + 2..];
@@ -114,22 +130,12 @@ async fn a_gigabyte_under_200_mb_is_killed_and_reported_as_memory() {
         .build()
         .unwrap();
     let mut child = spawn(&config).await.unwrap();
-    let mut out = child.take_stdout().unwrap();
-    let mut last = String::new();
-    while let Some(event) = out.recv().await {
-        if let OutputEvent::Line(l) = event {
-            last = String::from_utf8_lossy(&l).into_owned();
-        }
-    }
+    let (last, held) = allocator_outcome(&mut child).await;
     let info = child.wait().await.unwrap();
     assert_ne!(
         last, "survived",
         "the helper held 1 GiB under a 200 MiB limit"
     );
-    let held: u64 = last
-        .strip_prefix("held ")
-        .and_then(|s| s.strip_suffix(" MiB"))
-        .map_or(0, |n| n.parse().unwrap());
     assert!(held <= 208, "held {held} MiB under a 200 MiB limit");
     assert_eq!(
         info.reason,

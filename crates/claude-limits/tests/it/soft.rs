@@ -3,9 +3,9 @@
 use std::time::{Duration, Instant};
 
 use claude_limits::{SoftEnforcer, SoftLimits};
-use claude_proc::{spawn, ExitReason, OutputEvent, OutputMode, ProcessConfig, StopCause};
+use claude_proc::{spawn, ExitReason, OutputMode, ProcessConfig, StopCause};
 
-use crate::enforce::{cpu_seconds, HELPER_ENV};
+use crate::enforce::{allocator_outcome, cpu_seconds, HELPER_ENV};
 use crate::SERIAL;
 
 const MIB: u64 = 1 << 20;
@@ -36,13 +36,7 @@ async fn soft_memory_limit_stops_the_tree_with_a_memory_reason() {
             ..SoftLimits::default()
         },
     );
-    let mut out = child.take_stdout().unwrap();
-    let mut last = String::new();
-    while let Some(event) = out.recv().await {
-        if let OutputEvent::Line(l) = event {
-            last = String::from_utf8_lossy(&l).into_owned();
-        }
-    }
+    let (last, held) = allocator_outcome(&mut child).await;
     let info = child.wait().await.unwrap();
     drop(enforcer);
     assert_ne!(last, "survived", "1 GiB held under a 200 MiB soft limit");
@@ -55,10 +49,6 @@ async fn soft_memory_limit_stops_the_tree_with_a_memory_reason() {
         "{:?}",
         info.reason
     );
-    let held: u64 = last
-        .strip_prefix("held ")
-        .and_then(|s| s.strip_suffix(" MiB"))
-        .map_or(0, |n| n.parse().unwrap());
     // Sampled every 20 ms: the overshoot is what the helper allocates in one interval.
     assert!(held <= 400, "held {held} MiB before the soft limit acted");
 }
