@@ -307,3 +307,31 @@ async fn probes_gate_fail_and_degrade_by_role() {
     assert!(failing.calls.load(Ordering::SeqCst) >= 3);
     child.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn descriptor_growth_past_the_threshold_degrades() {
+    // One process (no children to blur the count) that opens four more descriptors when told.
+    let opener = ProcessConfig::builder("/bin/sh")
+        .args([
+            "-c",
+            "read x; exec 3</dev/null 4</dev/null 5</dev/null 6</dev/null; read y",
+        ])
+        .stdin(claude_proc::StdinMode::Piped)
+        .build()
+        .unwrap();
+    let mut child = spawn(&opener).await.unwrap();
+    let stdin = child.take_stdin().unwrap();
+    let mut c = config(None);
+    c.thresholds.max_fd_growth = Some(2);
+    let m = HealthMonitor::start(child.pid(), c, Sampler::default(), Vec::new());
+    wait_status(&m, |s| *s == HealthStatus::Healthy, Duration::from_secs(3)).await;
+    stdin.write_line(b"open").await.unwrap();
+    let s = wait_status(
+        &m,
+        |s| matches!(s, HealthStatus::Degraded(_)),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(s.reasons()[0].contains("open descriptors grew by 4"), "{s}");
+    child.stop().await.unwrap();
+}

@@ -211,3 +211,25 @@ async fn a_hook_places_the_child_in_a_cgroup_before_exec() {
     let memory = lines.iter().find(|l| l.contains(":memory:")).unwrap();
     assert!(memory.ends_with(&format!("/{name}")), "{memory}");
 }
+
+#[tokio::test]
+async fn a_file_size_rlimit_stops_a_writer_at_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big");
+    let h = hook(|setup| {
+        setup.set_rlimit(Rlimit::FileSize, 4096, 4096);
+        Ok(())
+    });
+    let script = format!(
+        "head -c 100000 /dev/zero > {0}; echo $?; wc -c < {0}",
+        file.display()
+    );
+    let config = sh(&script)
+        .stdout(lines())
+        .hook(Arc::new(h))
+        .build()
+        .unwrap();
+    let (lines, _) = output_of(&config).await;
+    // head dies of SIGXFSZ (128 + 25) with exactly the limit written.
+    assert_eq!(lines, vec!["153", "4096"]);
+}
