@@ -1,7 +1,8 @@
 //! Sampling cost: one idle process through `Sampler::process` (all fields, and the fields the
 //! health monitor reads by default) against a bare read of its
 //! `/proc/<pid>/stat`, and one round over 500 idle supervised processes (the monitor's CPU at
-//! 1 Hz is that round's time per second), in the same run.
+//! 1 Hz is that round's time per second), in the same run; each both with files opened per
+//! sample (`Sampler::tree`) and kept open between samples (`TreeWatch`, what the monitor uses).
 #![expect(missing_docs, reason = "criterion macros generate undocumented items")]
 #![expect(
     clippy::unwrap_used,
@@ -10,7 +11,7 @@
 
 use std::time::Duration;
 
-use claude_health::{Fields, MonitorConfig, Sampler};
+use claude_health::{Fields, HealthMonitor, MonitorConfig, Sampler};
 use claude_proc::{spawn, ProcessConfig};
 use criterion::{criterion_group, criterion_main, Criterion};
 
@@ -51,6 +52,10 @@ fn sampling(c: &mut Criterion) {
     g.bench_function("monitor_tree_leaf", |b| {
         b.iter(|| monitor.tree(first).unwrap())
     });
+    let mut leaf_watch = monitor.watch(first);
+    g.bench_function("monitor_watch_leaf", |b| {
+        b.iter(|| leaf_watch.sample().unwrap())
+    });
     g.sample_size(20);
     g.bench_function("round_over_500_idle_trees", |b| {
         b.iter(|| {
@@ -66,12 +71,66 @@ fn sampling(c: &mut Criterion) {
             }
         })
     });
+    // What the monitor does since it keeps files open: one watch per supervised tree.
+    let mut watches: Vec<_> = pids.iter().map(|pid| monitor.watch(*pid)).collect();
+    g.bench_function("monitor_watch_round_over_500_idle_trees", |b| {
+        b.iter(|| {
+            for watch in watches.iter_mut() {
+                watch.sample().unwrap();
+            }
+        })
+    });
     g.finish();
+    drop(watches);
+
+    // The whole monitor as a session gets it: 500 `HealthMonitor`s at 1 Hz on the runtime,
+    // measured as this process's CPU time per wall-clock second (user + system, all threads),
+    // against the same process with the same 500 children and no monitors.
+    let mut g = c.benchmark_group("monitor_cpu_per_wall_second");
+    g.sampling_mode(criterion::SamplingMode::Flat)
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(10));
+    g.bench_function("no_monitors_baseline", |b| {
+        b.iter_custom(cpu_over_wall_seconds)
+    });
+    let monitors: Vec<HealthMonitor> = rt.block_on(async {
+        pids.iter()
+            .map(|pid| {
+                HealthMonitor::start(*pid, MonitorConfig::default(), Sampler::default(), vec![])
+            })
+            .collect()
+    });
+    g.bench_function("health_monitors_500_idle_at_1hz", |b| {
+        b.iter_custom(cpu_over_wall_seconds)
+    });
+    g.finish();
+    assert!(monitors.iter().all(|m| !m.finished()));
+    drop(monitors);
     rt.block_on(async {
         for mut child in children {
             child.stop().await.unwrap();
         }
     });
+}
+
+/// CPU time this process used while `secs` seconds of wall-clock time passed.
+fn cpu_over_wall_seconds(secs: u64) -> Duration {
+    fn cpu() -> Duration {
+        let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
+        // SAFETY: getrusage fills the buffer for RUSAGE_SELF and cannot fail with it.
+        let usage = unsafe {
+            libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+            usage.assume_init()
+        };
+        let tv = |t: libc::timeval| {
+            Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+        };
+        tv(usage.ru_utime) + tv(usage.ru_stime)
+    }
+    let before = cpu();
+    std::thread::sleep(Duration::from_secs(secs));
+    cpu() - before
 }
 
 criterion_group!(benches, sampling);

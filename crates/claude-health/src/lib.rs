@@ -32,9 +32,10 @@
 //! ## Caveats
 //!
 //! Probes run inside the monitoring loop, each bounded by its timeout: a probe that takes its
-//! whole timeout delays the next sample by as much. A full sample costs ~55 us per process on
-//! this project's VMs, the monitor's reduced one ~28 us per idle tree (BENCHMARKS.md); 500 idle
-//! trees at 1 Hz cost ~1.8 % of a core.
+//! whole timeout delays the next sample by as much. The monitor samples through a
+//! [`TreeWatch`], which keeps each process's `/proc` files open between samples (one `pread`
+//! per file): ~7 us per idle process on this project's VMs, and 500 idle monitors at 1 Hz cost
+//! ~0.74 % of a core (BENCHMARKS.md). That costs descriptors: 3 or 4 per watched process.
 //!
 //! ## Example
 //!
@@ -67,6 +68,6 @@ pub use error::{Error, Result};
 pub use hang::{Activity, HangConfig, HangDetector};
 pub use probe::{Probe, ProbeRole, ProbeRunner, ProbeSpec, ProbeVerdict};
 pub use sample::{
-    context_switches, parse_stat, Fields, ProcRoot, ProcState, ProcessSample, Rates, Sampler, Stat,
-    Totals, TreeSample,
+    context_switches, io_bytes, parse_stat, Fields, ProcRoot, ProcState, ProcessSample, Rates,
+    Sampler, Stat, Totals, TreeSample, TreeWatch,
 };

@@ -3,38 +3,42 @@
 //! IO (reading files under an injectable root) is separate from parsing (`procfs-core`'s
 //! `FromRead` over bytes), so fixture directories and property tests exercise the same parsers.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-use procfs_core::process::Io;
-use procfs_core::FromRead;
 
 use crate::error::{Error, Result};
 
 /// The `/proc` to read; tests point it at a directory of fixture files.
 #[derive(Debug, Clone)]
-pub struct ProcRoot(PathBuf);
+pub struct ProcRoot {
+    path: PathBuf,
+    /// Whether `path` is a real procfs (whose `fd/` directory reports its entry count as size).
+    procfs: bool,
+}
 
 impl Default for ProcRoot {
     fn default() -> Self {
-        ProcRoot(PathBuf::from("/proc"))
+        ProcRoot::new("/proc")
     }
 }
 
 impl ProcRoot {
     /// A root at `path`.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        ProcRoot(path.into())
+        let path = path.into();
+        let procfs = is_procfs(&path);
+        ProcRoot { path, procfs }
     }
 
     fn file(&self, pid: u32, name: &str) -> PathBuf {
-        self.0.join(pid.to_string()).join(name)
+        self.path.join(pid.to_string()).join(name)
     }
 
     /// First-level children of `pid` over all its threads.
     fn children(&self, pid: u32) -> Vec<u32> {
         let mut out = Vec::new();
-        let Ok(tasks) = std::fs::read_dir(self.0.join(pid.to_string()).join("task")) else {
+        let Ok(tasks) = std::fs::read_dir(self.path.join(pid.to_string()).join("task")) else {
             return out;
         };
         for task in tasks.filter_map(|t| t.ok()) {
@@ -49,35 +53,106 @@ impl ProcRoot {
     }
 }
 
+/// The whole content of `handle` from offset 0 with `pread` into `buf` (grown as needed, never
+/// shrunk, so steady-state reads allocate nothing); one call for a small file.
+fn read_from_start(handle: &std::fs::File, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    if buf.len() < 4096 {
+        buf.resize(4096, 0);
+    }
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(len * 2, 0);
+        }
+        let n = handle.read_at(buf.get_mut(len..).unwrap_or_default(), len as u64)?;
+        len += n;
+        // procfs hands out a small file whole: a short read is the end.
+        if n == 0 || len < buf.len() {
+            return Ok(len);
+        }
+    }
+}
+
+fn is_procfs(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    let mut fs = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: statfs with a valid C string and a buffer the kernel fills on success.
+    let rc = unsafe { libc::statfs(c_path.as_ptr(), fs.as_mut_ptr()) };
+    // SAFETY: statfs returned 0, so it filled the buffer.
+    rc == 0 && unsafe { fs.assume_init() }.f_type == libc::PROC_SUPER_MAGIC
+}
+
+/// The files a sample reads from `/proc/<pid>`.
+#[derive(Debug, Clone, Copy)]
+enum PidFile {
+    Stat = 0,
+    Status = 1,
+    Io = 2,
+    Wchan = 3,
+    /// The main thread's `task/<pid>/children`.
+    Children = 4,
+}
+
 /// An open `/proc/<pid>` directory: files inside are opened relative to it, so the pid is
-/// looked up once per sample instead of once per file.
+/// looked up once instead of once per file. A [`TreeWatch`] also keeps the files it reads open
+/// and re-reads them with `pread` at offset 0 (procfs regenerates the content on every read):
+/// one system call per file per sample instead of three. The directory descriptor pins the
+/// process: after it exits, reads fail with `ESRCH` even if the pid is reused.
 struct PidDir {
     pid: u32,
     dir: std::fs::File,
     path: PathBuf,
+    /// Files kept open for re-reading, by [`PidFile`] (all `None` unless `keep`).
+    kept: [Option<std::fs::File>; 5],
+    keep: bool,
+    /// Where files are read to.
+    buf: Vec<u8>,
 }
 
 impl PidDir {
-    fn open(root: &ProcRoot, pid: u32) -> Result<PidDir> {
-        let path = root.0.join(pid.to_string());
+    fn open(root: &ProcRoot, pid: u32, keep: bool) -> Result<PidDir> {
+        let path = root.path.join(pid.to_string());
         match std::fs::File::open(&path) {
-            Ok(dir) => Ok(PidDir { pid, dir, path }),
+            Ok(dir) => Ok(PidDir {
+                pid,
+                dir,
+                path,
+                kept: Default::default(),
+                keep,
+                buf: Vec::new(),
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::ProcessGone { pid }),
             Err(source) => Err(Error::Read { path, source }),
         }
     }
 
-    /// Read `name` (relative) with one `openat` and, for small files, one `read`.
-    fn read(&self, name: &str) -> Result<Vec<u8>> {
-        use std::io::Read;
-        use std::os::fd::{AsRawFd, FromRawFd};
-        let gone = |source: std::io::Error| match source.raw_os_error() {
+    fn name(&self, file: PidFile) -> String {
+        match file {
+            PidFile::Stat => "stat".into(),
+            PidFile::Status => "status".into(),
+            PidFile::Io => "io".into(),
+            PidFile::Wchan => "wchan".into(),
+            PidFile::Children => format!("task/{}/children", self.pid),
+        }
+    }
+
+    fn error(&self, name: &str, source: std::io::Error) -> Error {
+        match source.raw_os_error() {
             Some(libc::ENOENT) | Some(libc::ESRCH) => Error::ProcessGone { pid: self.pid },
             _ => Error::Read {
                 path: self.path.join(name),
                 source,
             },
-        };
+        }
+    }
+
+    /// Open `name` relative to the directory.
+    fn open_at(&self, name: &str) -> Result<std::fs::File> {
+        use std::os::fd::{AsRawFd, FromRawFd};
         let c_name = std::ffi::CString::new(name).map_err(|_| Error::Parse {
             path: self.path.join(name),
             why: "file name with NUL".into(),
@@ -91,18 +166,66 @@ impl PidDir {
             )
         };
         if fd < 0 {
-            return Err(gone(std::io::Error::last_os_error()));
+            return Err(self.error(name, std::io::Error::last_os_error()));
         }
         // SAFETY: a fresh descriptor we own.
-        let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
-        let mut buf = vec![0u8; 4096];
-        let n = file.read(&mut buf).map_err(gone)?;
-        buf.truncate(n);
-        if n == 4096 {
-            file.read_to_end(&mut buf).map_err(gone)?;
-        }
-        Ok(buf)
+        Ok(unsafe { std::fs::File::from_raw_fd(fd) })
     }
+
+    /// Read `file` into the directory's buffer, reusing a kept descriptor (and keeping a new
+    /// one when `keep`); the bytes stay valid until the next read.
+    fn read(&mut self, file: PidFile) -> Result<&[u8]> {
+        let slot = file as usize;
+        let mut fresh = None;
+        if self.kept.get(slot).is_some_and(Option::is_none) {
+            let handle = self.open_at(&self.name(file))?;
+            match self.kept.get_mut(slot) {
+                Some(kept) if self.keep => *kept = Some(handle),
+                _ => fresh = Some(handle),
+            }
+        }
+        let handle = fresh
+            .as_ref()
+            .or_else(|| self.kept.get(slot).and_then(Option::as_ref));
+        let len = match handle.map(|h| read_from_start(h, &mut self.buf)) {
+            Some(Ok(len)) => len,
+            Some(Err(e)) => return Err(self.error(&self.name(file), e)),
+            None => return Err(Error::ProcessGone { pid: self.pid }),
+        };
+        Ok(self.buf.get(..len).unwrap_or_default())
+    }
+
+    /// Open descriptors: the size the kernel reports for `fd/` (Linux 6.2 and later), else a
+    /// listing of it.
+    fn count_fds(&self, procfs: bool) -> Option<u64> {
+        use std::os::fd::AsRawFd;
+        if !procfs {
+            return std::fs::read_dir(self.path.join("fd"))
+                .ok()
+                .map(|d| d.count() as u64);
+        }
+        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: fstatat on our directory descriptor with a valid C string and a buffer the
+        // kernel fills on success.
+        let rc = unsafe { libc::fstatat(self.dir.as_raw_fd(), c"fd".as_ptr(), st.as_mut_ptr(), 0) };
+        if rc == 0 {
+            // SAFETY: fstatat returned 0, so it filled the buffer.
+            let size = unsafe { st.assume_init() }.st_size;
+            if size > 0 {
+                return u64::try_from(size).ok();
+            }
+        }
+        std::fs::read_dir(self.path.join("fd"))
+            .ok()
+            .map(|d| d.count() as u64)
+    }
+}
+
+fn parse_pids(bytes: &[u8]) -> Vec<u32> {
+    String::from_utf8_lossy(bytes)
+        .split_ascii_whitespace()
+        .filter_map(|p| p.parse::<u32>().ok())
+        .collect()
 }
 
 /// Process state as `/proc/<pid>/stat` reports it.
@@ -322,40 +445,61 @@ impl Sampler {
 
     /// Sample one process. [`Error::ProcessGone`] if it does not exist.
     pub fn process(&self, pid: u32) -> Result<ProcessSample> {
-        self.sample_one(pid).map(|(sample, _)| sample)
+        let mut dir = PidDir::open(&self.root, pid, false)?;
+        self.sample_one(&mut dir)
     }
 
-    fn sample_one(&self, pid: u32) -> Result<(ProcessSample, PidDir)> {
-        let dir = PidDir::open(&self.root, pid)?;
-        let stat_bytes = dir.read("stat")?;
-        let stat = parse_stat(&stat_bytes, &self.root.file(pid, "stat"))?;
+    /// Sample `root_pid` and every descendant (found through the kernel's `children` lists).
+    /// Processes that vanish while being read are skipped; [`Error::ProcessGone`] only if the
+    /// root itself is gone. Opens every file afresh; [`Sampler::watch`] is cheaper for
+    /// repeated samples of the same tree.
+    pub fn tree(&self, root_pid: u32) -> Result<TreeSample> {
+        self.walk(root_pid, &mut Vec::new(), false)
+    }
+
+    /// A [`TreeWatch`] over `root_pid`: repeated samples that keep each process's files open.
+    pub fn watch(&self, root_pid: u32) -> TreeWatch {
+        TreeWatch {
+            sampler: self.clone(),
+            root_pid,
+            open: Vec::new(),
+        }
+    }
+
+    fn sample_one(&self, dir: &mut PidDir) -> Result<ProcessSample> {
+        let pid = dir.pid;
+        let stat = stat_fields(dir.read(PidFile::Stat)?).map_err(|why| Error::Parse {
+            path: self.root.file(pid, "stat"),
+            why,
+        })?;
         let fields = self.fields;
-        let switches = fields
-            .switches
-            .then(|| dir.read("status").ok())
-            .flatten()
-            .map(|b| context_switches(&b))
-            .unwrap_or_default();
-        let io = fields
-            .io
-            .then(|| dir.read("io").ok())
-            .flatten()
-            .and_then(|b| Io::from_read(&b[..]).ok());
+        let switches = match fields.switches {
+            true => dir
+                .read(PidFile::Status)
+                .map(context_switches)
+                .unwrap_or_default(),
+            false => (0, 0),
+        };
+        let io = match fields.io {
+            true => dir.read(PidFile::Io).ok().and_then(io_bytes),
+            false => None,
+        };
         let open_fds = fields
             .fds
-            .then(|| std::fs::read_dir(self.root.file(pid, "fd")).ok())
-            .flatten()
-            .map(|d| d.count() as u64);
-        let wchan = fields
-            .wchan
-            .then(|| dir.read("wchan").ok())
-            .flatten()
-            .map(|b| String::from_utf8_lossy(&b).trim().to_owned());
+            .then(|| dir.count_fds(self.root.procfs))
+            .flatten();
+        let wchan = match fields.wchan {
+            true => dir
+                .read(PidFile::Wchan)
+                .ok()
+                .map(|b| String::from_utf8_lossy(b).trim().to_owned()),
+            false => None,
+        };
         let ticks = stat.utime.saturating_add(stat.stime);
-        let sample = ProcessSample {
+        Ok(ProcessSample {
             pid,
             ppid: stat.ppid,
-            name: stat.comm.clone(),
+            name: stat.comm,
             state: ProcState::from_char(stat.state),
             cpu_time: Duration::from_nanos(
                 ticks.saturating_mul(1_000_000_000) / self.ticks_per_sec.max(1),
@@ -363,36 +507,61 @@ impl Sampler {
             rss_bytes: stat.rss_pages.saturating_mul(self.page_size),
             threads: stat.num_threads,
             open_fds,
-            read_bytes: io.as_ref().map(|io| io.read_bytes),
-            write_bytes: io.as_ref().map(|io| io.write_bytes),
+            read_bytes: io.map(|(read, _)| read),
+            write_bytes: io.map(|(_, write)| write),
             voluntary_switches: switches.0,
             involuntary_switches: switches.1,
             wchan,
-        };
-        Ok((sample, dir))
+        })
     }
 
-    /// First-level children: one `children` file for a single-threaded process (opened relative
-    /// to its directory), every thread's otherwise.
-    fn children(&self, dir: &PidDir, threads: u64) -> Vec<u32> {
+    /// First-level children: the main thread's `children` list for a single-threaded process,
+    /// every thread's otherwise.
+    fn children(&self, dir: &mut PidDir, threads: u64) -> Vec<u32> {
         if threads == 1 {
-            if let Ok(bytes) = dir.read(&format!("task/{}/children", dir.pid)) {
-                return String::from_utf8_lossy(&bytes)
-                    .split_ascii_whitespace()
-                    .filter_map(|p| p.parse::<u32>().ok())
-                    .collect();
+            if let Ok(bytes) = dir.read(PidFile::Children) {
+                return parse_pids(bytes);
             }
         }
         self.root.children(dir.pid)
     }
 
-    /// Sample `root_pid` and every descendant (found through the kernel's `children` lists).
-    /// Processes that vanish while being read are skipped; [`Error::ProcessGone`] only if the
-    /// root itself is gone.
-    pub fn tree(&self, root_pid: u32) -> Result<TreeSample> {
+    /// Sample `pid` through `open` (reusing its directory when kept), reopening once when a
+    /// kept directory belongs to a process that has exited (its pid may have been reused).
+    fn sample_kept(
+        &self,
+        pid: u32,
+        open: &mut Vec<PidDir>,
+        keep: bool,
+    ) -> Result<(ProcessSample, Vec<u32>)> {
+        let attempt = |open: &mut Vec<PidDir>| -> Result<(ProcessSample, Vec<u32>)> {
+            let index = match open.iter().position(|d| d.pid == pid) {
+                Some(index) => index,
+                None => {
+                    open.push(PidDir::open(&self.root, pid, keep)?);
+                    open.len() - 1
+                }
+            };
+            let dir = open.get_mut(index).ok_or(Error::ProcessGone { pid })?;
+            let sample = self.sample_one(dir)?;
+            let children = self.children(dir, sample.threads);
+            Ok((sample, children))
+        };
+        match attempt(open) {
+            Err(Error::ProcessGone { .. }) if keep && forget(open, pid) => attempt(open),
+            other => other,
+        }
+    }
+
+    fn walk(&self, root_pid: u32, open: &mut Vec<PidDir>, keep: bool) -> Result<TreeSample> {
         let at = Instant::now();
-        let (root, dir) = self.sample_one(root_pid)?;
-        let mut queue = self.children(&dir, root.threads);
+        let (root, mut queue) = match self.sample_kept(root_pid, open, keep) {
+            Ok(found) => found,
+            Err(e) => {
+                open.clear();
+                return Err(e);
+            }
+        };
         let mut processes = vec![root];
         let mut seen = vec![root_pid];
         while let Some(pid) = queue.pop() {
@@ -400,15 +569,19 @@ impl Sampler {
                 continue;
             }
             seen.push(pid);
-            match self.sample_one(pid) {
-                Ok((sample, dir)) => {
-                    queue.extend(self.children(&dir, sample.threads));
+            match self.sample_kept(pid, open, keep) {
+                Ok((sample, children)) => {
+                    queue.extend(children);
                     processes.push(sample);
                 }
-                Err(Error::ProcessGone { .. }) => {}
+                Err(Error::ProcessGone { .. }) => {
+                    forget(open, pid);
+                }
                 Err(other) => return Err(other),
             }
         }
+        // Processes no longer in the tree release their descriptors.
+        open.retain(|d| seen.contains(&d.pid));
         let totals = processes.iter().fold(Totals::default(), |mut t, p| {
             t.processes += 1;
             t.cpu_time += p.cpu_time;
@@ -426,6 +599,61 @@ impl Sampler {
             processes,
             totals,
         })
+    }
+}
+
+/// Drop `pid`'s directory from `open`; whether there was one.
+fn forget(open: &mut Vec<PidDir>, pid: u32) -> bool {
+    let before = open.len();
+    open.retain(|d| d.pid != pid);
+    open.len() != before
+}
+
+/// Repeated samples of one tree that keep each process's `/proc` files open between samples
+/// and re-read them with one `pread` each (a third of the system calls of [`Sampler::tree`];
+/// see BENCHMARKS.md). Holds up to six descriptors per process in the tree (its directory
+/// and the files its [`Fields`] need); they are released when the process leaves the tree or
+/// the watch is dropped. If descriptors run out, the sample reports the error and the watch
+/// keeps working on the next try.
+pub struct TreeWatch {
+    sampler: Sampler,
+    root_pid: u32,
+    open: Vec<PidDir>,
+}
+
+impl fmt::Debug for TreeWatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TreeWatch")
+            .field("root_pid", &self.root_pid)
+            .field("open", &self.open.len())
+            .finish()
+    }
+}
+
+impl TreeWatch {
+    /// Sample the tree now; the same contract as [`Sampler::tree`].
+    pub fn sample(&mut self) -> Result<TreeSample> {
+        let result = self.sampler.walk(self.root_pid, &mut self.open, true);
+        if let Err(Error::Read { source, .. }) = &result {
+            if source.raw_os_error() == Some(libc::EMFILE) {
+                // Give the descriptors back; the next sample opens what it needs afresh.
+                self.open.clear();
+            }
+        }
+        result
+    }
+
+    /// The root pid.
+    pub fn pid(&self) -> u32 {
+        self.root_pid
+    }
+
+    /// Descriptors held now (directories and kept files).
+    pub fn descriptors(&self) -> usize {
+        self.open
+            .iter()
+            .map(|d| 1 + d.kept.iter().flatten().count())
+            .sum()
     }
 }
 
@@ -456,50 +684,85 @@ pub struct Stat {
 /// name holding invalid UTF-8 or a `)` before the `(`, which any child can produce
 /// (`PR_SET_NAME`); the property test below found both.
 pub fn parse_stat(bytes: &[u8], path: &Path) -> Result<Stat> {
-    let bad = |why: &str| Error::Parse {
+    stat_fields(bytes).map_err(|why| Error::Parse {
         path: path.to_path_buf(),
-        why: why.to_owned(),
-    };
-    let open = bytes
-        .iter()
-        .position(|b| *b == b'(')
-        .ok_or_else(|| bad("no '('"))?;
-    let close = bytes
-        .iter()
-        .rposition(|b| *b == b')')
-        .ok_or_else(|| bad("no ')'"))?;
+        why,
+    })
+}
+
+/// [`parse_stat`] without the path (built only for an error): one pass over the fields, no
+/// allocation besides the name.
+fn stat_fields(bytes: &[u8]) -> std::result::Result<Stat, String> {
+    let open = bytes.iter().position(|b| *b == b'(').ok_or("no '('")?;
+    let close = bytes.iter().rposition(|b| *b == b')').ok_or("no ')'")?;
     if close < open {
-        return Err(bad("')' before '('"));
+        return Err("')' before '('".into());
     }
     let pid = std::str::from_utf8(bytes.get(..open).unwrap_or_default())
         .ok()
         .and_then(|p| p.trim().parse().ok())
-        .ok_or_else(|| bad("no pid"))?;
+        .ok_or("no pid")?;
     let comm = String::from_utf8_lossy(bytes.get(open + 1..close).unwrap_or_default()).into_owned();
     let rest = std::str::from_utf8(bytes.get(close + 1..).unwrap_or_default())
-        .map_err(|_| bad("fields after the name are not UTF-8"))?;
-    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
-    let field = |i: usize, name: &str| -> Result<u64> {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .ok_or_else(|| bad(&format!("field {name} missing or not a number")))
+        .map_err(|_| "fields after the name are not UTF-8")?;
+    // Fields after the name, counted from 0 (state); the ones we keep, by index.
+    const WANTED: [(usize, &str); 6] = [
+        (1, "ppid"),
+        (11, "utime"),
+        (12, "stime"),
+        (17, "num_threads"),
+        (19, "starttime"),
+        (21, "rss"),
+    ];
+    let mut values = [None::<u64>; 6];
+    let mut state = None;
+    for (i, field) in rest.split_ascii_whitespace().enumerate().take(22) {
+        if i == 0 {
+            state = field.chars().next();
+        } else if let Some(slot) = WANTED.iter().position(|(at, _)| *at == i) {
+            if let Some(value) = values.get_mut(slot) {
+                *value = field.parse::<u64>().ok();
+            }
+        }
+    }
+    let state = state.ok_or("no state")?;
+    let value = |slot: usize| -> std::result::Result<u64, String> {
+        values.get(slot).copied().flatten().ok_or_else(|| {
+            let name = WANTED.get(slot).map_or("?", |(_, n)| n);
+            format!("field {name} missing or not a number")
+        })
     };
-    let state = fields
-        .first()
-        .and_then(|f| f.chars().next())
-        .ok_or_else(|| bad("no state"))?;
     Ok(Stat {
         pid,
         comm,
         state,
-        ppid: u32::try_from(field(1, "ppid")?).map_err(|_| bad("ppid out of range"))?,
-        utime: field(11, "utime")?,
-        stime: field(12, "stime")?,
-        num_threads: field(17, "num_threads")?,
-        starttime: field(19, "starttime")?,
-        rss_pages: field(21, "rss")?,
+        ppid: u32::try_from(value(0)?).map_err(|_| "ppid out of range")?,
+        utime: value(1)?,
+        stime: value(2)?,
+        num_threads: value(3)?,
+        starttime: value(4)?,
+        rss_pages: value(5)?,
     })
+}
+
+/// The storage bytes read and written from `/proc/<pid>/io` bytes (`read_bytes`,
+/// `write_bytes`); `None` unless both are there. Hand-written: `procfs-core`'s `Io` builds a
+/// hash map of all seven lines per call, a sixth of a watched sample's cost (BENCHMARKS.md).
+pub fn io_bytes(io: &[u8]) -> Option<(u64, u64)> {
+    let (mut read, mut write) = (None, None);
+    for line in io.split(|b| *b == b'\n') {
+        let value = |prefix: &[u8]| {
+            line.strip_prefix(prefix)
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        if let Some(v) = value(b"read_bytes:") {
+            read = Some(v);
+        } else if let Some(v) = value(b"write_bytes:") {
+            write = Some(v);
+        }
+    }
+    Some((read?, write?))
 }
 
 /// The voluntary and involuntary context-switch counts from `/proc/<pid>/status` bytes
@@ -592,6 +855,31 @@ mod tests {
     }
 
     #[test]
+    fn a_watch_rereads_kept_files_and_drops_what_left() {
+        let dir = tempfile::tempdir().unwrap();
+        fixture(dir.path(), 10, 1, 'S', 100, 256, &[11]);
+        fixture(dir.path(), 11, 10, 'S', 10, 1, &[]);
+        let sampler = Sampler::new(ProcRoot::new(dir.path()));
+        let mut watch = sampler.watch(10);
+        let first = watch.sample().unwrap();
+        assert_eq!(first.totals.processes, 2);
+        // Directory + stat, status, io, wchan for each (the fixtures have three threads, so
+        // their children are listed per thread, not through a kept file).
+        assert_eq!(watch.descriptors(), 10);
+        // New content is seen through the kept descriptors; the child left the tree.
+        fixture(dir.path(), 10, 1, 'R', 300, 256, &[]);
+        let second = watch.sample().unwrap();
+        assert_eq!(second.totals.processes, 1);
+        assert_eq!(second.root().unwrap().state, ProcState::Running);
+        assert_eq!(
+            second.totals.cpu_time,
+            Duration::from_nanos((300 + 50) * 1_000_000_000 / sampler.ticks_per_sec)
+        );
+        assert_eq!(second.totals, sampler.tree(10).unwrap().totals);
+        assert_eq!(watch.descriptors(), 5);
+    }
+
+    #[test]
     fn a_hostile_command_name_is_read_not_fatal() {
         let mut line = b"77 (".to_vec();
         line.extend_from_slice(&[0xff, 0xfe, b')', b' ', b'(']);
@@ -627,7 +915,7 @@ mod tests {
         fn parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
             let _ = parse_stat(&bytes, Path::new("stat"));
             let _ = context_switches(&bytes);
-            let _ = Io::from_read(&bytes[..]);
+            let _ = io_bytes(&bytes);
         }
 
         #[test]

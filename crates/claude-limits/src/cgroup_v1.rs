@@ -7,13 +7,17 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use procfs_core::{FromRead, ProcessCGroup, ProcessCGroups};
+
 use crate::error::{Error, Result};
 
 /// Where the v1 hierarchies are mounted and where this process sits in them.
 #[derive(Debug, Clone)]
 pub struct CgroupV1Root {
     mount: PathBuf,
-    self_cgroup: String,
+    /// This process's entries of `/proc/self/cgroup` (parsed by `procfs-core`; a malformed
+    /// file counts as no cgroups, so every controller reads as unavailable).
+    self_cgroup: Vec<ProcessCGroup>,
 }
 
 impl CgroupV1Root {
@@ -21,7 +25,9 @@ impl CgroupV1Root {
     pub fn system() -> Self {
         CgroupV1Root {
             mount: PathBuf::from("/sys/fs/cgroup"),
-            self_cgroup: std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default(),
+            self_cgroup: parse_self_cgroup(
+                &std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default(),
+            ),
         }
     }
 
@@ -29,26 +35,29 @@ impl CgroupV1Root {
     pub fn new(mount: impl Into<PathBuf>, self_cgroup: impl Into<String>) -> Self {
         CgroupV1Root {
             mount: mount.into(),
-            self_cgroup: self_cgroup.into(),
+            self_cgroup: parse_self_cgroup(&self_cgroup.into()),
         }
     }
 
     /// This process's cgroup directory of `controller`, if that hierarchy is mounted here.
     pub fn own_dir(&self, controller: &str) -> Option<PathBuf> {
-        let rel = self.self_cgroup.lines().find_map(|line| {
-            let mut parts = line.splitn(3, ':');
-            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-            controllers
-                .split(',')
-                .any(|c| c == controller)
-                .then(|| path.to_owned())
-        })?;
+        let rel = self
+            .self_cgroup
+            .iter()
+            .find(|entry| entry.controllers.iter().any(|c| c == controller))
+            .map(|entry| entry.pathname.as_str())?;
         let dir = self
             .mount
             .join(controller)
             .join(rel.trim_start_matches('/'));
         dir.join("cgroup.procs").exists().then_some(dir)
     }
+}
+
+fn parse_self_cgroup(text: &str) -> Vec<ProcessCGroup> {
+    ProcessCGroups::from_read(text.as_bytes())
+        .map(|groups| groups.0)
+        .unwrap_or_default()
 }
 
 /// One created cgroup of one controller.

@@ -124,13 +124,23 @@ async fn run(stopper: Stopper, limits: SoftLimits, stopped: Arc<Stopped>) {
     let mut io = limits.max_disk_io.map(|b| Bucket::new(b as f64));
     let mut previous: Option<TreeSample> = None;
     let mut last = Instant::now();
+    let mut watch = sampler.watch(stopper.pid());
     let mut ticker = tokio::time::interval(limits.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let Ok(tree) = sampler.tree(stopper.pid()) else {
-            stopped.resume();
-            return;
+        let tree = match watch.sample() {
+            Ok(tree) => tree,
+            Err(claude_health::Error::ProcessGone { .. }) => {
+                stopped.resume();
+                return;
+            }
+            Err(e) => {
+                // Out of descriptors or an unreadable file: the tree is not held blind.
+                tracing::warn!(pid = stopper.pid(), error = %e, "soft limits: sample failed");
+                stopped.resume();
+                continue;
+            }
         };
         let now = Instant::now();
         let secs = now.saturating_duration_since(last).as_secs_f64();

@@ -202,3 +202,84 @@ async fn stopped_and_zombie_processes_are_seen() {
     child.stop().await.unwrap();
     assert!(matches!(sampler.tree(pid), Err(Error::ProcessGone { .. })));
 }
+
+/// Descriptors of this test process that point into `/proc/<pid>/` for any of `pids`.
+fn descriptors_into(pids: &[u32]) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| {
+            let t = target.to_string_lossy();
+            pids.iter()
+                .any(|p| t == format!("/proc/{p}") || t.starts_with(&format!("/proc/{p}/")))
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn a_watch_follows_the_tree_and_gives_back_its_descriptors() {
+    let mut child = spawn(&sh("sleep 0.4 & sleep 100 & echo started; wait"))
+        .await
+        .unwrap();
+    let sampler = Sampler::default();
+    let mut watch = sampler.watch(child.pid());
+    let mut tree = watch.sample().unwrap();
+    for _ in 0..200 {
+        if tree.totals.processes == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        tree = watch.sample().unwrap();
+    }
+    assert_eq!(tree.totals.processes, 3, "{:?}", tree.processes);
+    let pids: Vec<u32> = tree.processes.iter().map(|p| p.pid).collect();
+    // Directory + stat, status, io, wchan and children per process, really open.
+    assert_eq!(watch.descriptors(), 18);
+    assert_eq!(descriptors_into(&pids), 18);
+    // The same figures as a fresh read (CPU may tick in between; the rest is steady).
+    let fresh = sampler.tree(child.pid()).unwrap();
+    assert_eq!(fresh.totals.processes, 3);
+    assert_eq!(fresh.totals.open_fds, tree.totals.open_fds);
+    assert_eq!(fresh.totals.threads, tree.totals.threads);
+    // The short sleep exits and is reaped: the watch lets go of it.
+    for _ in 0..200 {
+        tree = watch.sample().unwrap();
+        if tree.totals.processes == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(tree.totals.processes, 2);
+    assert_eq!(watch.descriptors(), 12);
+    assert_eq!(descriptors_into(&pids), 12);
+    child.stop().await.unwrap();
+    assert!(matches!(watch.sample(), Err(Error::ProcessGone { .. })));
+    assert_eq!(watch.descriptors(), 0);
+    assert_eq!(descriptors_into(&pids), 0);
+}
+
+#[tokio::test]
+async fn open_descriptors_match_a_listing() {
+    // Five descriptors beyond the standard three.
+    let mut child = spawn(&sh("exec 3</dev/null 4</dev/null 5</dev/null 6</dev/null 7</dev/null; echo ready; exec sleep 100"))
+        .await
+        .unwrap();
+    let sampler = Sampler::default();
+    let listed = || {
+        std::fs::read_dir(format!("/proc/{}/fd", child.pid()))
+            .unwrap()
+            .count() as u64
+    };
+    let mut measured = None;
+    for _ in 0..200 {
+        let sample = sampler.process(child.pid()).unwrap();
+        if sample.name == "sleep" {
+            measured = sample.open_fds;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(measured, Some(listed()));
+    assert!(listed() >= 8);
+    child.stop().await.unwrap();
+}
