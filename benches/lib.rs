@@ -1,6 +1,7 @@
 //! Shared pieces of the criterion benchmarks (see `benches/*.rs` and BENCHMARKS.md).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use claude_limits::{LimitOptions, LimitsHook, ResourceLimits};
 
@@ -34,4 +35,25 @@ pub fn hold_memory(bytes: usize) -> Vec<u8> {
         }
     }
     v
+}
+
+/// CPU time this process used (user + system, all threads) while `secs` seconds of wall-clock
+/// time passed: for `iter_custom`, so a bench reports CPU per wall second.
+pub fn cpu_over_wall_seconds(secs: u64) -> Duration {
+    fn cpu() -> Duration {
+        let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
+        // SAFETY: getrusage fills the buffer for RUSAGE_SELF and cannot fail with it.
+        let usage = unsafe {
+            libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+            usage.assume_init()
+        };
+        let tv = |t: libc::timeval| {
+            Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+                + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
+        };
+        tv(usage.ru_utime) + tv(usage.ru_stime)
+    }
+    let before = cpu();
+    std::thread::sleep(Duration::from_secs(secs));
+    cpu().saturating_sub(before)
 }

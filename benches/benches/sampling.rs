@@ -11,6 +11,7 @@
 
 use std::time::Duration;
 
+use benches::cpu_over_wall_seconds;
 use claude_health::{Fields, HealthMonitor, MonitorConfig, Sampler};
 use claude_proc::{spawn, ProcessConfig};
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -112,25 +113,6 @@ fn sampling(c: &mut Criterion) {
             child.stop().await.unwrap();
         }
     });
-}
-
-/// CPU time this process used while `secs` seconds of wall-clock time passed.
-fn cpu_over_wall_seconds(secs: u64) -> Duration {
-    fn cpu() -> Duration {
-        let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
-        // SAFETY: getrusage fills the buffer for RUSAGE_SELF and cannot fail with it.
-        let usage = unsafe {
-            libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
-            usage.assume_init()
-        };
-        let tv = |t: libc::timeval| {
-            Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-        };
-        tv(usage.ru_utime) + tv(usage.ru_stime)
-    }
-    let before = cpu();
-    std::thread::sleep(Duration::from_secs(secs));
-    cpu() - before
 }
 
 criterion_group!(benches, sampling);

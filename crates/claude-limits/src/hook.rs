@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use claude_proc::{
     Child, ChildSetup, ExitInfo, HookError, HookInstance, RawExit, Rlimit, SpawnHook, StopCause,
+    Stopper,
 };
 
 use crate::cgroup_v1::{Cgroup, CgroupV1Root};
@@ -14,6 +15,21 @@ use crate::cgroup_v2::{
 };
 use crate::error::{Error, Result};
 use crate::limits::{LimitKind, LimitReport, Mechanism, ResourceLimits};
+use crate::soft::{SoftEnforcer, SoftLimits};
+
+/// Which families of mechanisms the hook may choose from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum LimitMode {
+    /// cgroup v2, else cgroup v1, else the soft enforcer (memory, CPU, disk IO).
+    #[default]
+    Auto,
+    /// cgroups only: a limit without a usable controller is unenforceable.
+    Cgroup,
+    /// The soft enforcer for memory, CPU and disk IO; no cgroups at all (max_pids then needs
+    /// `RLIMIT_NPROC`, which works only for a non-root user).
+    Soft,
+}
 
 /// How to choose mechanisms.
 #[derive(Debug, Clone)]
@@ -23,10 +39,16 @@ pub struct LimitOptions {
     /// A cgroup v2 parent (a delegated subtree) to create children in; preferred over v1 when
     /// it enables the needed controllers. `None`: v2 is not used.
     pub cgroup_v2: Option<CgroupV2Root>,
-    /// The block device (`MAJ:MIN`) a disk IO limit applies to, for cgroup v2 `io.max`.
+    /// The block device (`MAJ:MIN`, a whole disk; see [`block_device_of`]) a disk IO limit
+    /// applies to, for cgroup v2 `io.max` and v1 `blkio.throttle.*`. Without it, disk IO is
+    /// left to the soft enforcer.
     pub io_device: Option<String>,
+    /// Which mechanisms may be used.
+    pub mode: LimitMode,
     /// Allow limits that nothing here can enforce; the report says `not-enforced` for them.
     pub best_effort: bool,
+    /// The soft enforcer's sampling interval.
+    pub soft_interval: Duration,
 }
 
 impl Default for LimitOptions {
@@ -35,18 +57,44 @@ impl Default for LimitOptions {
             cgroup_v1: CgroupV1Root::system(),
             cgroup_v2: None,
             io_device: None,
+            mode: LimitMode::Auto,
             best_effort: false,
+            soft_interval: SoftLimits::default().interval,
         }
     }
 }
 
+/// The whole block device (`MAJ:MIN`) holding `path`, for [`LimitOptions::io_device`]: the disk
+/// itself when the file system sits on a partition (throttling applies to whole disks).
+/// `None` for file systems without a block device (tmpfs, overlay on another mount, NFS).
+pub fn block_device_of(path: &std::path::Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(path).ok()?.dev();
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let sys = std::path::PathBuf::from(format!("/sys/dev/block/{major}:{minor}"));
+    let disk = if sys.join("partition").exists() {
+        sys.canonicalize().ok()?.parent()?.join("dev")
+    } else {
+        sys.join("dev")
+    };
+    let text = std::fs::read_to_string(disk).ok()?;
+    Some(text.trim().to_owned())
+}
+
 /// A spawn hook enforcing [`ResourceLimits`] (all but the timeout, which
-/// [`run_with_timeout`] enforces).
+/// [`run_with_timeout`] enforces). Limits the report assigns to [`Mechanism::UserSpace`] get a
+/// [`SoftEnforcer`] per child, started when the child exists and ended with its tree.
 #[derive(Debug, Clone)]
 pub struct LimitsHook {
     limits: ResourceLimits,
     options: LimitOptions,
     report: LimitReport,
+}
+
+/// Whether this process runs as root (who is exempt from `RLIMIT_NPROC`).
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
 }
 
 impl LimitsHook {
@@ -55,99 +103,138 @@ impl LimitsHook {
     pub fn new(limits: ResourceLimits, options: LimitOptions) -> Result<LimitsHook> {
         limits.validate()?;
         let mut report = LimitReport::default();
-        let io_v2 = options.io_device.is_some();
+        let mode = options.mode;
+        let cgroups = mode != LimitMode::Soft;
+        let soft = mode != LimitMode::Cgroup;
+        let io_device = options.io_device.is_some();
         let v2 = options
             .cgroup_v2
             .as_ref()
-            .filter(|root| check_parent(root, &v2_controllers(&limits, io_v2)).is_ok());
-        if v2.is_some() {
-            for (kind, requested) in [
-                (LimitKind::Memory, limits.max_memory.is_some()),
-                (LimitKind::Cpu, limits.max_cpu.is_some()),
-                (LimitKind::Pids, limits.max_pids.is_some()),
-                (LimitKind::DiskIo, limits.max_disk_io.is_some() && io_v2),
-            ] {
-                if requested {
-                    report.entries.push((kind, Mechanism::CgroupV2, None));
-                }
-            }
-        }
-        let mut need = |kind: LimitKind,
-                        requested: bool,
-                        controller: Option<&str>,
-                        fallback: Mechanism|
-         -> Result<()> {
-            if !requested || report.mechanism(kind) == Some(Mechanism::CgroupV2) {
-                return Ok(());
-            }
-            let entry = match controller {
-                Some(c) if options.cgroup_v1.own_dir(c).is_some() => {
-                    (kind, Mechanism::CgroupV1, None)
-                }
-                Some(c) => {
-                    let why = format!("no writable cgroup v1 `{c}` hierarchy for this process");
-                    if !options.best_effort {
-                        return Err(Error::Unenforceable {
-                            limit: kind.name(),
-                            why,
-                        });
-                    }
-                    (kind, Mechanism::NotEnforced, Some(why))
-                }
-                None => (kind, fallback, None),
-            };
-            report.entries.push(entry);
-            Ok(())
-        };
-        need(
-            LimitKind::Memory,
-            limits.max_memory.is_some(),
-            Some("memory"),
-            Mechanism::NotEnforced,
-        )?;
-        need(
-            LimitKind::Cpu,
-            limits.max_cpu.is_some(),
-            Some("cpu"),
-            Mechanism::NotEnforced,
-        )?;
-        need(
-            LimitKind::Pids,
-            limits.max_pids.is_some(),
-            Some("pids"),
-            Mechanism::NotEnforced,
-        )?;
-        need(
-            LimitKind::OpenFiles,
-            limits.max_open_files.is_some(),
-            None,
-            Mechanism::Rlimit,
-        )?;
-        need(
-            LimitKind::Nice,
-            limits.nice.is_some(),
-            None,
-            Mechanism::Setpriority,
-        )?;
-        need(
-            LimitKind::Timeout,
-            limits.timeout.is_some(),
-            None,
-            Mechanism::Timer,
-        )?;
-        if limits.max_disk_io.is_some() && report.mechanism(LimitKind::DiskIo).is_none() {
-            let why =
-                "disk IO throttling (blkio / io.max / soft) is not implemented yet".to_owned();
+            .filter(|_| cgroups)
+            .filter(|root| check_parent(root, &v2_controllers(&limits, io_device)).is_ok());
+        let v1 = |controller: &str| cgroups && options.cgroup_v1.own_dir(controller).is_some();
+        let mut unenforceable = |kind: LimitKind, why: String| -> Result<()> {
             if !options.best_effort {
                 return Err(Error::Unenforceable {
-                    limit: "disk_io",
+                    limit: kind.name(),
                     why,
                 });
             }
             report
                 .entries
-                .push((LimitKind::DiskIo, Mechanism::NotEnforced, Some(why)));
+                .push((kind, Mechanism::NotEnforced, Some(why)));
+            Ok(())
+        };
+        let mut chosen: Vec<(LimitKind, Mechanism, Option<String>)> = Vec::new();
+        let no_cgroup = |c: &str| match mode {
+            LimitMode::Soft => "cgroups are off (soft mode)".to_owned(),
+            _ => format!("no writable cgroup `{c}` controller for this process"),
+        };
+        // Memory and CPU: a cgroup, else the soft enforcer.
+        for (kind, requested, controller) in [
+            (LimitKind::Memory, limits.max_memory.is_some(), "memory"),
+            (LimitKind::Cpu, limits.max_cpu.is_some(), "cpu"),
+        ] {
+            if !requested {
+                continue;
+            }
+            if v2.is_some() {
+                chosen.push((kind, Mechanism::CgroupV2, None));
+            } else if v1(controller) {
+                chosen.push((kind, Mechanism::CgroupV1, None));
+            } else if soft {
+                chosen.push((kind, Mechanism::UserSpace, None));
+            } else {
+                unenforceable(kind, no_cgroup(controller))?;
+            }
         }
+        // Disk IO: v2 io.max with a device; v1 blkio throttles direct IO only (v1 cannot
+        // attribute page-cache writeback), so the soft enforcer covers buffered IO beside it.
+        if limits.max_disk_io.is_some() {
+            let kind = LimitKind::DiskIo;
+            if v2.is_some() && io_device {
+                chosen.push((kind, Mechanism::CgroupV2, None));
+            } else {
+                if io_device && v1("blkio") {
+                    let note = if soft {
+                        "direct IO; buffered IO through the soft enforcer"
+                    } else {
+                        "direct IO only: v1 cannot throttle page-cache writeback"
+                    };
+                    chosen.push((kind, Mechanism::CgroupV1, Some(note.to_owned())));
+                }
+                if soft {
+                    chosen.push((kind, Mechanism::UserSpace, None));
+                } else if !chosen.iter().any(|(k, _, _)| *k == kind) {
+                    let why = match io_device {
+                        true => no_cgroup("blkio"),
+                        false => "no io_device given for io.max / blkio".to_owned(),
+                    };
+                    unenforceable(kind, why)?;
+                }
+            }
+        }
+        if limits.max_pids.is_some() {
+            let kind = LimitKind::Pids;
+            if v2.is_some() {
+                chosen.push((kind, Mechanism::CgroupV2, None));
+            } else if v1("pids") {
+                chosen.push((kind, Mechanism::CgroupV1, None));
+            } else if !is_root() {
+                chosen.push((
+                    kind,
+                    Mechanism::Rlimit,
+                    Some(
+                        "RLIMIT_NPROC counts every process of the user, not only this tree".into(),
+                    ),
+                ));
+            } else {
+                unenforceable(
+                    kind,
+                    format!(
+                        "{}, and root is exempt from RLIMIT_NPROC",
+                        no_cgroup("pids")
+                    ),
+                )?;
+            }
+        }
+        for (kind, requested, mechanism) in [
+            (
+                LimitKind::OpenFiles,
+                limits.max_open_files.is_some(),
+                Mechanism::Rlimit,
+            ),
+            (
+                LimitKind::CpuTime,
+                limits.max_cpu_time.is_some(),
+                Mechanism::Rlimit,
+            ),
+            (
+                LimitKind::FileSize,
+                limits.max_file_size.is_some(),
+                Mechanism::Rlimit,
+            ),
+            (
+                LimitKind::CoreSize,
+                limits.max_core_size.is_some(),
+                Mechanism::Rlimit,
+            ),
+            (
+                LimitKind::Nice,
+                limits.nice.is_some(),
+                Mechanism::Setpriority,
+            ),
+            (
+                LimitKind::Timeout,
+                limits.timeout.is_some(),
+                Mechanism::Timer,
+            ),
+        ] {
+            if requested {
+                chosen.push((kind, mechanism, None));
+            }
+        }
+        report.entries.extend(chosen);
         Ok(LimitsHook {
             limits,
             options,
@@ -160,61 +247,91 @@ impl LimitsHook {
         &self.report
     }
 
+    /// The limits the report assigns to the soft enforcer, if any.
+    pub fn soft_limits(&self) -> Option<SoftLimits> {
+        let soft = |kind| self.report.uses(kind, Mechanism::UserSpace);
+        let limits = SoftLimits {
+            max_memory: self.limits.max_memory.filter(|_| soft(LimitKind::Memory)),
+            max_cpu: self.limits.max_cpu.filter(|_| soft(LimitKind::Cpu)),
+            max_disk_io: self.limits.max_disk_io.filter(|_| soft(LimitKind::DiskIo)),
+            interval: self.options.soft_interval,
+        };
+        (limits.max_memory.is_some() || limits.max_cpu.is_some() || limits.max_disk_io.is_some())
+            .then_some(limits)
+    }
+
     fn cgroups(&self, setup: &mut ChildSetup, created: &mut Vec<Cgroup>) -> Result<()> {
         let l = &self.limits;
+        let on = |kind, mechanism| self.report.uses(kind, mechanism);
         if let Some(root) = self.options.cgroup_v2.as_ref().filter(|_| {
-            [
-                LimitKind::Memory,
-                LimitKind::Cpu,
-                LimitKind::Pids,
-                LimitKind::DiskIo,
-            ]
-            .iter()
-            .any(|k| self.report.mechanism(*k) == Some(Mechanism::CgroupV2))
+            self.report
+                .entries
+                .iter()
+                .any(|(_, m, _)| *m == Mechanism::CgroupV2)
         }) {
             let settings = v2_settings(l, self.options.io_device.as_deref());
             created.push(create_v2(root, &settings)?);
         }
-        let mut make = |controller: &'static str| -> Result<Option<usize>> {
-            if self.report.mechanism(kind_of(controller)) != Some(Mechanism::CgroupV1) {
-                return Ok(None);
+        // (file, value, only if the file exists)
+        type Settings = Vec<(&'static str, String, bool)>;
+        let mut make = |controller: &'static str, kind: LimitKind, settings: Settings| {
+            if !on(kind, Mechanism::CgroupV1) {
+                return Ok(());
             }
             let Some(parent) = self.options.cgroup_v1.own_dir(controller) else {
-                return Ok(None);
+                return Ok(());
             };
+            // Pushed before configuring, so a failed write still gets it removed.
             created.push(Cgroup::create(controller, &parent)?);
-            Ok(Some(created.len() - 1))
-        };
-        let memory = if l.max_memory.is_some() {
-            make("memory")?
-        } else {
-            None
-        };
-        let cpu = if l.max_cpu.is_some() {
-            make("cpu")?
-        } else {
-            None
-        };
-        let pids = if l.max_pids.is_some() {
-            make("pids")?
-        } else {
-            None
-        };
-        if let (Some(i), Some(bytes)) = (memory, l.max_memory) {
-            created[i].write("memory.limit_in_bytes", &bytes.to_string())?;
-            // Without swap accounting the file is absent; with it, swap must not bypass the limit.
-            if created[i].read("memory.memsw.limit_in_bytes").is_some() {
-                created[i].write("memory.memsw.limit_in_bytes", &bytes.to_string())?;
+            if let Some(cg) = created.last() {
+                for (file, value, optional) in settings {
+                    if !optional || cg.read(file).is_some() {
+                        cg.write(file, &value)?;
+                    }
+                }
             }
+            Ok::<(), Error>(())
+        };
+        if let Some(bytes) = l.max_memory {
+            make(
+                "memory",
+                LimitKind::Memory,
+                vec![
+                    ("memory.limit_in_bytes", bytes.to_string(), false),
+                    // Present with swap accounting: swap must not bypass the limit.
+                    ("memory.memsw.limit_in_bytes", bytes.to_string(), true),
+                ],
+            )?;
         }
-        if let (Some(i), Some(cores)) = (cpu, l.max_cpu) {
+        if let Some(cores) = l.max_cpu {
             let period = 100_000u64;
             let quota = ((cores * period as f64).round() as u64).max(1000);
-            created[i].write("cpu.cfs_period_us", &period.to_string())?;
-            created[i].write("cpu.cfs_quota_us", &quota.to_string())?;
+            make(
+                "cpu",
+                LimitKind::Cpu,
+                vec![
+                    ("cpu.cfs_period_us", period.to_string(), false),
+                    ("cpu.cfs_quota_us", quota.to_string(), false),
+                ],
+            )?;
         }
-        if let (Some(i), Some(max)) = (pids, l.max_pids) {
-            created[i].write("pids.max", &max.to_string())?;
+        if let Some(max) = l.max_pids {
+            make(
+                "pids",
+                LimitKind::Pids,
+                vec![("pids.max", max.to_string(), false)],
+            )?;
+        }
+        if let (Some(rate), Some(device)) = (l.max_disk_io, self.options.io_device.as_deref()) {
+            let rule = format!("{device} {rate}");
+            make(
+                "blkio",
+                LimitKind::DiskIo,
+                vec![
+                    ("blkio.throttle.read_bps_device", rule.clone(), false),
+                    ("blkio.throttle.write_bps_device", rule, false),
+                ],
+            )?;
         }
         for cg in created.iter() {
             setup.write_on_start(cg.procs_for_child()?, "0");
@@ -223,36 +340,57 @@ impl LimitsHook {
     }
 }
 
-fn kind_of(controller: &str) -> LimitKind {
-    match controller {
-        "memory" => LimitKind::Memory,
-        "cpu" => LimitKind::Cpu,
-        _ => LimitKind::Pids,
-    }
-}
-
-/// The per-spawn part: the cgroups of one child.
+/// The per-spawn part: the cgroups of one child and what its exit can be attributed to.
 struct Applied {
     cgroups: Vec<Cgroup>,
+    cpu_time: bool,
+    file_size: bool,
+    soft: Option<SoftLimits>,
+    enforcer: Option<SoftEnforcer>,
 }
 
 impl HookInstance for Applied {
+    fn spawned(&mut self, _pid: u32, stopper: &Stopper) {
+        if let Some(limits) = self.soft.take() {
+            self.enforcer = Some(SoftEnforcer::start(stopper.clone(), limits));
+        }
+    }
+
     fn tree_members(&self) -> Vec<u32> {
         self.cgroups.iter().flat_map(Cgroup::members).collect()
     }
 
     fn exited(&mut self, exit: &RawExit) -> Option<StopCause> {
+        let limit = |name: &str| Some(StopCause::LimitExceeded { limit: name.into() });
         let oom = self.cgroups.iter().any(|c| match c.controller {
             "memory" => c.counter("memory.oom_control", "oom_kill") > 0,
             "unified" => oom_kills(c) > 0,
             _ => false,
         });
-        (oom && exit.signal == Some(9)).then(|| StopCause::LimitExceeded {
-            limit: "memory".into(),
+        if oom && exit.signal == Some(libc::SIGKILL) {
+            return limit("memory");
+        }
+        if self.cpu_time && exit.signal == Some(libc::SIGXCPU) {
+            return limit("cpu_time");
+        }
+        if self.file_size && exit.signal == Some(libc::SIGXFSZ) {
+            return limit("file_size");
+        }
+        // A fork refused by pids.max does not kill anything; the leader failing after one
+        // did is attributed to the limit.
+        let refused = self.cgroups.iter().any(|c| match c.controller {
+            "pids" | "unified" => c.counter("pids.events", "max") > 0,
+            _ => false,
+        });
+        let failed = exit.code.is_some_and(|c| c != 0) || exit.signal.is_some();
+        (refused && failed).then(|| StopCause::LimitExceeded {
+            limit: "pids".into(),
         })
     }
 
     fn cleanup(&mut self) {
+        // Ends the enforcer and continues anything it held stopped.
+        self.enforcer = None;
         for cg in &self.cgroups {
             // The tree is gone by now; on v2, `cgroup.kill` ends anything that slipped past.
             if cg.controller == "unified" && !cg.members().is_empty() {
@@ -276,13 +414,36 @@ impl SpawnHook for LimitsHook {
             }
             return Err(Box::new(e));
         }
-        if let Some(files) = self.limits.max_open_files {
+        let l = &self.limits;
+        if let Some(files) = l.max_open_files {
             setup.set_rlimit(Rlimit::OpenFiles, files, files);
         }
-        if let Some(nice) = self.limits.nice {
+        if let Some(cpu) = l.max_cpu_time {
+            let secs = cpu.as_secs() + u64::from(cpu.subsec_nanos() > 0);
+            setup.set_rlimit(Rlimit::CpuSeconds, secs, secs.saturating_add(2));
+        }
+        if let Some(size) = l.max_file_size {
+            setup.set_rlimit(Rlimit::FileSize, size, size);
+        }
+        if let Some(size) = l.max_core_size {
+            setup.set_rlimit(Rlimit::CoreSize, size, size);
+        }
+        if let Some(pids) = l
+            .max_pids
+            .filter(|_| self.report.uses(LimitKind::Pids, Mechanism::Rlimit))
+        {
+            setup.set_rlimit(Rlimit::Processes, pids, pids);
+        }
+        if let Some(nice) = l.nice {
             setup.set_nice(nice);
         }
-        Ok(Box::new(Applied { cgroups: created }))
+        Ok(Box::new(Applied {
+            cgroups: created,
+            cpu_time: l.max_cpu_time.is_some(),
+            file_size: l.max_file_size.is_some(),
+            soft: self.soft_limits(),
+            enforcer: None,
+        }))
     }
 }
 

@@ -22,6 +22,14 @@ pub struct ResourceLimits {
     pub max_open_files: Option<u64>,
     /// Nice value, -20 (most favoured) to 19.
     pub nice: Option<i32>,
+    /// CPU time per process (`RLIMIT_CPU`, whole seconds, rounded up): SIGXCPU at the limit,
+    /// SIGKILL two seconds later. Unlike `max_cpu` (a rate), this ends the process.
+    pub max_cpu_time: Option<Duration>,
+    /// Largest file a process may write (`RLIMIT_FSIZE`): writes beyond it fail and raise
+    /// SIGXFSZ.
+    pub max_file_size: Option<u64>,
+    /// Largest core dump (`RLIMIT_CORE`); `Some(0)` turns core dumps off.
+    pub max_core_size: Option<u64>,
 }
 
 impl ResourceLimits {
@@ -73,6 +81,20 @@ impl ResourceLimits {
                 return bad("nice", nice.to_string(), "must be within -20..=19");
             }
         }
+        if let Some(cpu_time) = self.max_cpu_time {
+            if cpu_time.is_zero() {
+                return bad("max_cpu_time", format!("{cpu_time:?}"), "must be positive");
+            }
+        }
+        if let Some(size) = self.max_file_size {
+            if size < 4096 {
+                return bad(
+                    "max_file_size",
+                    size.to_string(),
+                    "must be at least 4096 bytes",
+                );
+            }
+        }
         Ok(())
     }
 }
@@ -95,6 +117,12 @@ pub enum LimitKind {
     OpenFiles,
     /// `nice`.
     Nice,
+    /// `max_cpu_time`.
+    CpuTime,
+    /// `max_file_size`.
+    FileSize,
+    /// `max_core_size`.
+    CoreSize,
 }
 
 impl LimitKind {
@@ -108,6 +136,9 @@ impl LimitKind {
             LimitKind::Pids => "pids",
             LimitKind::OpenFiles => "open_files",
             LimitKind::Nice => "nice",
+            LimitKind::CpuTime => "cpu_time",
+            LimitKind::FileSize => "file_size",
+            LimitKind::CoreSize => "core_size",
         }
     }
 }
@@ -118,8 +149,11 @@ impl LimitKind {
 pub enum Mechanism {
     /// The cgroup v2 hierarchy (`memory.max`, `cpu.max`, `pids.max`, `io.max`).
     CgroupV2,
-    /// A cgroup v1 controller (`memory.limit_in_bytes`, `cpu.cfs_quota_us`, `pids.max`).
+    /// A cgroup v1 controller (`memory.limit_in_bytes`, `cpu.cfs_quota_us`, `pids.max`,
+    /// `blkio.throttle.*`).
     CgroupV1,
+    /// The [`crate::SoftEnforcer`] in user space (started with [`crate::LimitsHook::start_soft`]).
+    UserSpace,
     /// A resource limit set before exec.
     Rlimit,
     /// `setpriority` before exec.
@@ -135,6 +169,7 @@ impl fmt::Display for Mechanism {
         f.write_str(match self {
             Mechanism::CgroupV2 => "cgroup-v2",
             Mechanism::CgroupV1 => "cgroup-v1",
+            Mechanism::UserSpace => "soft",
             Mechanism::Rlimit => "rlimit",
             Mechanism::Setpriority => "setpriority",
             Mechanism::Timer => "timer",
@@ -146,12 +181,20 @@ impl fmt::Display for Mechanism {
 /// Which mechanism enforces each requested limit.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LimitReport {
-    /// One entry per requested limit, with why where it is not enforced.
+    /// One entry per requested limit and mechanism, with a note where the enforcement is
+    /// partial or absent (a limit enforced two ways has two entries).
     pub entries: Vec<(LimitKind, Mechanism, Option<String>)>,
 }
 
 impl LimitReport {
-    /// The mechanism for `kind`, if it was requested.
+    /// Whether `mechanism` enforces `kind` (possibly besides another one).
+    pub fn uses(&self, kind: LimitKind, mechanism: Mechanism) -> bool {
+        self.entries
+            .iter()
+            .any(|(k, m, _)| *k == kind && *m == mechanism)
+    }
+
+    /// The (first) mechanism for `kind`, if it was requested.
     pub fn mechanism(&self, kind: LimitKind) -> Option<Mechanism> {
         self.entries
             .iter()
@@ -243,7 +286,24 @@ mod tests {
             max_pids: Some(20),
             max_open_files: Some(1024),
             nice: Some(10),
+            max_cpu_time: Some(Duration::from_secs(60)),
+            max_file_size: Some(1 << 30),
+            max_core_size: Some(0),
         };
+        assert_eq!(
+            field(ResourceLimits {
+                max_cpu_time: Some(Duration::ZERO),
+                ..base
+            }),
+            "max_cpu_time"
+        );
+        assert_eq!(
+            field(ResourceLimits {
+                max_file_size: Some(10),
+                ..base
+            }),
+            "max_file_size"
+        );
         assert!(ok.validate().is_ok());
     }
 }

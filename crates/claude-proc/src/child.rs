@@ -348,8 +348,13 @@ async fn start_prepared(
     crate::sys::tree::register_leader(pid);
     let started_at = SystemTime::now();
     let started = tokio::time::Instant::now();
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let stopper = Stopper {
+        pid,
+        cmd: cmd_tx.downgrade(),
+    };
     for hook in &mut hooks.0 {
-        hook.spawned(pid);
+        hook.spawned(pid, &stopper);
     }
     tracing::info!(pid, program = ?config.program, "spawned");
 
@@ -400,7 +405,6 @@ async fn start_prepared(
     let stdout = take_reader(stdout_parent, config.stdout, None)?;
     let stderr = take_reader(stderr_parent, config.stderr, tail.clone())?;
     monitor.attach(stdin.clone(), readers, tail);
-    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     cell.set(ProcessStatus::Running { pid })?;
     tokio::spawn(monitor.run(cmd_rx));
 

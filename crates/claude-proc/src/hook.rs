@@ -133,8 +133,10 @@ pub trait SpawnHook: Send + Sync + 'static {
 
 /// The per-spawn part of a hook. Every method has a no-op default.
 pub trait HookInstance: Send + Sync + 'static {
-    /// The child exists with this pid (it may already have exec'd).
-    fn spawned(&mut self, _pid: u32) {}
+    /// The child exists with this pid (it may already have exec'd). `stopper` asks for its stop
+    /// sequence, for enforcers that live as long as the instance (a soft limit, a timer); it
+    /// does not keep the child alive.
+    fn spawned(&mut self, _pid: u32, _stopper: &crate::Stopper) {}
 
     /// Processes this hook knows belong to the tree (for example the members of its cgroup);
     /// the stop sequence signals them in addition to what it finds in `/proc`.

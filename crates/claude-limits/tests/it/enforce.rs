@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use claude_limits::{
-    run_with_timeout, Error, LimitKind, LimitOptions, LimitsHook, Mechanism, ResourceLimits,
+    run_with_timeout, Error, LimitKind, LimitMode, LimitOptions, LimitsHook, Mechanism,
+    ResourceLimits,
 };
 use claude_proc::{spawn, ExitReason, OutputEvent, OutputMode, ProcessConfig, StopCause};
 
@@ -68,7 +69,7 @@ fn hook(limits: ResourceLimits) -> LimitsHook {
 fn leftover_cgroups() -> Vec<String> {
     let root = claude_limits::CgroupV1Root::system();
     let mut found = Vec::new();
-    for controller in ["memory", "cpu", "pids"] {
+    for controller in ["memory", "cpu", "pids", "blkio"] {
         if let Some(dir) = root.own_dir(controller) {
             for entry in std::fs::read_dir(dir).unwrap().flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
@@ -304,13 +305,94 @@ async fn the_timeout_fires_within_100_ms_of_its_deadline() {
 }
 
 #[test]
+fn mechanisms_follow_the_mode_and_the_host() {
+    let all = ResourceLimits {
+        max_memory: Some(64 * MIB),
+        max_cpu: Some(0.5),
+        max_disk_io: Some(5 * MIB),
+        max_pids: Some(50),
+        max_cpu_time: Some(Duration::from_secs(10)),
+        max_file_size: Some(MIB),
+        max_core_size: Some(0),
+        ..Default::default()
+    };
+    let with = |options: LimitOptions| LimitsHook::new(all, options);
+    // This machine: cgroup v1 for memory, CPU and pids; disk IO without a device is soft.
+    let auto = with(LimitOptions::default()).unwrap();
+    let r = auto.report();
+    assert_eq!(r.mechanism(LimitKind::Memory), Some(Mechanism::CgroupV1));
+    assert_eq!(r.mechanism(LimitKind::Cpu), Some(Mechanism::CgroupV1));
+    assert_eq!(r.mechanism(LimitKind::Pids), Some(Mechanism::CgroupV1));
+    assert_eq!(r.mechanism(LimitKind::DiskIo), Some(Mechanism::UserSpace));
+    for kind in [LimitKind::CpuTime, LimitKind::FileSize, LimitKind::CoreSize] {
+        assert_eq!(r.mechanism(kind), Some(Mechanism::Rlimit));
+    }
+    assert_eq!(
+        auto.soft_limits().map(|s| (s.max_memory, s.max_disk_io)),
+        Some((None, Some(5 * MIB)))
+    );
+    // With a device, blkio takes direct IO and the soft enforcer buffered IO.
+    let device = claude_limits::block_device_of(Path::new(env!("CARGO_TARGET_TMPDIR")));
+    let blk = with(LimitOptions {
+        io_device: device.clone(),
+        ..LimitOptions::default()
+    })
+    .unwrap();
+    if device.is_some() {
+        assert!(blk.report().uses(LimitKind::DiskIo, Mechanism::CgroupV1));
+    }
+    assert!(blk.report().uses(LimitKind::DiskIo, Mechanism::UserSpace));
+    // Soft mode: no cgroups; root is exempt from RLIMIT_NPROC, so pids cannot be held.
+    let soft = LimitOptions {
+        mode: LimitMode::Soft,
+        ..LimitOptions::default()
+    };
+    match with(soft.clone()) {
+        Err(e @ Error::Unenforceable { limit: "pids", .. }) => {
+            assert!(e.to_string().contains("RLIMIT_NPROC"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let soft_hook = LimitsHook::new(
+        ResourceLimits {
+            max_pids: None,
+            ..all
+        },
+        soft,
+    )
+    .unwrap();
+    for kind in [LimitKind::Memory, LimitKind::Cpu, LimitKind::DiskIo] {
+        assert_eq!(
+            soft_hook.report().mechanism(kind),
+            Some(Mechanism::UserSpace)
+        );
+    }
+    // Cgroup mode: disk IO without a device has no cgroup mechanism.
+    let cgroup = LimitOptions {
+        mode: LimitMode::Cgroup,
+        ..LimitOptions::default()
+    };
+    assert!(matches!(
+        with(cgroup),
+        Err(Error::Unenforceable {
+            limit: "disk_io",
+            ..
+        })
+    ));
+}
+
+#[test]
 fn limits_nothing_here_enforces_fail_unless_best_effort() {
+    let cgroup_only = LimitOptions {
+        mode: LimitMode::Cgroup,
+        ..LimitOptions::default()
+    };
     let disk = ResourceLimits {
         max_disk_io: Some(5 * MIB),
         ..Default::default()
     };
     assert!(matches!(
-        LimitsHook::new(disk, LimitOptions::default()),
+        LimitsHook::new(disk, cgroup_only.clone()),
         Err(Error::Unenforceable {
             limit: "disk_io",
             ..
@@ -320,7 +402,7 @@ fn limits_nothing_here_enforces_fail_unless_best_effort() {
         disk,
         LimitOptions {
             best_effort: true,
-            ..LimitOptions::default()
+            ..cgroup_only.clone()
         },
     )
     .unwrap();
@@ -328,18 +410,30 @@ fn limits_nothing_here_enforces_fail_unless_best_effort() {
         best.report().mechanism(LimitKind::DiskIo),
         Some(Mechanism::NotEnforced)
     );
-    // A host without the memory hierarchy: refused, or reported with best effort.
+    // A host without the memory hierarchy: the soft enforcer in auto mode; in cgroup mode
+    // refused, or reported with best effort.
     let nowhere = claude_limits::CgroupV1Root::new("/nonexistent", "4:memory:/x\n");
     let memory = ResourceLimits {
         max_memory: Some(64 * MIB),
         ..Default::default()
     };
+    let auto = LimitsHook::new(
+        memory,
+        LimitOptions {
+            cgroup_v1: nowhere.clone(),
+            ..LimitOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        auto.report().mechanism(LimitKind::Memory),
+        Some(Mechanism::UserSpace)
+    );
     match LimitsHook::new(
         memory,
         LimitOptions {
             cgroup_v1: nowhere.clone(),
-            best_effort: false,
-            ..LimitOptions::default()
+            ..cgroup_only.clone()
         },
     ) {
         Err(
@@ -354,7 +448,7 @@ fn limits_nothing_here_enforces_fail_unless_best_effort() {
         LimitOptions {
             cgroup_v1: nowhere,
             best_effort: true,
-            ..LimitOptions::default()
+            ..cgroup_only
         },
     )
     .unwrap();
@@ -363,4 +457,162 @@ fn limits_nothing_here_enforces_fail_unless_best_effort() {
         Some(Mechanism::NotEnforced)
     );
     assert!(Path::new("/proc/self/cgroup").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpu_time_ends_a_busy_loop_after_one_cpu_second() {
+    let _serial = SERIAL.lock().await;
+    let config = ProcessConfig::builder("/bin/sh")
+        .args(["-c", "while :; do :; done"])
+        .hook(Arc::new(hook(ResourceLimits {
+            max_cpu_time: Some(Duration::from_secs(1)),
+            ..Default::default()
+        })))
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let mut child = spawn(&config).await.unwrap();
+    let info = child.wait().await.unwrap();
+    let took = start.elapsed();
+    eprintln!("cpu_time: busy loop ended after {took:?} under a 1 s RLIMIT_CPU");
+    assert_eq!(
+        info.reason.cause(),
+        Some(&StopCause::LimitExceeded {
+            limit: "cpu_time".into()
+        }),
+        "{:?}",
+        info.reason
+    );
+    assert!(matches!(info.reason, ExitReason::Enforced { .. }));
+    // A busy loop on an otherwise idle core: wall time is CPU time.
+    assert!(
+        took >= Duration::from_millis(900) && took <= Duration::from_millis(2500),
+        "ended after {took:?}"
+    );
+}
+
+#[tokio::test]
+async fn file_size_stops_a_writer_at_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big");
+    let config = ProcessConfig::builder("/bin/sh")
+        .args([
+            "-c",
+            &format!("exec head -c 10485760 /dev/zero > {}", file.display()),
+        ])
+        .hook(Arc::new(hook(ResourceLimits {
+            max_file_size: Some(MIB),
+            ..Default::default()
+        })))
+        .build()
+        .unwrap();
+    let mut child = spawn(&config).await.unwrap();
+    let info = child.wait().await.unwrap();
+    assert_eq!(
+        info.reason.cause(),
+        Some(&StopCause::LimitExceeded {
+            limit: "file_size".into()
+        }),
+        "{:?}",
+        info.reason
+    );
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), MIB);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shell_failing_on_a_refused_fork_exits_for_the_pids_limit() {
+    let _serial = SERIAL.lock().await;
+    let config = ProcessConfig::builder("/bin/sh")
+        .args(["-c", "for i in $(seq 30); do sleep 5 & done; wait"])
+        .hook(Arc::new(hook(ResourceLimits {
+            max_pids: Some(5),
+            ..Default::default()
+        })))
+        .build()
+        .unwrap();
+    let mut child = spawn(&config).await.unwrap();
+    let info = child.wait().await.unwrap();
+    assert_eq!(
+        info.reason.cause(),
+        Some(&StopCause::LimitExceeded {
+            limit: "pids".into()
+        }),
+        "{:?}",
+        info.reason
+    );
+    // A tree that never touched the limit exits normally.
+    let config = ProcessConfig::builder("/bin/sh")
+        .args(["-c", "sleep 0.1 & wait; exit 3"])
+        .hook(Arc::new(hook(ResourceLimits {
+            max_pids: Some(5),
+            ..Default::default()
+        })))
+        .build()
+        .unwrap();
+    let info = spawn(&config).await.unwrap().wait().await.unwrap();
+    assert_eq!(info.reason, ExitReason::Exited { code: 3 });
+    assert!(leftover_cgroups().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blkio_holds_a_direct_io_writer_to_its_rate() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let Some(device) = claude_limits::block_device_of(dir.path()) else {
+        let why = "the target directory is not on a block device";
+        assert!(std::env::var_os("CLAUDE_PM_STRICT").is_none(), "{why}");
+        eprintln!("skipping the blkio test: {why}");
+        return;
+    };
+    // cgroup mode: blkio alone, no soft enforcer beside it.
+    let h = LimitsHook::new(
+        ResourceLimits {
+            max_disk_io: Some(5 * MIB),
+            ..Default::default()
+        },
+        LimitOptions {
+            io_device: Some(device),
+            mode: LimitMode::Cgroup,
+            ..LimitOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        h.report().mechanism(LimitKind::DiskIo),
+        Some(Mechanism::CgroupV1)
+    );
+    assert!(h.soft_limits().is_none());
+    let config = ProcessConfig::builder("/bin/dd")
+        .args([
+            "if=/dev/zero".to_owned(),
+            format!("of={}", dir.path().join("out").display()),
+            "bs=256K".to_owned(),
+            "count=400".to_owned(),
+            "oflag=direct".to_owned(),
+        ])
+        .hook(Arc::new(h))
+        .build()
+        .unwrap();
+    let mut child = spawn(&config).await.unwrap();
+    let written = |pid: u32| -> u64 {
+        let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap();
+        io.lines()
+            .find_map(|l| l.strip_prefix("write_bytes: "))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (t0, w0) = (Instant::now(), written(child.pid()));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let rate = (written(child.pid()) - w0) as f64 / t0.elapsed().as_secs_f64() / MIB as f64;
+    child.stop().await.unwrap();
+    eprintln!("blkio: direct-IO writer at {rate:.2} MiB/s under 5 MiB/s");
+    assert!(
+        rate <= 5.5,
+        "direct-IO writer averaged {rate:.2} MiB/s under a 5 MiB/s blkio limit"
+    );
+    assert!(rate >= 3.5, "only {rate:.2} MiB/s: throttled too hard");
+    assert!(leftover_cgroups().is_empty());
 }

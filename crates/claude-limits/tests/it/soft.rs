@@ -1,8 +1,13 @@
-//! Soft limits (user space, no cgroups), measured like the cgroup ones.
+//! Soft limits (user space, no cgroups), measured like the cgroup ones: memory and IO through
+//! the hook in soft mode, CPU through a `SoftEnforcer` started by hand (to drop it mid-run).
 
 use std::time::{Duration, Instant};
 
-use claude_limits::{SoftEnforcer, SoftLimits};
+use std::sync::Arc;
+
+use claude_limits::{
+    LimitMode, LimitOptions, LimitsHook, Mechanism, ResourceLimits, SoftEnforcer, SoftLimits,
+};
 use claude_proc::{spawn, ExitReason, OutputMode, ProcessConfig, StopCause};
 
 use crate::enforce::{allocator_outcome, cpu_seconds, HELPER_ENV};
@@ -10,8 +15,30 @@ use crate::SERIAL;
 
 const MIB: u64 = 1 << 20;
 
-fn helper(mode: &str) -> ProcessConfig {
-    ProcessConfig::builder(std::env::current_exe().unwrap())
+/// Soft mode through the hook: the report says `soft`, and the hook starts the enforcer.
+fn soft_hook(limits: ResourceLimits) -> LimitsHook {
+    let hook = LimitsHook::new(
+        limits,
+        LimitOptions {
+            mode: LimitMode::Soft,
+            ..LimitOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(hook
+        .report()
+        .entries
+        .iter()
+        .all(|(_, m, _)| *m == Mechanism::UserSpace));
+    hook
+}
+
+fn helper_under(mode: &str, hook: Option<LimitsHook>) -> ProcessConfig {
+    let mut builder = ProcessConfig::builder(std::env::current_exe().unwrap());
+    if let Some(hook) = hook {
+        builder = builder.hook(Arc::new(hook));
+    }
+    builder
         .args([
             "--exact",
             "enforce::helper_entry",
@@ -28,17 +55,13 @@ fn helper(mode: &str) -> ProcessConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soft_memory_limit_stops_the_tree_with_a_memory_reason() {
     let _serial = SERIAL.lock().await;
-    let mut child = spawn(&helper("eat1g")).await.unwrap();
-    let enforcer = SoftEnforcer::start(
-        child.stopper(),
-        SoftLimits {
-            max_memory: Some(200 * MIB),
-            ..SoftLimits::default()
-        },
-    );
+    let hook = soft_hook(ResourceLimits {
+        max_memory: Some(200 * MIB),
+        ..Default::default()
+    });
+    let mut child = spawn(&helper_under("eat1g", Some(hook))).await.unwrap();
     let (last, held) = allocator_outcome(&mut child).await;
     let info = child.wait().await.unwrap();
-    drop(enforcer);
     assert_ne!(last, "survived", "1 GiB held under a 200 MiB soft limit");
     let cause = info.reason.cause().cloned();
     assert_eq!(
@@ -110,16 +133,12 @@ async fn soft_cpu_limit_holds_a_busy_loop_to_half_a_core() {
 async fn soft_io_limit_holds_a_writer_to_its_rate() {
     let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let mut child = spawn(&helper(&format!("write20:{}", dir.path().display())))
-        .await
-        .unwrap();
-    let _enforcer = SoftEnforcer::start(
-        child.stopper(),
-        SoftLimits {
-            max_disk_io: Some(5 * MIB),
-            ..SoftLimits::default()
-        },
-    );
+    let hook = soft_hook(ResourceLimits {
+        max_disk_io: Some(5 * MIB),
+        ..Default::default()
+    });
+    let mode = format!("write20:{}", dir.path().display());
+    let mut child = spawn(&helper_under(&mode, Some(hook))).await.unwrap();
     let written = |pid: u32| -> u64 {
         let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap();
         io.lines()

@@ -44,7 +44,7 @@ impl SpawnHook for TestHook {
 }
 
 impl HookInstance for TestInstance {
-    fn spawned(&mut self, pid: u32) {
+    fn spawned(&mut self, pid: u32, _stopper: &claude_proc::Stopper) {
         self.spawned.lock().unwrap().push(pid);
     }
     fn exited(&mut self, _exit: &RawExit) -> Option<StopCause> {
