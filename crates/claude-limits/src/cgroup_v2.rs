@@ -155,6 +155,108 @@ pub fn system_v2_parent() -> Result<CgroupV2Root, String> {
 mod tests {
     use super::*;
 
+    /// This process's own cgroup in the real v2 hierarchy, or why there is none.
+    fn own_v2_cgroup() -> Result<PathBuf, String> {
+        let text = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| e.to_string())?;
+        let rel = text
+            .lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .ok_or("this process is in no cgroup v2 hierarchy")?;
+        for mount in ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"] {
+            let dir = Path::new(mount).join(rel.trim_start_matches('/'));
+            if dir.join("cgroup.kill").exists() {
+                return Ok(dir);
+            }
+        }
+        Err("no v2 hierarchy with cgroup.kill (Linux 5.14+) is mounted".into())
+    }
+
+    /// Kills and removes the cgroup even when the test fails.
+    struct Cleanup(Cgroup);
+
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = kill_all(&self.0);
+            self.0.remove();
+        }
+    }
+
+    /// Places the child into a cgroup before it execs.
+    struct Place(std::sync::Arc<Cleanup>);
+
+    struct Placed;
+
+    impl claude_proc::HookInstance for Placed {}
+
+    impl claude_proc::SpawnHook for Place {
+        fn name(&self) -> &str {
+            "place"
+        }
+
+        fn prepare(
+            &self,
+            setup: &mut claude_proc::ChildSetup,
+        ) -> Result<Box<dyn claude_proc::HookInstance>, claude_proc::HookError> {
+            setup.write_on_start(self.0 .0.procs_for_child()?, "0");
+            Ok(Box::new(Placed))
+        }
+    }
+
+    /// The v2 code path on the real kernel, which needs no controller: a cgroup created beneath
+    /// our own, the child in it before it runs, its whole tree listed, killed at once with
+    /// `cgroup.kill`, and the cgroup removed. Runs on hybrid hosts too (the unified mount).
+    #[tokio::test]
+    async fn real_v2_placement_kill_and_removal() {
+        let parent = match own_v2_cgroup() {
+            Ok(dir) => dir,
+            Err(why) => {
+                assert!(std::env::var_os("CLAUDE_PM_STRICT").is_none(), "{why}");
+                eprintln!("skipping the real cgroup v2 placement test: {why}");
+                return;
+            }
+        };
+        let cg = std::sync::Arc::new(Cleanup(
+            create_v2(&CgroupV2Root::new(&parent), &[]).unwrap(),
+        ));
+        let dir = cg.0.dir.clone();
+        let config = claude_proc::ProcessConfig::builder("/bin/sh")
+            .args(["-c", "sleep 100 & sleep 100 & echo ready; wait"])
+            .stdout(claude_proc::OutputMode::lines())
+            .hook(std::sync::Arc::new(Place(std::sync::Arc::clone(&cg))))
+            .build()
+            .unwrap();
+        let mut child = claude_proc::spawn(&config).await.unwrap();
+        let mut out = child.take_stdout().unwrap();
+        assert!(matches!(
+            out.recv().await,
+            Some(claude_proc::OutputEvent::Line(_))
+        ));
+        let members = cg.0.members();
+        assert_eq!(members.len(), 3, "{members:?}");
+        assert!(members.contains(&child.pid()));
+        let started = std::time::Instant::now();
+        kill_all(&cg.0).unwrap();
+        let info = child.wait().await.unwrap();
+        assert!(
+            matches!(
+                info.reason,
+                claude_proc::ExitReason::Signaled {
+                    signal: libc::SIGKILL,
+                    ..
+                }
+            ),
+            "{:?}",
+            info.reason
+        );
+        while !cg.0.members().is_empty() {
+            assert!(started.elapsed() < std::time::Duration::from_secs(1));
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        drop(config);
+        drop(cg);
+        assert!(!dir.exists(), "{} was not removed", dir.display());
+    }
+
     /// A fake v2 parent: a directory with the interface files a kernel would show.
     fn fake_parent(enabled: &str) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();

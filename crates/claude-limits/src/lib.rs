@@ -21,29 +21,33 @@
 //! their rates are throttled by stopping the whole tree (SIGSTOP) until a token bucket has
 //! refilled (SIGCONT), and the tree is always continued when the enforcer goes away.
 //!
-//! | limit | mechanism here |
+//! | limit | mechanism here (auto mode, in order of preference) |
 //! |---|---|
-//! | memory | cgroup v2 `memory.max` + `memory.high` + `memory.swap.max` (OOM kills from `memory.events`), else v1 `memory.limit_in_bytes` (+ `memsw`; OOM kills from `memory.oom_control`), else [`SoftEnforcer`] |
-//! | cpu | cgroup v2 `cpu.max`, else v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us`, else [`SoftEnforcer`] |
-//! | pids | cgroup v2 or v1 `pids.max` |
-//! | disk IO | cgroup v2 `io.max` (with [`LimitOptions::io_device`]), else [`SoftEnforcer`] |
-//! | open files | `RLIMIT_NOFILE` |
+//! | memory | cgroup v2 `memory.max` + `memory.high` + `memory.swap.max` (OOM kills from `memory.events`), v1 `memory.limit_in_bytes` (+ `memsw`; OOM kills from `memory.oom_control`), the soft enforcer |
+//! | cpu | cgroup v2 `cpu.max`, v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us`, the soft enforcer |
+//! | disk IO | cgroup v2 `io.max` (with [`LimitOptions::io_device`]); v1 `blkio.throttle.*` for direct IO plus the soft enforcer for buffered IO; the soft enforcer |
+//! | pids | cgroup v2 or v1 `pids.max`; `RLIMIT_NPROC` for a non-root user (counts all of the user's processes) |
+//! | open files, CPU time, file size, core size | `RLIMIT_NOFILE`, `RLIMIT_CPU`, `RLIMIT_FSIZE`, `RLIMIT_CORE` |
 //! | nice | `setpriority` |
-//! | timeout | a timer running the stop sequence |
+//! | timeout | a timer running the stop sequence ([`run_with_timeout`]) |
+//!
+//! [`LimitMode::Cgroup`] allows cgroups only and [`LimitMode::Soft`] none. Limits the report
+//! assigns to [`Mechanism::UserSpace`] get a [`SoftEnforcer`] per child, started by the hook
+//! when the child exists and ended with its tree. Exits are attributed to the limit that caused
+//! them: `memory` (an OOM kill, or the soft limit's stop), `pids` (a refused fork, then a failed
+//! exit), `cpu_time` (SIGXCPU), `file_size` (SIGXFSZ), `timeout`.
 //!
 //! Never `RLIMIT_AS` for memory: the Claude CLI reserves ~33x its RSS in address space and
 //! aborts under any useful address-space limit.
 //!
-//! ## Status
+//! ## Caveats
 //!
-//! **Issue #5 is in progress.** cgroup v2 is used when [`LimitOptions::cgroup_v2`] names a
-//! delegated parent that enables the controllers (tested against a fake cgroupfs; the real test
-//! skips with its reason on hosts whose v2 mount has no controllers, like this project's).
-//! Not yet: `CLONE_INTO_CGROUP`, cgroup v1 `blkio`, automatic selection of the soft enforcer by
-//! [`LimitsHook`] (today the caller starts [`SoftEnforcer`] itself),
-//! `RLIMIT_NPROC`/`CORE`/`CPU`/`FSIZE` options, and the benchmarks. Without v2 `io.max` the hook
-//! refuses a disk IO limit (or reports it `not-enforced` with best effort): use
-//! [`SoftEnforcer`] for it.
+//! The child joins its cgroups by writing `0` to `cgroup.procs` between clone and exec rather
+//! than through `CLONE_INTO_CGROUP` (ARCHITECTURE.md says why); it never runs outside them.
+//! cgroup v1 cannot attribute page-cache writeback, so blkio alone (cgroup mode) throttles
+//! direct IO only. The real cgroup v2 limit test needs a v2 hierarchy with controllers and skips
+//! elsewhere, saying why; the v2 placement, `cgroup.kill` and removal run on any v2 mount,
+//! including the controller-less one of hybrid hosts.
 //!
 //! ## Example
 //!

@@ -152,7 +152,7 @@ pub enum Mechanism {
     /// A cgroup v1 controller (`memory.limit_in_bytes`, `cpu.cfs_quota_us`, `pids.max`,
     /// `blkio.throttle.*`).
     CgroupV1,
-    /// The [`crate::SoftEnforcer`] in user space (started with [`crate::LimitsHook::start_soft`]).
+    /// The [`crate::SoftEnforcer`] in user space (started per child by [`crate::LimitsHook`]).
     UserSpace,
     /// A resource limit set before exec.
     Rlimit,
