@@ -20,7 +20,6 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 /// The pinned CLI version every test and the demo use.
-const CLAUDE_CLI_VERSION: &str = "2.1.328";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -214,35 +213,27 @@ fn ensure_cargo_deny() -> Result {
     run("install cargo-deny", install)
 }
 
-/// Install `@anthropic-ai/claude-code@CLAUDE_CLI_VERSION` under `target/claude-cli` if it is not
-/// there yet, check its version, and return the binary's path.
+/// The pinned CLI through claude-testkit's `pinned_cli` (the one implementation of "find or
+/// install with npm under target/"), built and run as `claude-testkit claude-cli`.
 fn claude_cli() -> Result<PathBuf> {
-    let dir = root().join("target").join("claude-cli");
-    let bin = dir.join("node_modules").join(".bin").join("claude");
-    if version_of(&bin).as_deref() != Some(CLAUDE_CLI_VERSION) {
-        std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-        let mut npm = Command::new("npm");
-        npm.args(["install", "--no-audit", "--no-fund", "--prefix"])
-            .arg(&dir)
-            .arg(format!("@anthropic-ai/claude-code@{CLAUDE_CLI_VERSION}"));
-        run(
-            &format!("npm install @anthropic-ai/claude-code@{CLAUDE_CLI_VERSION}"),
-            npm,
-        )?;
+    let mut cmd = cargo();
+    cmd.args(["run", "--quiet", "-p", "claude-testkit", "--", "claude-cli"])
+        .env_remove("CLAUDE_PM_CLAUDE_BIN")
+        .stderr(std::process::Stdio::inherit());
+    let out = cmd
+        .output()
+        .map_err(|e| format!("run claude-testkit claude-cli: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "claude-testkit claude-cli failed ({}): the pinned CLI could not be installed",
+            out.status
+        ));
     }
-    match version_of(&bin) {
-        Some(v) if v == CLAUDE_CLI_VERSION => Ok(bin),
-        other => Err(format!(
-            "{} reports version {other:?}, expected {CLAUDE_CLI_VERSION}",
-            bin.display()
-        )),
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if path.is_empty() {
+        return Err("claude-testkit claude-cli printed no path".into());
     }
-}
-
-fn version_of(bin: &Path) -> Option<String> {
-    let out = Command::new(bin).arg("--version").output().ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.split_whitespace().next().map(str::to_owned)
+    Ok(PathBuf::from(path))
 }
 
 fn demo(args: &[String]) -> Result {

@@ -1,0 +1,141 @@
+//! The bodies the stand-in answers with, in the shapes the CLI accepts (see
+//! `shared/CLAUDE_CLI.md`): server-sent events for a streamed reply, one JSON message otherwise.
+
+use serde_json::{json, Value};
+
+/// The text of the last user message of a messages request body (a string, or the last text
+/// block of a content array).
+pub(crate) fn last_user_text(body: &Value) -> String {
+    let Some(messages) = body.get("messages").and_then(Value::as_array) else {
+        return String::new();
+    };
+    let Some(last) = messages
+        .iter()
+        .rev()
+        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+    else {
+        return String::new();
+    };
+    match last.get("content") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(blocks)) => blocks
+            .iter()
+            .rev()
+            .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
+            .find_map(|b| b.get("text").and_then(Value::as_str))
+            .unwrap_or_default()
+            .to_owned(),
+        _ => String::new(),
+    }
+}
+
+/// The deterministic echo: `pong` for a ping, else the first words of the prompt.
+pub(crate) fn echo(prompt: &str) -> String {
+    let prompt = prompt.trim();
+    if prompt.eq_ignore_ascii_case("ping") {
+        return "pong".into();
+    }
+    let snippet: String = prompt.chars().take(60).collect();
+    format!("stand-in reply to: {snippet}")
+}
+
+/// Output tokens charged for `text` (about four characters a token, at least one).
+fn output_tokens(text: &str) -> u64 {
+    (text.len() as u64 / 4).max(1)
+}
+
+/// The whole message, for a non-streamed request.
+pub(crate) fn message(id: u64, model: &str, text: &str, input_tokens: u64) -> Value {
+    json!({
+        "id": format!("msg_standin_{id}"),
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": "end_turn",
+        "stop_sequence": null,
+        "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens(text)},
+    })
+}
+
+/// The events of a streamed reply, each `event: NAME\ndata: JSON\n\n`.
+pub(crate) fn events(id: u64, model: &str, text: &str, input_tokens: u64) -> Vec<String> {
+    let start = json!({"type": "message_start", "message": {
+        "id": format!("msg_standin_{id}"), "type": "message", "role": "assistant",
+        "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
+        "usage": {"input_tokens": input_tokens, "output_tokens": 1}}});
+    let frames = [
+        ("message_start", start),
+        (
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0,
+                   "content_block": {"type": "text", "text": ""}}),
+        ),
+        (
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0,
+                   "delta": {"type": "text_delta", "text": text}}),
+        ),
+        (
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": 0}),
+        ),
+        (
+            "message_delta",
+            json!({"type": "message_delta",
+                   "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+                   "usage": {"output_tokens": output_tokens(text)}}),
+        ),
+        ("message_stop", json!({"type": "message_stop"})),
+    ];
+    frames
+        .iter()
+        .map(|(name, data)| format!("event: {name}\ndata: {data}\n\n"))
+        .collect()
+}
+
+/// An API error body.
+pub(crate) fn error(kind: &str, message: &str) -> Value {
+    json!({"type": "error", "error": {"type": kind, "message": message}})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prompt_is_found_in_either_content_shape() {
+        let plain = json!({"messages": [{"role": "user", "content": "ping"}]});
+        assert_eq!(echo(&last_user_text(&plain)), "pong");
+        let blocks = json!({"messages": [
+            {"role": "user", "content": "first"},
+            {"role": "assistant", "content": "x"},
+            {"role": "user", "content": [
+                {"type": "text", "text": "<system-reminder>"},
+                {"type": "text", "text": "say hi"}]}]});
+        assert_eq!(echo(&last_user_text(&blocks)), "stand-in reply to: say hi");
+        assert_eq!(last_user_text(&json!({"messages": 3})), "");
+    }
+
+    #[test]
+    fn a_stream_is_six_events_in_order() {
+        let events = events(1, "m", "pong", 5);
+        let names: Vec<&str> = events
+            .iter()
+            .map(|e| e.lines().next().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "event: message_start",
+                "event: content_block_start",
+                "event: content_block_delta",
+                "event: content_block_stop",
+                "event: message_delta",
+                "event: message_stop"
+            ]
+        );
+        assert!(events.iter().all(|e| e.ends_with("\n\n")));
+        assert!(events[2].contains("\"pong\""));
+    }
+}
