@@ -156,6 +156,12 @@ pub struct OutputReceiver {
 }
 
 impl OutputReceiver {
+    /// A receiver fed from `rx`: for an upper layer that looks at a child's output and passes
+    /// it on (the stream ends when every sender is dropped).
+    pub fn from_channel(rx: mpsc::Receiver<OutputEvent>) -> Self {
+        OutputReceiver { rx }
+    }
+
     /// The next event, or `None` at the end of the stream.
     pub async fn recv(&mut self) -> Option<OutputEvent> {
         self.rx.recv().await

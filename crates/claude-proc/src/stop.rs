@@ -305,6 +305,9 @@ impl Monitor {
     }
 
     async fn finish(&mut self, reason: ExitReason) {
+        // The leader is a zombie until reaped: its stat still holds its CPU time and that of
+        // the children it reaped.
+        let cpu_time = self.proc_root.cpu_time(self.pid);
         if let Some(fd) = &self.pidfd {
             let _ = pidfd::try_wait(fd.get_ref(), true);
         }
@@ -332,6 +335,7 @@ impl Monitor {
             started_at: self.started_at,
             ended_at: SystemTime::now(),
             wall: self.started.elapsed(),
+            cpu_time,
         };
         tracing::info!(pid = self.pid, %reason, "exited");
         let _ = self.cell.set(ProcessStatus::Exited { reason });

@@ -4,7 +4,10 @@
 //! claude-testkit serve [--port N] [--behaviour reply|unauthorized|rate-limited|overloaded|slow|stall]
 //! claude-testkit claude-cli      install (if needed) and print the pinned CLI's path
 //! ```
-#![expect(clippy::print_stdout, reason = "a command-line tool prints its answers")]
+#![expect(
+    clippy::print_stdout,
+    reason = "a command-line tool prints its answers"
+)]
 
 use std::process::ExitCode;
 use std::time::Duration;

@@ -54,3 +54,31 @@ async fn transitions_are_observable() {
     assert_eq!(second.to.kind(), StatusKind::Exited);
     assert!(gone_within(child.pid(), Duration::from_millis(100)).await);
 }
+
+/// The run's CPU time includes what the descendants the leader reaped used: here a busy loop
+/// two levels down, ended by `timeout` after one second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpu_time_counts_reaped_descendants() {
+    let config = sh("timeout 1 sh -c 'while :; do :; done'; exit 0")
+        .build()
+        .unwrap();
+    let mut child = spawn(&config).await.unwrap();
+    let info = child.wait().await.unwrap();
+    let cpu = info.cpu_time.expect("cpu time read from the zombie");
+    assert!(
+        cpu >= Duration::from_millis(700) && cpu <= info.wall + Duration::from_millis(50),
+        "cpu {cpu:?} over wall {:?}",
+        info.wall
+    );
+    // An idle run used almost none.
+    let info = spawn(&sh("sleep 0.2").build().unwrap())
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert!(
+        info.cpu_time.unwrap() < Duration::from_millis(100),
+        "{info:?}"
+    );
+}
