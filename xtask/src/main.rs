@@ -19,8 +19,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
-/// The pinned CLI version every test and the demo use.
-
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
@@ -90,6 +88,7 @@ fn ci() -> Result {
         "clippy",
         "--workspace",
         "--all-targets",
+        "--all-features",
         "--locked",
         "--",
         "-D",
@@ -99,14 +98,20 @@ fn ci() -> Result {
 
     let claude = claude_cli()?;
     let mut test = cargo();
-    test.args(["test", "--workspace", "--locked"])
+    test.args(["test", "--workspace", "--all-features", "--locked"])
         .env("CLAUDE_PM_CLAUDE_BIN", &claude)
         .env("CLAUDE_PM_STRICT", "1");
     let (passed, failed) = run_tests(test)?;
 
     let mut doc = cargo();
-    doc.args(["doc", "--workspace", "--no-deps", "--locked"])
-        .env("RUSTDOCFLAGS", "-D warnings");
+    doc.args([
+        "doc",
+        "--workspace",
+        "--no-deps",
+        "--all-features",
+        "--locked",
+    ])
+    .env("RUSTDOCFLAGS", "-D warnings");
     run("cargo doc -D warnings", doc)?;
 
     ensure_cargo_deny()?;

@@ -58,6 +58,15 @@ impl fmt::Display for HealthStatus {
     }
 }
 
+/// One sample as the monitor took it, with the rates since the previous one.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    /// The tree.
+    pub sample: TreeSample,
+    /// Since the previous sample (`None` for the first).
+    pub rates: Option<crate::sample::Rates>,
+}
+
 /// A status change, as handlers see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthChange {
@@ -190,6 +199,7 @@ fn judge_sample(
 pub struct HealthMonitor {
     pid: u32,
     status: watch::Receiver<HealthStatus>,
+    latest: watch::Receiver<Option<Observation>>,
     handlers: Arc<Mutex<Vec<HealthHandler>>>,
     signals: Arc<Signals>,
     activity: watch::Receiver<Option<Activity>>,
@@ -224,6 +234,7 @@ impl HealthMonitor {
     ) -> HealthMonitor {
         let (status_tx, status_rx) = watch::channel(HealthStatus::Unknown);
         let (activity_tx, activity_rx) = watch::channel(None);
+        let (latest_tx, latest_rx) = watch::channel(None);
         let handlers: Arc<Mutex<Vec<HealthHandler>>> = Arc::default();
         let signals = Arc::new(Signals::default());
         let (change_tx, change_rx) = mpsc::unbounded_channel();
@@ -236,11 +247,13 @@ impl HealthMonitor {
             Arc::clone(&signals),
             status_tx,
             activity_tx,
+            latest_tx,
             change_tx,
         ));
         HealthMonitor {
             pid,
             status: status_rx,
+            latest: latest_rx,
             handlers,
             signals,
             activity: activity_rx,
@@ -258,6 +271,12 @@ impl HealthMonitor {
     /// A `watch` of the status.
     pub fn watch_status(&self) -> watch::Receiver<HealthStatus> {
         self.status.clone()
+    }
+
+    /// A `watch` of the latest sample and the rates since the one before (the monitor samples
+    /// anyway: callers that report usage need not sample again).
+    pub fn watch_samples(&self) -> watch::Receiver<Option<Observation>> {
+        self.latest.clone()
     }
 
     /// The latest hang classification.
@@ -335,6 +354,7 @@ async fn run(
     signals: Arc<Signals>,
     status: watch::Sender<HealthStatus>,
     activity: watch::Sender<Option<Activity>>,
+    latest: watch::Sender<Option<Observation>>,
     changes: mpsc::UnboundedSender<HealthChange>,
 ) {
     let mut hang = config.hang.map(HangDetector::new);
@@ -424,6 +444,10 @@ async fn run(
                 }
             }
             first.get_or_insert_with(|| tree.clone());
+            latest.send_replace(Some(Observation {
+                rates: previous.as_ref().map(|p| tree.rates_since(p)),
+                sample: tree.clone(),
+            }));
             previous = Some(tree);
             publish(HealthStatus::from_reasons(unhealthy, degraded));
         }

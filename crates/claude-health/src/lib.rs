@@ -62,7 +62,7 @@ mod sample;
 
 pub use checker::{
     HealthChange, HealthChecker, HealthHandler, HealthMonitor, HealthStatus, MonitorConfig,
-    Signals, Thresholds,
+    Observation, Signals, Thresholds,
 };
 pub use error::{Error, Result};
 pub use hang::{Activity, HangConfig, HangDetector};

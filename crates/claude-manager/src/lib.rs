@@ -1,12 +1,80 @@
 //! # claude-manager
 //!
-//! The facade users depend on: it re-exports the layered crates and will hold the
-//! `ProcessManager` that composes them.
+//! The facade: one [`ProcessManager`] that runs Claude Code sessions (and any other program)
+//! with credentials, limits and health checks wired together, restarts them per a policy, caps
+//! how many live at once, and reports events and metrics. It holds only orchestration; the
+//! work is done by the crates it re-exports: [`proc`] (spawn, stop, stream-json),
+//! [`auth`] (credentials), [`health`] (monitoring), [`limits`] (enforcement).
 //!
-//! **Status: only the re-exports exist.** The `ProcessManager` (credentials, limits and health
-//! wired together) is tracked in issue #6.
+//! ## Theory of operation
+//!
+//! [`ProcessManager::start`] validates a [`SessionSpec`] (limits are turned into a
+//! `LimitsHook` up front, so an unenforceable limit fails here) and starts one task per
+//! session. Each run of a session:
+//!
+//! 1. waits for a slot under [`ManagerConfig::max_live`] (a semaphore: the cap bounds the
+//!    processes that exist, queued starts wait);
+//! 2. gets a credential from the spec's `TokenManager` (expired OAuth logins are refreshed
+//!    there) and hands it over by variable or descriptor, every competing variable removed;
+//! 3. spawns with the limits hook (cgroups, rlimits, soft enforcer) and, for Claude, a clean
+//!    environment in which only the CLI's settings variables pass, its own `CLAUDE_CONFIG_DIR`;
+//! 4. watches: the health monitor (samples, liveness, RSS, hang detection), the timeout, stop
+//!    and restart requests, and for Claude the stream-json output: `api_retry` lines and
+//!    results carrying 401/403 are an auth failure, 429/529 a rate limit;
+//! 5. classifies the end ([`ExitKind`]) and decides: an auth failure refreshes the credential
+//!    once and restarts at once, a second in a row is final; otherwise the restart policy
+//!    (never / on-failure / always, at most N per window, full-jitter backoff, circuit
+//!    breaker), with a pause of at least 30 s (jittered) after a rate limit.
+//!
+//! Every step is an event ([`ManagerEvent`], [`ManagerEvent::to_json`]); the session's end is
+//! a [`SessionReport`] with the CPU time of all runs, the peak RSS sampled, restarts and, for
+//! Claude, turns and cost.
+//!
+//! ## Caveats
+//!
+//! Dropping a [`SessionHandle`] or the [`ProcessManager`] stops the sessions (gracefully, in
+//! the background); if the runtime itself shuts down, claude-proc kills and reaps every tree
+//! synchronously. Health probes over the stream-json control protocol are not wired in yet:
+//! responsiveness is judged from output, CPU and IO progress.
+//!
+//! ## Example
+//!
+//! ```no_run
+//! use claude_manager::{ManagerConfig, ProcessManager, SessionSpec};
+//!
+//! # async fn demo() -> Result<(), claude_manager::Error> {
+//! let manager = ProcessManager::new(ManagerConfig { max_live: 4, ..Default::default() });
+//! let mut spec = SessionSpec::claude("review", ["-p", "review this diff", "--output-format", "json"]);
+//! spec.limits.max_memory = Some(2 << 30);
+//! spec.limits.timeout = Some(std::time::Duration::from_secs(600));
+//! let mut session = manager.start(spec)?;
+//! let report = session.wait().await?;
+//! println!("{}: {} after {:?}", report.name, report.reason, report.wall);
+//! # Ok(())
+//! # }
+//! ```
+
+mod error;
+mod events;
+mod manager;
+mod metrics;
+mod report;
+mod session;
+mod settings;
+mod spec;
+mod tee;
+mod units;
 
 pub use claude_auth as auth;
 pub use claude_health as health;
 pub use claude_limits as limits;
 pub use claude_proc as proc;
+
+pub use error::{Error, Result};
+pub use events::{EventKind, ManagerEvent, SessionState};
+pub use manager::{ManagerConfig, ProcessManager, Run, SessionHandle, SessionInfo};
+pub use metrics::MetricsSnapshot;
+pub use report::{ClaudeOutcome, ExitKind, SessionReport};
+pub use settings::{Settings, SettingsSource, SETTING_KEYS};
+pub use spec::{HealthSpec, Isolation, Program, SessionSpec};
+pub use units::{parse_duration, parse_size};

@@ -50,6 +50,16 @@ pub struct SystemMessage {
     pub api_key_source: Option<String>,
     /// The CLI's version.
     pub claude_code_version: Option<String>,
+    /// `api_retry`: the HTTP status of the failed API call (401, 429, 529, ...).
+    pub error_status: Option<u16>,
+    /// `api_retry`: the error class (`authentication_failed`, ...).
+    pub error: Option<String>,
+    /// `api_retry`: this attempt's number.
+    pub attempt: Option<u32>,
+    /// `api_retry`: how many retries the CLI allows itself (`CLAUDE_CODE_MAX_RETRIES`).
+    pub max_retries: Option<u32>,
+    /// `api_retry`: the delay before the next attempt.
+    pub retry_delay_ms: Option<u64>,
 }
 
 /// Token counts.
@@ -318,6 +328,26 @@ mod tests {
 
     #[test]
     fn parses_the_shapes_the_cli_prints() {
+        let retry = br#"{"type":"system","subtype":"api_retry","attempt":1,"max_retries":10,"retry_delay_ms":506,"error_status":401,"error":"authentication_failed","session_id":"s"}"#;
+        match parse_line(retry).unwrap() {
+            StreamMessage::System(s) => {
+                assert_eq!(
+                    (
+                        s.subtype.as_str(),
+                        s.error_status,
+                        s.attempt,
+                        s.error.as_deref()
+                    ),
+                    (
+                        "api_retry",
+                        Some(401),
+                        Some(1),
+                        Some("authentication_failed")
+                    )
+                );
+            }
+            other => panic!("{other:?}"),
+        }
         let init = br#"{"type":"system","subtype":"init","session_id":"s1","cwd":"/tmp","model":"m","tools":["Bash"],"apiKeySource":"ANTHROPIC_API_KEY","claude_code_version":"2.1.328","new_field":{"x":1}}"#;
         match parse_line(init).unwrap() {
             StreamMessage::System(s) => {

@@ -1,0 +1,65 @@
+//! The one error type of this crate.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in `claude-manager`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A setting has a bad value; `key` is the name in the config file (`limits.memory`),
+    /// the environment (`CLAUDE_PM_MEMORY`) or on the command line (`--memory`).
+    #[error("invalid {key}: {value:?} ({why})")]
+    Config {
+        /// Where the value came from, by name.
+        key: String,
+        /// The value as given.
+        value: String,
+        /// What is wrong.
+        why: String,
+    },
+
+    /// The config file could not be read.
+    #[error("failed to read the config file {path}")]
+    ConfigFile {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The config file is not valid TOML or has an unknown key.
+    #[error("{path}: {why}")]
+    ConfigSyntax {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said (line and key included).
+        why: String,
+    },
+
+    /// The limits cannot be applied here.
+    #[error(transparent)]
+    Limits(#[from] claude_limits::Error),
+
+    /// A process-level failure.
+    #[error(transparent)]
+    Process(#[from] claude_proc::Error),
+
+    /// A credential could not be obtained.
+    #[error(transparent)]
+    Auth(#[from] claude_auth::Error),
+
+    /// The manager is shutting down and takes no new sessions.
+    #[error("the manager is shutting down")]
+    ShuttingDown,
+
+    /// The session's task ended without a report (the runtime is shutting down).
+    #[error("session {name} ended without a report")]
+    SessionGone {
+        /// The session.
+        name: String,
+    },
+}
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,310 @@
+//! `ProcessManager`: starts sessions, caps how many processes live at once, lists them,
+//! reports their events and metrics.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use claude_health::Signals;
+use claude_limits::LimitsHook;
+use claude_proc::{ChildStdin, OutputReceiver};
+use tokio::sync::{broadcast, mpsc, watch, Semaphore};
+
+use crate::error::{Error, Result};
+use crate::events::{ManagerEvent, SessionState};
+use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::report::SessionReport;
+use crate::session::{Cmd, SessionTask};
+use crate::spec::{Program, SessionSpec};
+
+/// How a manager behaves across sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagerConfig {
+    /// At most this many sessions have a live process at once; more starts queue (0: no cap).
+    pub max_live: usize,
+    /// Events kept for slow subscribers before the oldest are dropped for them.
+    pub event_buffer: usize,
+}
+
+impl Default for ManagerConfig {
+    fn default() -> Self {
+        ManagerConfig {
+            max_live: 0,
+            event_buffer: 4096,
+        }
+    }
+}
+
+/// The streams of one run, handed out as it starts ([`SessionHandle::next_run`]).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Run {
+    /// 1 for the first run.
+    pub number: u32,
+    /// The leader's pid.
+    pub pid: u32,
+    /// Stdin, if the spec piped it.
+    pub stdin: Option<ChildStdin>,
+    /// Stdout, if the spec asked for lines or chunks (for Claude, after the manager looked).
+    pub stdout: Option<OutputReceiver>,
+    /// Stderr, likewise.
+    pub stderr: Option<OutputReceiver>,
+    /// Tell hang detection when work is in flight ([`Signals::set_in_flight`]); Claude
+    /// sessions are tracked from their output without this.
+    pub signals: Arc<Signals>,
+}
+
+struct Entry {
+    id: u64,
+    name: String,
+    state: watch::Receiver<SessionState>,
+    cmd: mpsc::UnboundedSender<Cmd>,
+}
+
+/// A session in [`ProcessManager::list`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionInfo {
+    /// Assigned at start, unique within the manager.
+    pub id: u64,
+    /// The spec's name.
+    pub name: String,
+    /// Its state now.
+    pub state: SessionState,
+}
+
+/// Starts and supervises Claude (and other) sessions. Dropping it stops every session.
+pub struct ProcessManager {
+    slots: Arc<Semaphore>,
+    max_live: usize,
+    events: broadcast::Sender<ManagerEvent>,
+    sessions: Arc<Mutex<Vec<Entry>>>,
+    next_id: AtomicU64,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for ProcessManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessManager")
+            .field("max_live", &self.max_live)
+            .field("sessions", &self.list().len())
+            .finish()
+    }
+}
+
+impl Drop for ProcessManager {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}
+
+impl ProcessManager {
+    /// A manager with `config`.
+    pub fn new(config: ManagerConfig) -> ProcessManager {
+        let permits = match config.max_live {
+            0 => Semaphore::MAX_PERMITS,
+            n => n,
+        };
+        let (events, _) = broadcast::channel(config.event_buffer.max(16));
+        ProcessManager {
+            slots: Arc::new(Semaphore::new(permits)),
+            max_live: config.max_live,
+            events,
+            sessions: Arc::default(),
+            next_id: AtomicU64::new(1),
+            metrics: Arc::default(),
+        }
+    }
+
+    /// Validate `spec` (limits, binary) and start its session in the background. Must be
+    /// called within a tokio runtime. The first run waits for a slot if `max_live` are live.
+    pub fn start(&self, spec: SessionSpec) -> Result<SessionHandle> {
+        spec.restart.validate()?;
+        let binary = match &spec.program {
+            Program::Claude { binary, .. } => claude_proc::resolve_claude(binary.as_deref())?,
+            Program::Command { program, .. } => program.clone(),
+        };
+        let l = &spec.limits;
+        let wants_hook = l.max_cpu.is_some()
+            || l.max_memory.is_some()
+            || l.max_disk_io.is_some()
+            || l.max_pids.is_some()
+            || l.max_open_files.is_some()
+            || l.nice.is_some()
+            || l.max_cpu_time.is_some()
+            || l.max_file_size.is_some()
+            || l.max_core_size.is_some();
+        let limits = if wants_hook {
+            Some(Arc::new(LimitsHook::new(*l, spec.limit_options.clone())?))
+        } else {
+            l.validate()?;
+            None
+        };
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (state_tx, state_rx) = watch::channel(SessionState::Queued);
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (runs_tx, runs_rx) = mpsc::unbounded_channel();
+        let (done_tx, done_rx) = watch::channel(None);
+        let name = spec.name.clone();
+        let task = SessionTask {
+            spec,
+            binary,
+            limits,
+            slots: Arc::clone(&self.slots),
+            events: self.events.clone(),
+            state: state_tx,
+            cmd: cmd_rx,
+            runs: runs_tx,
+            metrics: Arc::clone(&self.metrics),
+        };
+        self.metrics.session_started();
+        tracing::info!(session = %name, id, "session starting");
+        tokio::spawn(async move {
+            let report = task.run().await;
+            done_tx.send_replace(Some(report));
+        });
+        if let Ok(mut sessions) = self.sessions.lock() {
+            // Forget finished sessions beyond the last thousand.
+            let finished = sessions
+                .iter()
+                .filter(|e| *e.state.borrow() == SessionState::Finished)
+                .count();
+            if finished > 1000 {
+                let mut drop_n = finished - 1000;
+                sessions.retain(|e| {
+                    let old = drop_n > 0 && *e.state.borrow() == SessionState::Finished;
+                    drop_n -= usize::from(old);
+                    !old
+                });
+            }
+            sessions.push(Entry {
+                id,
+                name: name.clone(),
+                state: state_rx.clone(),
+                cmd: cmd_tx.clone(),
+            });
+        }
+        Ok(SessionHandle {
+            id,
+            name,
+            cmd: cmd_tx,
+            state: state_rx,
+            runs: runs_rx,
+            done: done_rx,
+        })
+    }
+
+    /// Every session (finished ones too, up to the last thousand) and its state.
+    pub fn list(&self) -> Vec<SessionInfo> {
+        self.sessions
+            .lock()
+            .map(|s| {
+                s.iter()
+                    .map(|e| SessionInfo {
+                        id: e.id,
+                        name: e.name.clone(),
+                        state: e.state.borrow().clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Every event of every session from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<ManagerEvent> {
+        self.events.subscribe()
+    }
+
+    /// Counters and gauges now.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        let list = self.list();
+        let count =
+            |f: &dyn Fn(&SessionState) -> bool| list.iter().filter(|s| f(&s.state)).count() as u64;
+        self.metrics.snapshot(
+            count(&|s| s.pid().is_some()),
+            count(&|s| *s == SessionState::Queued),
+            count(&|s| *s != SessionState::Finished),
+        )
+    }
+
+    /// Ask every session to stop (their handles' `wait` returns when each is down).
+    pub fn stop_all(&self) {
+        if let Ok(sessions) = self.sessions.lock() {
+            for e in sessions.iter() {
+                let _ = e.cmd.send(Cmd::Stop);
+            }
+        }
+    }
+}
+
+/// One session. Dropping the handle stops the session (its tree is stopped gracefully in the
+/// background); keep it for as long as the session should live.
+#[derive(Debug)]
+pub struct SessionHandle {
+    id: u64,
+    name: String,
+    cmd: mpsc::UnboundedSender<Cmd>,
+    state: watch::Receiver<SessionState>,
+    runs: mpsc::UnboundedReceiver<Run>,
+    done: watch::Receiver<Option<SessionReport>>,
+}
+
+impl Drop for SessionHandle {
+    fn drop(&mut self) {
+        let _ = self.cmd.send(Cmd::Stop);
+    }
+}
+
+impl SessionHandle {
+    /// The id the manager assigned.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The spec's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The state now.
+    pub fn state(&self) -> SessionState {
+        self.state.borrow().clone()
+    }
+
+    /// A `watch` of the state.
+    pub fn watch_state(&self) -> watch::Receiver<SessionState> {
+        self.state.clone()
+    }
+
+    /// The streams of the next run as it starts; `None` once the session is over.
+    pub async fn next_run(&mut self) -> Option<Run> {
+        self.runs.recv().await
+    }
+
+    /// End the current run and start another per the policy's backoff.
+    pub fn restart(&self) {
+        let _ = self.cmd.send(Cmd::Restart);
+    }
+
+    /// Ask for the stop without waiting.
+    pub fn request_stop(&self) {
+        let _ = self.cmd.send(Cmd::Stop);
+    }
+
+    /// Stop gracefully (the tree gets the stop sequence) and wait for the report.
+    pub async fn stop(&mut self) -> Result<SessionReport> {
+        self.request_stop();
+        self.wait().await
+    }
+
+    /// Wait until the session is over.
+    pub async fn wait(&mut self) -> Result<SessionReport> {
+        let gone = || Error::SessionGone {
+            name: self.name.clone(),
+        };
+        let report = self
+            .done
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| gone())?;
+        report.clone().ok_or_else(gone)
+    }
+}

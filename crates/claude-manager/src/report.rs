@@ -1,0 +1,236 @@
+//! How a session ended, in the terms operators and scripts use.
+
+use std::fmt;
+use std::time::Duration;
+
+use claude_proc::{ExitReason, StopCause};
+
+/// Why a session ended (the `reason` of the `exit` event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ExitKind {
+    /// It exited by itself (any code).
+    Exited,
+    /// A signal the manager did not send ended it.
+    Signaled,
+    /// The wall-clock timeout ran out.
+    Timeout,
+    /// The memory limit ended it (cgroup OOM kill or the soft limit).
+    MemoryLimit,
+    /// It failed after the pids limit refused a fork.
+    PidsLimit,
+    /// `RLIMIT_CPU` ended it.
+    CpuTimeLimit,
+    /// Hang detection found no progress while work was in flight.
+    Hung,
+    /// Health checks judged it unhealthy.
+    Unhealthy,
+    /// Authentication failed (and a refreshed credential did not help).
+    AuthFailed,
+    /// It could not be started.
+    SpawnFailed,
+    /// Stopped on request.
+    Stopped,
+}
+
+impl ExitKind {
+    /// The name in events and reports (`memory_limit`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExitKind::Exited => "exited",
+            ExitKind::Signaled => "signaled",
+            ExitKind::Timeout => "timeout",
+            ExitKind::MemoryLimit => "memory_limit",
+            ExitKind::PidsLimit => "pids_limit",
+            ExitKind::CpuTimeLimit => "cpu_time_limit",
+            ExitKind::Hung => "hung",
+            ExitKind::Unhealthy => "unhealthy",
+            ExitKind::AuthFailed => "auth_failed",
+            ExitKind::SpawnFailed => "spawn_failed",
+            ExitKind::Stopped => "stopped",
+        }
+    }
+
+    /// Classify a run's exit.
+    pub fn of(reason: &ExitReason) -> ExitKind {
+        match reason.cause() {
+            None => match reason {
+                ExitReason::Signaled { .. } => ExitKind::Signaled,
+                _ => ExitKind::Exited,
+            },
+            Some(cause) => match cause {
+                StopCause::Requested => ExitKind::Stopped,
+                StopCause::Timeout => ExitKind::Timeout,
+                StopCause::Hung => ExitKind::Hung,
+                StopCause::Unhealthy { .. } => ExitKind::Unhealthy,
+                StopCause::AuthFailed => ExitKind::AuthFailed,
+                StopCause::LimitExceeded { limit } => match limit.as_str() {
+                    "memory" => ExitKind::MemoryLimit,
+                    "pids" => ExitKind::PidsLimit,
+                    "cpu_time" => ExitKind::CpuTimeLimit,
+                    // SIGXFSZ and the like: the signal tells it.
+                    _ => ExitKind::Signaled,
+                },
+                _ => ExitKind::Stopped,
+            },
+        }
+    }
+}
+
+impl fmt::Display for ExitKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The outcome of a Claude turn, from the CLI's `result` line.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ClaudeOutcome {
+    /// Turns the CLI reported.
+    pub turns: u32,
+    /// Cost the CLI reported, USD.
+    pub cost_usd: f64,
+    /// Whether the last result was an error.
+    pub is_error: bool,
+    /// The HTTP status of the API error behind it, if any.
+    pub api_error_status: Option<u16>,
+    /// Results seen (one per turn).
+    pub results: u32,
+}
+
+/// How a session ended: the last run's exit plus what the manager measured over all runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionReport {
+    /// The session's name.
+    pub name: String,
+    /// Why it ended.
+    pub reason: ExitKind,
+    /// The last run's exit code, if it exited with one.
+    pub code: Option<i32>,
+    /// The signal that ended the last run, if one did.
+    pub signal: Option<i32>,
+    /// Whether the manager (stop sequence or an enforcer) sent that signal.
+    pub signal_sent_by_manager: bool,
+    /// CPU time of all runs' trees (the leader and what it reaped, per run).
+    pub cpu_time: Duration,
+    /// The highest tree RSS sampled.
+    pub max_rss_bytes: u64,
+    /// From the first start to the end.
+    pub wall: Duration,
+    /// Restarts (runs - 1, or 0).
+    pub restarts: u32,
+    /// A human sentence: the last exit, a spawn error, the stderr tail's last line.
+    pub detail: String,
+    /// Claude sessions: what the CLI's results said.
+    pub claude: Option<ClaudeOutcome>,
+}
+
+impl SessionReport {
+    /// The exit status a wrapper should exit with: the child's code; 124 for a timeout; 137
+    /// for a limit kill; 128+N for a signal the manager did not send; 126/127 when the program
+    /// is not executable / not found; a stop by the manager reports how the child ended (its
+    /// code, or 128+N).
+    pub fn exit_status(&self) -> u8 {
+        let by_signal = |sig: i32| u8::try_from(128 + sig.clamp(1, 127)).unwrap_or(255);
+        match self.reason {
+            ExitKind::Timeout => 124,
+            ExitKind::MemoryLimit | ExitKind::PidsLimit | ExitKind::CpuTimeLimit => 137,
+            ExitKind::SpawnFailed => match self.code {
+                Some(126) => 126,
+                Some(127) => 127,
+                _ => 126,
+            },
+            _ => match (self.code, self.signal) {
+                (Some(code), _) => u8::try_from(code.clamp(0, 255)).unwrap_or(1),
+                (None, Some(sig)) => by_signal(sig),
+                (None, None) => 1,
+            },
+        }
+    }
+}
+
+/// The exit code and signal of an `ExitReason`, and whether the manager sent the signal.
+pub(crate) fn code_and_signal(reason: &ExitReason) -> (Option<i32>, Option<i32>, bool) {
+    match reason {
+        ExitReason::Exited { code } => (Some(*code), None, false),
+        ExitReason::Signaled { signal, .. } => (None, Some(*signal), false),
+        ExitReason::Stopped { exit, .. } | ExitReason::Enforced { exit, .. } => {
+            (exit.code, exit.signal, exit.signal.is_some())
+        }
+        ExitReason::KilledAfterGrace { .. } => (None, Some(9), true),
+        _ => (None, None, false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use claude_proc::RawExit;
+
+    fn report(reason: ExitKind, code: Option<i32>, signal: Option<i32>) -> SessionReport {
+        SessionReport {
+            name: "t".into(),
+            reason,
+            code,
+            signal,
+            signal_sent_by_manager: false,
+            cpu_time: Duration::ZERO,
+            max_rss_bytes: 0,
+            wall: Duration::ZERO,
+            restarts: 0,
+            detail: String::new(),
+            claude: None,
+        }
+    }
+
+    #[test]
+    fn exit_statuses_follow_the_cli_contract() {
+        assert_eq!(report(ExitKind::Exited, Some(3), None).exit_status(), 3);
+        assert_eq!(
+            report(ExitKind::Signaled, None, Some(11)).exit_status(),
+            139
+        );
+        assert_eq!(report(ExitKind::Timeout, None, Some(15)).exit_status(), 124);
+        assert_eq!(
+            report(ExitKind::MemoryLimit, None, Some(9)).exit_status(),
+            137
+        );
+        assert_eq!(
+            report(ExitKind::SpawnFailed, Some(127), None).exit_status(),
+            127
+        );
+        assert_eq!(
+            report(ExitKind::SpawnFailed, Some(126), None).exit_status(),
+            126
+        );
+        assert_eq!(report(ExitKind::Stopped, Some(0), None).exit_status(), 0);
+        assert_eq!(report(ExitKind::Stopped, None, Some(15)).exit_status(), 143);
+    }
+
+    #[test]
+    fn causes_map_to_kinds() {
+        let enforced = |limit: &str| ExitReason::Enforced {
+            cause: StopCause::LimitExceeded {
+                limit: limit.into(),
+            },
+            exit: RawExit {
+                code: None,
+                signal: Some(9),
+            },
+        };
+        assert_eq!(ExitKind::of(&enforced("memory")), ExitKind::MemoryLimit);
+        assert_eq!(ExitKind::of(&enforced("pids")), ExitKind::PidsLimit);
+        assert_eq!(ExitKind::of(&enforced("cpu_time")), ExitKind::CpuTimeLimit);
+        assert_eq!(ExitKind::of(&enforced("file_size")), ExitKind::Signaled);
+        assert_eq!(
+            ExitKind::of(&ExitReason::KilledAfterGrace {
+                cause: StopCause::Hung
+            }),
+            ExitKind::Hung
+        );
+        assert_eq!(
+            ExitKind::of(&ExitReason::Exited { code: 1 }),
+            ExitKind::Exited
+        );
+    }
+}

@@ -1,0 +1,275 @@
+//! What a session runs and under which rules.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use claude_auth::{Delivery, TokenManager};
+use claude_limits::{LimitOptions, ResourceLimits};
+use claude_proc::{OutputMode, RestartPolicy, StdinMode};
+
+/// What a session runs.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Program {
+    /// Any program, with the caller's environment.
+    Command {
+        /// A path, or a name looked up on `PATH`.
+        program: PathBuf,
+        /// Its arguments.
+        args: Vec<OsString>,
+    },
+    /// The Claude CLI with a clean environment (its settings variables passed through, auth
+    /// variables only through the credential), its stdout watched for API failures.
+    Claude {
+        /// The binary; `None`: `$CLAUDE_PM_CLAUDE_BIN`, else `claude` on `PATH`.
+        binary: Option<PathBuf>,
+        /// The CLI's arguments, passed unchanged.
+        args: Vec<OsString>,
+    },
+}
+
+impl Program {
+    /// Whether this is a one-shot `claude -p` run (work is in flight from the start until its
+    /// result), as opposed to a stream-json session fed turns on stdin.
+    pub(crate) fn is_one_shot_claude(&self) -> bool {
+        match self {
+            Program::Claude { args, .. } => {
+                let has = |flag: &str| args.iter().any(|a| a == flag);
+                let stream_input = args
+                    .windows(2)
+                    .any(|w| w[0] == "--input-format" && w[1] == "stream-json")
+                    || args.iter().any(|a| a == "--input-format=stream-json");
+                (has("-p") || has("--print")) && !stream_input
+            }
+            Program::Command { .. } => false,
+        }
+    }
+}
+
+/// Health checking and hang detection for a session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthSpec {
+    /// How often the tree is sampled.
+    pub interval: Duration,
+    /// Work in flight with no progress (output, CPU, IO) for this long: hung, then restarted
+    /// per the policy. `None`: no hang detection.
+    pub hang_after: Option<Duration>,
+    /// Tree RSS above this is unhealthy (the session is stopped and restarted per policy).
+    pub max_rss_bytes: Option<u64>,
+    /// Stop and restart a session whose status is unhealthy (liveness, RSS, hang).
+    pub act_on_unhealthy: bool,
+}
+
+impl Default for HealthSpec {
+    fn default() -> Self {
+        HealthSpec {
+            interval: Duration::from_secs(1),
+            hang_after: None,
+            max_rss_bytes: None,
+            act_on_unhealthy: true,
+        }
+    }
+}
+
+/// Per-session isolation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Isolation {
+    /// Give the session its own empty `CLAUDE_CONFIG_DIR` (a temporary directory removed at
+    /// the end). On by default for Claude sessions: concurrent CLIs sharing one config corrupt it.
+    pub config_dir: bool,
+    /// Also point `HOME` at that directory.
+    pub home: bool,
+}
+
+/// Everything about one session. Build with [`SessionSpec::command`] or
+/// [`SessionSpec::claude`], then set fields.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct SessionSpec {
+    /// A name for reports and events (unique names make logs readable; not enforced).
+    pub name: String,
+    /// What runs.
+    pub program: Program,
+    /// The working directory (default: the manager's).
+    pub cwd: Option<PathBuf>,
+    /// Variables to set (`--env KEY=VALUE`).
+    pub env: Vec<(OsString, OsString)>,
+    /// Variables to copy from the manager's environment (`--pass-env KEY`).
+    pub pass_env: Vec<OsString>,
+    /// Resource limits.
+    pub limits: ResourceLimits,
+    /// How limits are enforced.
+    pub limit_options: LimitOptions,
+    /// When and how a run that ended is started again.
+    pub restart: RestartPolicy,
+    /// SIGTERM-to-SIGKILL grace.
+    pub grace: Duration,
+    /// Health checking; `None` turns sampling off (no sample events, no peak RSS).
+    pub health: Option<HealthSpec>,
+    /// Where the credential comes from (Claude sessions); `None`: the child gets none from us.
+    pub credentials: Option<Arc<dyn TokenManager>>,
+    /// How the credential reaches the child.
+    pub delivery: Delivery,
+    /// Per-session directories.
+    pub isolation: Isolation,
+    /// The child's stdin.
+    pub stdin: StdinMode,
+    /// The child's stdout: `Lines` or `Chunks` hand it to the caller through each [`crate::Run`];
+    /// `Inherit` passes it through untouched.
+    pub stdout: OutputMode,
+    /// The child's stderr, likewise.
+    pub stderr: OutputMode,
+}
+
+impl std::fmt::Debug for SessionSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let env: Vec<_> = self.env.iter().map(|(k, _)| k).collect();
+        f.debug_struct("SessionSpec")
+            .field("name", &self.name)
+            .field("program", &self.program)
+            .field("cwd", &self.cwd)
+            .field("env (names)", &env)
+            .field("pass_env", &self.pass_env)
+            .field("limits", &self.limits)
+            .field("restart", &self.restart)
+            .field("grace", &self.grace)
+            .field("health", &self.health)
+            .field("credentials", &self.credentials.as_ref().map(|c| c.name()))
+            .field("delivery", &self.delivery)
+            .field("isolation", &self.isolation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionSpec {
+    fn base(name: impl Into<String>, program: Program) -> Self {
+        SessionSpec {
+            name: name.into(),
+            program,
+            cwd: None,
+            env: Vec::new(),
+            pass_env: Vec::new(),
+            limits: ResourceLimits::default(),
+            limit_options: LimitOptions::default(),
+            restart: RestartPolicy::default(),
+            grace: Duration::from_secs(5),
+            health: Some(HealthSpec::default()),
+            credentials: None,
+            delivery: Delivery::Env,
+            isolation: Isolation::default(),
+            stdin: StdinMode::Null,
+            stdout: OutputMode::Inherit,
+            stderr: OutputMode::Inherit,
+        }
+    }
+
+    /// Run `program` with `args` and the manager's environment; output passed through.
+    pub fn command<I, S>(name: impl Into<String>, program: impl Into<PathBuf>, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        Self::base(
+            name,
+            Program::Command {
+                program: program.into(),
+                args: args.into_iter().map(Into::into).collect(),
+            },
+        )
+    }
+
+    /// Run the Claude CLI with `args` (unchanged), its own config directory, stdout as lines.
+    pub fn claude<I, S>(name: impl Into<String>, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        let mut spec = Self::base(
+            name,
+            Program::Claude {
+                binary: None,
+                args: args.into_iter().map(Into::into).collect(),
+            },
+        );
+        spec.isolation.config_dir = true;
+        spec.stdout = OutputMode::lines();
+        spec
+    }
+}
+
+/// Settings variables of the CLI that reach a Claude child from the manager's environment
+/// (never credentials: those come only through the auth chain).
+pub(crate) fn is_claude_setting(name: &str) -> bool {
+    const EXACT: [&str; 10] = [
+        "ANTHROPIC_BASE_URL",
+        "ANTHROPIC_MODEL",
+        "ANTHROPIC_SMALL_FAST_MODEL",
+        "ANTHROPIC_CUSTOM_HEADERS",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+    ];
+    if claude_auth::AUTH_VARS.contains(&name) {
+        return false;
+    }
+    // The CLI refuses to start under these, or they leak the parent's session into it.
+    if matches!(
+        name,
+        "CLAUDECODE" | "CLAUDE_CODE_SSE_PORT" | "CLAUDE_CODE_ENTRYPOINT"
+    ) {
+        return false;
+    }
+    EXACT.contains(&name)
+        || name.starts_with("CLAUDE_CODE_")
+        || name.starts_with("DISABLE_")
+        || name.starts_with("ANTHROPIC_DEFAULT_")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_shot_is_told_from_a_stream_session() {
+        let c = |args: &[&str]| Program::Claude {
+            binary: None,
+            args: args.iter().map(OsString::from).collect(),
+        };
+        assert!(c(&["-p", "hi"]).is_one_shot_claude());
+        assert!(c(&["--print", "hi", "--output-format", "json"]).is_one_shot_claude());
+        assert!(!c(&["-p", "--input-format", "stream-json"]).is_one_shot_claude());
+        assert!(!c(&["-p", "--input-format=stream-json"]).is_one_shot_claude());
+        assert!(!c(&[]).is_one_shot_claude());
+    }
+
+    #[test]
+    fn settings_pass_and_credentials_do_not() {
+        for ok in [
+            "ANTHROPIC_BASE_URL",
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC",
+            "DISABLE_TELEMETRY",
+            "HTTPS_PROXY",
+            "no_proxy",
+            "ANTHROPIC_MODEL",
+        ] {
+            assert!(is_claude_setting(ok), "{ok}");
+        }
+        for no in [
+            "ANTHROPIC_API_KEY",
+            "CLAUDE_CODE_OAUTH_TOKEN",
+            "ANTHROPIC_AUTH_TOKEN",
+            "CLAUDECODE",
+            "CLAUDE_CODE_SSE_PORT",
+            "NODE_OPTIONS",
+            "HOME",
+            "CLAUDE_CODE_OAUTH_TOKEN_FILE_DESCRIPTOR",
+        ] {
+            assert!(!is_claude_setting(no), "{no}");
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! The real pinned CLI, supervised by the facade, against the stand-in API.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use claude_manager::auth::{
+    Credential, CredentialKind, CredentialsFile, Delivery, OAuthLogin, OAuthTokenManager,
+    RefreshConfig, Secret, StaticSource, TokenManager,
+};
+use claude_manager::proc::{OutputEvent, RestartMode};
+use claude_manager::{ExitKind, HealthSpec, ManagerConfig, ProcessManager, SessionSpec};
+use claude_testkit::{offline_env, pinned_cli, AuthSeen, Behaviour, StandInApi};
+
+use crate::SERIAL;
+
+/// A one-shot `claude -p PROMPT` spec against `api` with `credentials`.
+async fn one_shot(api: &StandInApi, name: &str, prompt: &str) -> SessionSpec {
+    let bin = pinned_cli().await.unwrap();
+    let mut spec = SessionSpec::claude(
+        name,
+        ["-p", prompt, "--output-format", "stream-json", "--verbose"],
+    );
+    if let claude_manager::Program::Claude { binary, .. } = &mut spec.program {
+        *binary = Some(bin);
+    }
+    for (k, v) in offline_env(&api.base_url()) {
+        spec.env.push((k.into(), v.into()));
+    }
+    spec.isolation.home = true;
+    spec.grace = Duration::from_secs(3);
+    spec
+}
+
+fn api_key(key: &str) -> Arc<dyn TokenManager> {
+    Arc::new(StaticSource::new(Credential::new(
+        CredentialKind::ApiKey,
+        Secret::new(key.to_owned()),
+    )))
+}
+
+/// A credentials file holding `login`, refreshed through the stand-in's token endpoint.
+fn oauth_manager(
+    api: &StandInApi,
+    dir: &std::path::Path,
+    login: &claude_testkit::Login,
+) -> Arc<dyn TokenManager> {
+    let path = dir.join(".credentials.json");
+    let expires = SystemTime::UNIX_EPOCH + Duration::from_millis(login.expires_at_ms);
+    let file_login = OAuthLogin::new(
+        Secret::new(login.access_token.clone()),
+        Some(Secret::new(login.refresh_token.clone())),
+        Some(expires),
+    );
+    std::fs::write(&path, file_login.to_bytes()).unwrap();
+    let config = RefreshConfig::new(api.token_url(), "claude-pm-test");
+    Arc::new(OAuthTokenManager::new(CredentialsFile::new(path), config).unwrap())
+}
+
+/// Every line the run printed, as JSON.
+async fn lines_of(run: &mut claude_manager::Run) -> Vec<serde_json::Value> {
+    let mut out = run.stdout.take().unwrap();
+    let mut lines = Vec::new();
+    while let Some(OutputEvent::Line(l)) = out.recv().await {
+        if let Ok(v) = serde_json::from_slice(&l) {
+            lines.push(v);
+        }
+    }
+    lines
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_shot_answers_with_the_injected_api_key() {
+    let api = StandInApi::start().await.unwrap();
+    let key = "sk-ant-api03-manager-e2e-key-00000000000";
+    let mut spec = one_shot(&api, "oneshot", "ping").await;
+    spec.credentials = Some(api_key(key));
+    let manager = ProcessManager::new(ManagerConfig::default());
+    let mut h = manager.start(spec).unwrap();
+    let mut run = h.next_run().await.unwrap();
+    let lines = lines_of(&mut run).await;
+    let report = h.wait().await.unwrap();
+    assert_eq!(report.reason, ExitKind::Exited, "{report:?}");
+    assert_eq!(report.code, Some(0));
+    let result = lines.iter().find(|l| l["type"] == "result").unwrap();
+    assert_eq!(result["result"], "pong");
+    let claude = report.claude.unwrap();
+    assert_eq!((claude.results, claude.is_error), (1, false));
+    assert!(report.cpu_time > Duration::ZERO);
+    let calls = api.message_calls();
+    assert!(!calls.is_empty());
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.auth == Some(AuthSeen::ApiKey(key.into()))),
+        "{calls:?}"
+    );
+    assert!(crate::gone(run.pid));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oauth_token_by_descriptor_arrives_as_bearer() {
+    let api = StandInApi::start().await.unwrap();
+    let login = api.issue_login(Duration::from_secs(3600)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = one_shot(&api, "by-fd", "ping").await;
+    spec.credentials = Some(oauth_manager(&api, dir.path(), &login));
+    spec.delivery = Delivery::Fd(3);
+    spec.stdout = claude_manager::proc::OutputMode::Discard;
+    let manager = ProcessManager::new(ManagerConfig::default());
+    let report = manager.start(spec).unwrap().wait().await.unwrap();
+    assert_eq!(
+        (report.reason, report.code),
+        (ExitKind::Exited, Some(0)),
+        "{report:?}"
+    );
+    let calls = api.message_calls();
+    assert!(calls
+        .iter()
+        .all(|c| c.auth == Some(AuthSeen::Bearer(login.access_token.clone()))));
+    assert_eq!(api.refreshes(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_login_is_refreshed_before_the_session_starts() {
+    let api = StandInApi::start().await.unwrap();
+    let login = api.issue_login(Duration::ZERO).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = one_shot(&api, "expired", "ping").await;
+    spec.credentials = Some(oauth_manager(&api, dir.path(), &login));
+    spec.stdout = claude_manager::proc::OutputMode::Discard;
+    let manager = ProcessManager::new(ManagerConfig::default());
+    let report = manager.start(spec).unwrap().wait().await.unwrap();
+    assert_eq!(
+        (report.reason, report.code),
+        (ExitKind::Exited, Some(0)),
+        "{report:?}"
+    );
+    assert_eq!(api.refreshes(), 1);
+    let calls = api.message_calls();
+    assert!(calls.iter().all(|c| c.status == 200), "{calls:?}");
+    assert!(calls
+        .iter()
+        .all(|c| c.auth != Some(AuthSeen::Bearer(login.access_token.clone()))));
+    // The rotated login was written back.
+    let stored = std::fs::read_to_string(dir.path().join(".credentials.json")).unwrap();
+    assert!(!stored.contains(&login.refresh_token));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_401_mid_run_refreshes_restarts_and_succeeds() {
+    let api = StandInApi::start().await.unwrap();
+    let login = api.issue_login(Duration::from_secs(3600)).unwrap();
+    // The API has revoked this token although it has not expired.
+    api.respond_to(&login.access_token, Behaviour::Unauthorized);
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = one_shot(&api, "revoked", "ping").await;
+    spec.credentials = Some(oauth_manager(&api, dir.path(), &login));
+    spec.stdout = claude_manager::proc::OutputMode::Discard;
+    let manager = ProcessManager::new(ManagerConfig::default());
+    let started = std::time::Instant::now();
+    let report = manager.start(spec).unwrap().wait().await.unwrap();
+    assert_eq!(
+        (report.reason, report.code),
+        (ExitKind::Exited, Some(0)),
+        "{report:?}"
+    );
+    assert_eq!(report.restarts, 1);
+    assert_eq!(api.refreshes(), 1);
+    let statuses: Vec<u16> = api.message_calls().iter().map(|c| c.status).collect();
+    assert_eq!(statuses.first(), Some(&401));
+    assert_eq!(statuses.last(), Some(&200));
+    // Acted on the first retry report, not after the CLI's ten retries.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    // A credential that keeps failing after its refresh is final.
+    let key = "sk-ant-api03-always-revoked-000000000000";
+    api.respond_to(key, Behaviour::Unauthorized);
+    let mut spec = one_shot(&api, "hopeless", "ping").await;
+    spec.credentials = Some(api_key(key));
+    spec.restart.mode = RestartMode::Always;
+    spec.stdout = claude_manager::proc::OutputMode::Discard;
+    let report = manager.start(spec).unwrap().wait().await.unwrap();
+    assert_eq!(report.reason, ExitKind::AuthFailed, "{report:?}");
+    assert_eq!(report.restarts, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_stream_is_detected_as_a_hang_and_the_restart_succeeds() {
+    let _serial = SERIAL.lock().await;
+    let api = StandInApi::start().await.unwrap();
+    let key = "sk-ant-api03-manager-stall-key-000000000";
+    api.set_default(Behaviour::Stall);
+    let mut spec = one_shot(&api, "stalled", "ping").await;
+    spec.credentials = Some(api_key(key));
+    spec.restart.mode = RestartMode::OnFailure;
+    spec.restart.backoff.initial = Duration::from_millis(50);
+    spec.health = Some(HealthSpec {
+        interval: Duration::from_millis(250),
+        hang_after: Some(Duration::from_secs(3)),
+        ..HealthSpec::default()
+    });
+    spec.stdout = claude_manager::proc::OutputMode::Discard;
+    let manager = ProcessManager::new(ManagerConfig::default());
+    let mut events = manager.subscribe();
+    let mut h = manager.start(spec).unwrap();
+    let first = h.next_run().await.unwrap();
+    // Once the first run is hung, the API recovers.
+    let mut hung = false;
+    while let Ok(e) = events.recv().await {
+        if let claude_manager::EventKind::Health { reasons, .. } = &e.kind {
+            if reasons.iter().any(|r| r.starts_with("hung")) {
+                hung = true;
+                api.set_default(Behaviour::default());
+                break;
+            }
+        }
+    }
+    assert!(hung);
+    let report = h.wait().await.unwrap();
+    assert_eq!(
+        (report.reason, report.code),
+        (ExitKind::Exited, Some(0)),
+        "{report:?}"
+    );
+    assert_eq!(report.restarts, 1);
+    assert!(crate::gone(first.pid));
+    assert_eq!(manager.metrics().exits.get("hung"), Some(&1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_sessions_under_a_cap_of_four_and_none_left_behind() {
+    let _serial = SERIAL.lock().await;
+    let api = StandInApi::start().await.unwrap();
+    let manager = ProcessManager::new(ManagerConfig {
+        max_live: 4,
+        ..Default::default()
+    });
+    let mut handles = Vec::new();
+    for i in 0..8 {
+        let mut spec = one_shot(&api, &format!("c{i}"), "ping").await;
+        spec.credentials = Some(api_key(&format!("sk-ant-api03-manager-cap-key-{i:012}")));
+        spec.stdout = claude_manager::proc::OutputMode::Discard;
+        handles.push(manager.start(spec).unwrap());
+    }
+    let mut peak = 0;
+    let mut pids = Vec::new();
+    loop {
+        let list = manager.list();
+        peak = peak.max(list.iter().filter(|s| s.state.pid().is_some()).count());
+        pids.extend(list.iter().filter_map(|s| s.state.pid()));
+        if list
+            .iter()
+            .all(|s| s.state == claude_manager::SessionState::Finished)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for h in &mut handles {
+        let r = h.wait().await.unwrap();
+        assert_eq!((r.reason, r.code), (ExitKind::Exited, Some(0)), "{r:?}");
+    }
+    assert!((2..=4).contains(&peak), "peak {peak}");
+    pids.sort_unstable();
+    pids.dedup();
+    assert_eq!(pids.len(), 8);
+    assert!(pids.iter().all(|p| crate::gone(*p)));
+    let keys: std::collections::BTreeSet<String> = api
+        .message_calls()
+        .iter()
+        .filter_map(|c| c.auth.as_ref().map(|a| a.credential().to_owned()))
+        .collect();
+    assert_eq!(keys.len(), 8, "each session used its own key");
+}

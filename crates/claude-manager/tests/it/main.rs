@@ -1,0 +1,22 @@
+//! The facade against real processes, real cgroups and the real CLI on the stand-in API.
+#![expect(
+    clippy::unwrap_used,
+    reason = "helpers fail the test loudly on unexpected errors"
+)]
+
+mod claude;
+mod supervise;
+
+/// CPU- and memory-heavy tests run one at a time (the machine has two cores).
+pub(crate) static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Whether `pid` is gone (or a zombie not ours to care about).
+pub(crate) fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat.get(i + 2..i + 3))
+            .is_some_and(|s| s == "Z"),
+    }
+}
