@@ -249,14 +249,13 @@ fn demo(args: &[String]) -> Result {
         "--quiet",
         "--release",
         "-p",
-        "claude-proc",
-        "--example",
-        "sessions",
+        "claude-pm",
         "--",
+        "demo",
     ])
     .args(args)
     .env("CLAUDE_PM_CLAUDE_BIN", claude);
-    run("demo: supervised claude sessions", cmd)
+    run("demo: claude-pm demo on the stand-in API", cmd)
 }
 
 fn bench(args: &[String]) -> Result {

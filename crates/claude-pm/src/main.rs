@@ -1,12 +1,91 @@
-//! `claude-pm`: the operator CLI (issue #6). Not implemented yet: it only says so.
+//! `claude-pm`: supervise the Claude Code CLI or any program from a shell. See the README for
+//! the surface; exit statuses: the child's code, 124 timeout, 137 limit kill, 128+N for a
+//! signal claude-pm did not send, 125 for claude-pm's own usage or configuration errors, 126
+//! not executable, 127 not found.
+#![expect(
+    clippy::print_stdout,
+    reason = "a command-line tool prints its answers"
+)]
 
-use std::io::Write;
+mod cli;
+mod demo;
+mod doctor;
+mod supervise;
 
-fn main() -> std::process::ExitCode {
-    let _ = writeln!(
-        std::io::stderr(),
-        "claude-pm {}: not implemented yet (tracked in issue #6); the library crate claude-proc is usable today",
-        env!("CARGO_PKG_VERSION")
-    );
-    std::process::ExitCode::from(125)
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// claude-pm's own usage or configuration error.
+pub(crate) const USAGE: u8 = 125;
+
+fn main() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::SUCCESS
+                }
+                _ => ExitCode::from(USAGE),
+            };
+        }
+    };
+    init_tracing();
+    raise_nofile();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("claude-pm: cannot start the runtime: {e}");
+            return ExitCode::from(USAGE);
+        }
+    };
+    let code = runtime.block_on(async move {
+        match cli.command {
+            cli::Command::Run { options, program } => supervise::run(options, program).await,
+            cli::Command::Claude { options, args } => supervise::claude(options, args).await,
+            cli::Command::Doctor { json, config } => doctor::doctor(json, config).await,
+            cli::Command::Demo { sessions } => demo::demo(sessions).await,
+        }
+    });
+    ExitCode::from(code)
+}
+
+/// Logs to stderr when `CLAUDE_PM_LOG` is set (`info`, `debug`, ...); quiet otherwise.
+fn init_tracing() {
+    let Ok(level) = std::env::var("CLAUDE_PM_LOG") else {
+        return;
+    };
+    let level = match level.as_str() {
+        "error" => tracing::Level::ERROR,
+        "warn" => tracing::Level::WARN,
+        "debug" => tracing::Level::DEBUG,
+        "trace" => tracing::Level::TRACE,
+        _ => tracing::Level::INFO,
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Raise the open-files soft limit to the hard one: a supervisor holds a few descriptors per
+/// child (pipes, pidfd, `/proc` files of the health monitor).
+fn raise_nofile() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
 }

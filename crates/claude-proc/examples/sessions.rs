@@ -1,8 +1,6 @@
-//! The interim demo behind `cargo xtask demo`: N real Claude CLI sessions supervised by
-//! claude-proc, pinged with stream-json control requests (no API traffic, no account), then
-//! stopped; afterwards no process of any session is left.
-//!
-//! The full demo with turns against the stand-in API arrives with the facade (issue #6).
+//! claude-proc on its own: N real Claude CLI sessions, pinged with stream-json control
+//! requests (no API traffic, no account), then stopped; afterwards no process of any session
+//! is left. (`cargo xtask demo` runs the full job through claude-pm and the stand-in API.)
 //!
 //! `cargo run -p claude-proc --example sessions -- [--sessions N]` with `CLAUDE_PM_CLAUDE_BIN`
 //! naming the CLI (`cargo xtask demo` installs it and sets it).

@@ -45,6 +45,8 @@ pub(crate) struct Monitor {
     started: Instant,
     exit_tx: watch::Sender<Option<ExitInfo>>,
     adopted: Vec<u32>,
+    /// Members seen by scans (pid, start time), to recognise their zombies later.
+    seen: Vec<(u32, u64)>,
     done: bool,
 }
 
@@ -80,6 +82,7 @@ impl Monitor {
             started,
             exit_tx,
             adopted: Vec::new(),
+            seen: Vec::new(),
             done: false,
         };
         // SAFETY: the OwnedFd is moved into the AsyncFd and stays open as long as it lives.
@@ -253,6 +256,9 @@ impl Monitor {
             if m.ppid == me && !self.adopted.contains(&m.pid) {
                 self.adopted.push(m.pid);
             }
+            if self.seen.len() < 4096 && !self.seen.contains(&(m.pid, m.start)) {
+                self.seen.push((m.pid, m.start));
+            }
         }
         members
     }
@@ -308,6 +314,11 @@ impl Monitor {
         // The leader is a zombie until reaped: its stat still holds its CPU time and that of
         // the children it reaped.
         let cpu_time = self.proc_root.cpu_time(self.pid);
+        // Orphans adopted after the last scan (their parent died first) are zombies of ours
+        // now; reaped while the leader still holds the process-group id.
+        for pid in self.proc_root.adopted_zombies(&self.tree, &self.seen) {
+            tree::reap_adopted(pid);
+        }
         if let Some(fd) = &self.pidfd {
             let _ = pidfd::try_wait(fd.get_ref(), true);
         }

@@ -86,6 +86,23 @@ impl ProcRoot {
         ))
     }
 
+    /// Zombie children of this process that belonged to `tree`: in its process group (the
+    /// leader is unreaped, so the id is not reused) or seen as a member (`seen`: pid and start
+    /// time). Orphans a subreaper adopted that died after the last scan; the leader excluded.
+    pub(crate) fn adopted_zombies(&self, tree: &TreeId, seen: &[(u32, u64)]) -> Vec<u32> {
+        let mut children = Vec::new();
+        self.children_of(self_pid(), &mut children);
+        let mut buf = [0u8; 1024];
+        children
+            .into_iter()
+            .filter(|pid| *pid != tree.leader)
+            .filter(|pid| match self.read_stat(*pid, &mut buf) {
+                Some(e) => !e.alive && (e.pgrp == tree.leader || seen.contains(&(e.pid, e.start))),
+                None => false,
+            })
+            .collect()
+    }
+
     /// The start time of `pid`, if it exists.
     pub(crate) fn start_time(&self, pid: u32) -> Option<u64> {
         let mut buf = [0u8; 1024];

@@ -1,0 +1,227 @@
+//! `claude-pm demo`: the main job on the built-in stand-in API. Real claude sessions (the
+//! pinned CLI, installed if missing) under limits and health checks, each fed turns over
+//! stream-json, with live status and a summary; no account, no network.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use claude_manager::auth::{Credential, CredentialKind, Secret, StaticSource};
+use claude_manager::proc::{ClaudeSession, OutputMode, StdinMode};
+use claude_manager::{
+    EventKind, ExitKind, HealthSpec, ManagerConfig, ProcessManager, SessionReport, SessionSpec,
+};
+use claude_testkit::{offline_env, pinned_cli, StandInApi};
+
+const PROMPTS: [&str; 2] = ["ping", "what does a process supervisor do?"];
+
+pub(crate) async fn demo(sessions: usize) -> u8 {
+    if sessions == 0 {
+        eprintln!("claude-pm: --sessions must be at least 1");
+        return crate::USAGE;
+    }
+    let bin = match pinned_cli().await {
+        Ok(bin) => bin,
+        Err(e) => {
+            eprintln!("claude-pm: {e}");
+            return 1;
+        }
+    };
+    let version = claude_manager::proc::binary_version(&bin, Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|e| format!("unknown ({e})"));
+    let api = match StandInApi::start().await {
+        Ok(api) => api,
+        Err(e) => {
+            eprintln!("claude-pm: {e}");
+            return 1;
+        }
+    };
+    let cap = sessions.min(4);
+    println!("claude {version} at {}", bin.display());
+    println!(
+        "stand-in API at {}; {sessions} sessions, at most {cap} live at once, each under \
+         memory 1G / pids 256 / nofile 4096 with health checks\n",
+        api.base_url()
+    );
+    let _ = claude_manager::proc::become_subreaper();
+    let manager = Arc::new(ProcessManager::new(ManagerConfig {
+        max_live: cap,
+        ..Default::default()
+    }));
+    let started = Instant::now();
+    let mut events = manager.subscribe();
+    let printer = tokio::spawn(async move {
+        while let Ok(e) = events.recv().await {
+            let t = started.elapsed().as_secs_f64();
+            match &e.kind {
+                EventKind::State { to, .. } => println!(
+                    "{t:6.2}s  {:<10} {}{}",
+                    e.session,
+                    to.as_str(),
+                    to.pid().map(|p| format!(" (pid {p})")).unwrap_or_default()
+                ),
+                EventKind::Exit(r) => println!(
+                    "{t:6.2}s  {:<10} exit: {} (code {:?})",
+                    e.session, r.reason, r.code
+                ),
+                _ => {}
+            }
+        }
+    });
+    let mut tasks = Vec::new();
+    for i in 0..sessions {
+        let mut spec = SessionSpec::claude(
+            format!("session-{i}"),
+            [
+                "-p",
+                "--input-format",
+                "stream-json",
+                "--output-format",
+                "stream-json",
+                "--verbose",
+            ],
+        );
+        if let claude_manager::Program::Claude { binary, .. } = &mut spec.program {
+            *binary = Some(bin.clone());
+        }
+        for (k, v) in offline_env(&api.base_url()) {
+            spec.env.push((k.into(), v.into()));
+        }
+        spec.credentials = Some(Arc::new(StaticSource::new(Credential::new(
+            CredentialKind::ApiKey,
+            Secret::new(format!("sk-ant-api03-claude-pm-demo-{i:08}")),
+        ))));
+        spec.limits.max_memory = Some(1 << 30);
+        spec.limits.max_pids = Some(256);
+        spec.limits.max_open_files = Some(4096);
+        spec.limits.timeout = Some(Duration::from_secs(120));
+        spec.health = Some(HealthSpec {
+            interval: Duration::from_secs(1),
+            hang_after: Some(Duration::from_secs(60)),
+            ..HealthSpec::default()
+        });
+        spec.isolation.home = true;
+        spec.stdin = StdinMode::Piped;
+        spec.stdout = OutputMode::lines();
+        spec.stderr = OutputMode::Discard;
+        spec.grace = Duration::from_secs(3);
+        let handle = match manager.start(spec) {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!("claude-pm: {e}");
+                return 1;
+            }
+        };
+        tasks.push(tokio::spawn(drive(handle)));
+    }
+    let mut rows = Vec::new();
+    for task in tasks {
+        match task.await {
+            Ok(row) => rows.push(row),
+            Err(e) => eprintln!("claude-pm: a session task failed: {e}"),
+        }
+    }
+    printer.abort();
+    println!(
+        "\n{:<10} {:<9} {:>5} {:>10} {:>9} {:>7}  {:<8} answers",
+        "session", "state", "turns", "cost $", "peak MiB", "pid", "exit"
+    );
+    let mut ok = rows.len() == sessions;
+    for row in &rows {
+        let (turns, cost) = row
+            .report
+            .as_ref()
+            .and_then(|r| r.claude.as_ref())
+            .map_or((0, 0.0), |c| (c.turns, c.cost_usd));
+        let peak = row.report.as_ref().map_or(0, |r| r.max_rss_bytes) >> 20;
+        let reason = row
+            .report
+            .as_ref()
+            .map_or("none".to_owned(), |r| r.reason.to_string());
+        let left = row.pid.is_some_and(still_running);
+        ok &= row
+            .report
+            .as_ref()
+            .is_some_and(|r| r.reason == ExitKind::Exited && r.code == Some(0))
+            && row.answers.len() == PROMPTS.len()
+            && !left;
+        println!(
+            "{:<10} {:<9} {:>5} {:>10.6} {:>9} {:>7}  {:<8} {}",
+            row.name,
+            if left { "LEFT" } else { "finished" },
+            turns,
+            cost,
+            peak,
+            row.pid.map_or("-".into(), |p| p.to_string()),
+            reason,
+            row.answers.join(" | ")
+        );
+    }
+    println!(
+        "\nstand-in answered {} API calls; total {:.1}s",
+        api.message_calls().len(),
+        started.elapsed().as_secs_f64()
+    );
+    if ok {
+        println!("all {sessions} sessions answered every turn and ended cleanly; no process of theirs is left");
+        0
+    } else {
+        println!("some sessions did not complete (see above)");
+        1
+    }
+}
+
+struct Row {
+    name: String,
+    pid: Option<u32>,
+    answers: Vec<String>,
+    report: Option<SessionReport>,
+}
+
+/// One session: a control ping, the turns, then stdin closed (the CLI exits 0).
+async fn drive(mut handle: claude_manager::SessionHandle) -> Row {
+    let name = handle.name().to_owned();
+    let mut row = Row {
+        name,
+        pid: None,
+        answers: Vec::new(),
+        report: None,
+    };
+    if let Some(run) = handle.next_run().await {
+        row.pid = Some(run.pid);
+        if let (Some(stdin), Some(stdout)) = (run.stdin, run.stdout) {
+            let mut session = ClaudeSession::from_streams(run.pid, stdin, stdout);
+            let _ = session.initialize(Duration::from_secs(30)).await;
+            for prompt in PROMPTS {
+                match session.turn(prompt).await {
+                    Ok(turn) => row.answers.push(
+                        turn.result
+                            .result
+                            .unwrap_or_default()
+                            .chars()
+                            .take(40)
+                            .collect(),
+                    ),
+                    Err(e) => {
+                        row.answers.push(format!("error: {e}"));
+                        break;
+                    }
+                }
+            }
+            session.close().await;
+        }
+    }
+    row.report = handle.wait().await.ok();
+    row
+}
+
+fn still_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rfind(')')
+                .and_then(|i| s.get(i + 2..i + 3))
+                .map(|c| c != "Z")
+        })
+        .unwrap_or(false)
+}

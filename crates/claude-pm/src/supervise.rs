@@ -1,0 +1,314 @@
+//! `claude-pm run` and `claude-pm claude`: one supervised session in the foreground.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::time::Instant;
+
+use claude_manager::auth::{TokenChain, TokenManager};
+use claude_manager::proc::{OutputEvent, OutputMode, StdinMode};
+use claude_manager::{
+    EventKind, ManagerConfig, ManagerEvent, ProcessManager, SessionHandle, SessionSpec, Settings,
+    SettingsSource,
+};
+use tokio::sync::broadcast;
+
+use crate::cli::Options;
+use crate::USAGE;
+
+/// The settings in force: the config file, then `CLAUDE_PM_*`, then the flags.
+pub(crate) fn settings(options: &Options) -> Result<Settings, String> {
+    let file = match &options.config {
+        Some(path) => Settings::from_file(path).map_err(|e| e.to_string())?,
+        None => Settings::default(),
+    };
+    let env = Settings::from_env(&|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
+    let mut flags = Settings::default();
+    for (key, value) in options.pairs() {
+        flags
+            .set(key, &value, &SettingsSource::Flag)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(file.merged(env).merged(flags))
+}
+
+pub(crate) async fn run(options: Options, program: Vec<String>) -> u8 {
+    let Some((first, args)) = program.split_first() else {
+        eprintln!("claude-pm: run needs a program after --");
+        return USAGE;
+    };
+    let name = Path::new(first)
+        .file_name()
+        .map_or_else(|| first.clone(), |n| n.to_string_lossy().into_owned());
+    let mut spec = SessionSpec::command(name, first, args);
+    spec.stdin = StdinMode::Inherit;
+    spec.stdout = OutputMode::Inherit;
+    spec.stderr = OutputMode::Inherit;
+    foreground(options, spec, false).await
+}
+
+pub(crate) async fn claude(options: Options, args: Vec<String>) -> u8 {
+    let mut spec = SessionSpec::claude("claude", args);
+    spec.stdin = StdinMode::Inherit;
+    spec.stderr = OutputMode::Inherit;
+    let chain = TokenChain::cli_default(&|k| std::env::var_os(k));
+    match chain.get_token().await {
+        Ok(_) => {
+            if let Some(report) = chain.report() {
+                tracing::info!(source = %report.source, kind = %report.kind, "credential");
+            }
+            spec.credentials = Some(std::sync::Arc::new(chain));
+        }
+        Err(claude_manager::auth::Error::NoCredential { .. }) => {
+            eprintln!(
+                "claude-pm: no credential found: set ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN \
+                 (claude setup-token), or log in with claude"
+            );
+            return USAGE;
+        }
+        Err(e) => {
+            eprintln!("claude-pm: {e}");
+            return USAGE;
+        }
+    }
+    foreground(options, spec, true).await
+}
+
+/// Where `--events` go.
+enum EventSink {
+    Stderr,
+    File(std::fs::File),
+}
+
+impl EventSink {
+    fn open(target: &str) -> Result<EventSink, String> {
+        if target == "-" {
+            return Ok(EventSink::Stderr);
+        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(target)
+            .map(EventSink::File)
+            .map_err(|e| format!("invalid --events: {target:?} ({e})"))
+    }
+
+    fn write(&mut self, event: &ManagerEvent) {
+        let line = format!("{}\n", event.to_json());
+        let _ = match self {
+            EventSink::Stderr => std::io::stderr().write_all(line.as_bytes()),
+            EventSink::File(f) => f.write_all(line.as_bytes()),
+        };
+    }
+}
+
+async fn foreground(options: Options, mut spec: SessionSpec, forward_stdout: bool) -> u8 {
+    let settings = match settings(&options) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("claude-pm: {e}");
+            return USAGE;
+        }
+    };
+    settings.apply(&mut spec);
+    let mut sink = match options.events.as_deref().map(EventSink::open).transpose() {
+        Ok(sink) => sink,
+        Err(e) => {
+            eprintln!("claude-pm: {e}");
+            return USAGE;
+        }
+    };
+    let status_line = std::io::stderr().is_terminal() && !matches!(sink, Some(EventSink::Stderr));
+    let _ = claude_manager::proc::become_subreaper();
+    let manager = ProcessManager::new(ManagerConfig {
+        max_live: settings.max_live.unwrap_or(0),
+        ..Default::default()
+    });
+    let mut events = manager.subscribe();
+    let mut handle = match manager.start(spec) {
+        Ok(h) => h,
+        Err(claude_manager::Error::Process(
+            e @ claude_manager::proc::Error::ProgramNotFound { .. },
+        )) => {
+            eprintln!("claude-pm: {e}");
+            return 127;
+        }
+        Err(claude_manager::Error::Process(
+            e @ claude_manager::proc::Error::NotExecutable { .. },
+        )) => {
+            eprintln!("claude-pm: {e}");
+            return 126;
+        }
+        Err(e) => {
+            eprintln!("claude-pm: {e}");
+            return USAGE;
+        }
+    };
+    let report = pump(
+        &mut handle,
+        &mut events,
+        &mut sink,
+        status_line,
+        forward_stdout,
+    )
+    .await;
+    match report {
+        Some(report) => {
+            if !report.reason.eq(&claude_manager::ExitKind::Exited) {
+                eprintln!("claude-pm: {} ({})", report.reason, report.detail);
+            }
+            report.exit_status()
+        }
+        None => {
+            eprintln!("claude-pm: the session ended without a report");
+            1
+        }
+    }
+}
+
+/// Drive the session to its end: copy each run's stdout (Claude), write events, draw the
+/// status line, stop on SIGINT/SIGTERM.
+async fn pump(
+    handle: &mut SessionHandle,
+    events: &mut broadcast::Receiver<ManagerEvent>,
+    sink: &mut Option<EventSink>,
+    status_line: bool,
+    forward_stdout: bool,
+) -> Option<claude_manager::SessionReport> {
+    let started = Instant::now();
+    let mut signals = Signals::new();
+    let mut copy: Option<tokio::task::JoinHandle<()>> = None;
+    let mut runs_open = true;
+    let mut report = None;
+    let mut drawn = false;
+    loop {
+        tokio::select! {
+            run = handle.next_run(), if runs_open => match run {
+                Some(mut run) => {
+                    if forward_stdout {
+                        if let Some(mut out) = run.stdout.take() {
+                            let previous = copy.take();
+                            copy = Some(tokio::spawn(async move {
+                                if let Some(p) = previous { let _ = p.await; }
+                                let mut stdout = std::io::stdout();
+                                while let Some(event) = out.recv().await {
+                                    let bytes = match event {
+                                        OutputEvent::Line(mut l) => { l.push(b'\n'); l }
+                                        OutputEvent::Oversized { mut fragment, end } => {
+                                            if end { fragment.push(b'\n'); }
+                                            fragment
+                                        }
+                                        OutputEvent::Unterminated(b) | OutputEvent::Chunk(b) => b,
+                                        _ => Vec::new(),
+                                    };
+                                    if stdout.write_all(&bytes).and_then(|()| stdout.flush()).is_err() {
+                                        break;
+                                    }
+                                }
+                            }));
+                        }
+                    }
+                }
+                None => runs_open = false,
+            },
+            event = events.recv() => match event {
+                Ok(event) => {
+                    if let Some(sink) = sink.as_mut() {
+                        sink.write(&event);
+                    }
+                    if status_line {
+                        drawn |= draw(&event, started);
+                    }
+                    if let EventKind::Exit(r) = event.kind {
+                        report = Some(r);
+                        break;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+            _ = signals.next() => {
+                handle.request_stop();
+            }
+        }
+    }
+    if drawn {
+        eprint!("\r\x1b[K");
+    }
+    if let Some(copy) = copy {
+        let _ = copy.await;
+    }
+    match report {
+        Some(r) => Some(r),
+        None => handle.wait().await.ok(),
+    }
+}
+
+/// The live status line: state, pid, CPU%, RSS, elapsed. True if something was drawn.
+fn draw(event: &ManagerEvent, started: Instant) -> bool {
+    let elapsed = started.elapsed().as_secs_f64();
+    let line = match &event.kind {
+        EventKind::State { to, .. } => format!(
+            "[{}] {} pid {}  {:.1}s",
+            event.session,
+            to.as_str(),
+            to.pid().map_or("-".into(), |p| p.to_string()),
+            elapsed
+        ),
+        EventKind::Sample {
+            cpu_percent,
+            rss_bytes,
+            processes,
+            ..
+        } => format!(
+            "[{}] running  cpu {:>5.1}%  rss {:>6.1} MiB  procs {}  {:.1}s",
+            event.session,
+            cpu_percent,
+            *rss_bytes as f64 / (1 << 20) as f64,
+            processes,
+            elapsed
+        ),
+        _ => return false,
+    };
+    eprint!("\r\x1b[K{line}");
+    let _ = std::io::stderr().flush();
+    true
+}
+
+/// SIGINT and SIGTERM as a stream.
+struct Signals {
+    int: Option<tokio::signal::unix::Signal>,
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        Signals {
+            int: signal(SignalKind::interrupt()).ok(),
+            term: signal(SignalKind::terminate()).ok(),
+        }
+    }
+
+    async fn next(&mut self) {
+        let int = async {
+            match self.int.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let term = async {
+            match self.term.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = int => {}
+            _ = term => {}
+        }
+    }
+}

@@ -1,0 +1,353 @@
+//! Each promise of the README's claude-pm section, against the real binary.
+
+use std::time::{Duration, Instant};
+
+use claude_manager::proc::{spawn, EnvPolicy, ExitInfo, OutputEvent, OutputMode, ProcessConfig};
+use claude_testkit::{offline_env, pinned_cli, AuthSeen, StandInApi};
+
+/// Run claude-pm with `args` (and `env`); its stdout lines, stderr text and exit.
+async fn pm(args: &[&str], env: &[(&str, String)]) -> (Vec<String>, String, ExitInfo) {
+    let mut b = ProcessConfig::builder(env!("CARGO_BIN_EXE_claude-pm"))
+        .args(args)
+        .env_policy(EnvPolicy::Inherit)
+        .env_remove("CLAUDE_PM_LOG")
+        .stdout(OutputMode::lines())
+        .stderr(OutputMode::lines())
+        .grace(Duration::from_secs(10));
+    for (k, v) in env {
+        b = b.env(k, v);
+    }
+    let mut child = spawn(&b.build().unwrap()).await.unwrap();
+    let (mut out, mut err) = (child.take_stdout().unwrap(), child.take_stderr().unwrap());
+    let read = |mut rx: claude_manager::proc::OutputReceiver| async move {
+        let mut lines = Vec::new();
+        while let Some(e) = rx.recv().await {
+            if let OutputEvent::Line(l) | OutputEvent::Unterminated(l) = e {
+                lines.push(String::from_utf8_lossy(&l).into_owned());
+            }
+        }
+        lines
+    };
+    let (stdout, stderr) = tokio::join!(read(out_take(&mut out)), read(out_take(&mut err)));
+    let exit = child.wait().await.unwrap();
+    (stdout, stderr.join("\n"), exit)
+}
+
+fn out_take(rx: &mut claude_manager::proc::OutputReceiver) -> claude_manager::proc::OutputReceiver {
+    let (tx, new) = tokio::sync::mpsc::channel(1);
+    drop(tx);
+    std::mem::replace(rx, claude_manager::proc::OutputReceiver::from_channel(new))
+}
+
+fn code(exit: &ExitInfo) -> i32 {
+    match exit.reason {
+        claude_manager::proc::ExitReason::Exited { code } => code,
+        ref other => panic!("claude-pm did not exit by itself: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_statuses_follow_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, _, exit) = pm(&["run", "--", "sh", "-c", "echo hi; exit 3"], &[]).await;
+    assert_eq!((out, code(&exit)), (vec!["hi".to_owned()], 3));
+    let (_, _, exit) = pm(&["run", "--", "sh", "-c", "kill -SEGV $$"], &[]).await;
+    assert_eq!(code(&exit), 139);
+    let (_, err, exit) = pm(&["run", "--timeout", "300ms", "--", "sleep", "10"], &[]).await;
+    assert_eq!(code(&exit), 124, "{err}");
+    let (_, err, exit) = pm(
+        &[
+            "run",
+            "--memory",
+            "200M",
+            "--",
+            "dd",
+            "if=/dev/zero",
+            "of=/dev/null",
+            "bs=600M",
+            "count=1",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(code(&exit), 137, "{err}");
+    assert!(err.contains("memory_limit"), "{err}");
+    let (_, err, exit) = pm(&["run", "--", "/nonexistent/program"], &[]).await;
+    assert_eq!(code(&exit), 127, "{err}");
+    let plain = dir.path().join("plain");
+    std::fs::write(&plain, "not a program").unwrap();
+    let (_, err, exit) = pm(&["run", "--", plain.to_str().unwrap()], &[]).await;
+    assert_eq!(code(&exit), 126, "{err}");
+    // claude-pm's own usage and configuration errors: 125, naming the problem.
+    let (_, err, exit) = pm(&["run", "--bogus", "--", "true"], &[]).await;
+    assert_eq!(code(&exit), 125, "{err}");
+    let (_, err, exit) = pm(&["run", "--cpus", "lots", "--", "true"], &[]).await;
+    assert_eq!(code(&exit), 125);
+    assert!(err.contains("--cpus") && err.contains("lots"), "{err}");
+    let (_, err, exit) = pm(
+        &["run", "--", "true"],
+        &[("CLAUDE_PM_TIMEOUT", "soon".into())],
+    )
+    .await;
+    assert_eq!(code(&exit), 125);
+    assert!(err.contains("CLAUDE_PM_TIMEOUT"), "{err}");
+    let config = dir.path().join("pm.toml");
+    std::fs::write(&config, "memory = \"2X\"\n").unwrap();
+    let (_, err, exit) = pm(
+        &["run", "--config", config.to_str().unwrap(), "--", "true"],
+        &[],
+    )
+    .await;
+    assert_eq!(code(&exit), 125);
+    assert!(
+        err.contains("memory in") && err.contains("pm.toml"),
+        "{err}"
+    );
+    let (out, _, exit) = pm(&["--version"], &[]).await;
+    assert_eq!(code(&exit), 0);
+    assert!(out[0].starts_with("claude-pm "));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_json_lines_ending_with_the_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    let (_, _, exit) = pm(
+        &[
+            "run",
+            "--events",
+            path.to_str().unwrap(),
+            "--health-interval",
+            "100ms",
+            "--pids",
+            "64",
+            "--",
+            "sh",
+            "-c",
+            "sleep 0.3; exit 2",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(code(&exit), 2);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(events
+        .iter()
+        .all(|e| e["event"].is_string() && e["ts"].is_number()));
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    for kind in ["state", "sample", "limit", "exit"] {
+        assert!(kinds.contains(&kind), "{kind} missing: {kinds:?}");
+    }
+    let last = events.last().unwrap();
+    assert_eq!(
+        (last["event"].as_str(), last["reason"].as_str()),
+        (Some("exit"), Some("exited"))
+    );
+    assert_eq!(last["code"], 2);
+    for key in [
+        "signal",
+        "cpu_seconds",
+        "max_rss_bytes",
+        "wall_seconds",
+        "restarts",
+    ] {
+        assert!(last.get(key).is_some(), "{key} missing in {last}");
+    }
+    let sample = events.iter().find(|e| e["event"] == "sample").unwrap();
+    for key in [
+        "cpu_percent",
+        "rss_bytes",
+        "read_bytes",
+        "write_bytes",
+        "processes",
+    ] {
+        assert!(sample.get(key).is_some(), "{key} missing in {sample}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_tree_gracefully_and_nothing_is_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.jsonl");
+    let config = ProcessConfig::builder(env!("CARGO_BIN_EXE_claude-pm"))
+        .args([
+            "run",
+            "--events",
+            events.to_str().unwrap(),
+            "--health-interval",
+            "100ms",
+            "--",
+            "sh",
+            "-c",
+            "sleep 100 & sleep 100 & wait",
+        ])
+        .env_policy(EnvPolicy::Inherit)
+        .build()
+        .unwrap();
+    let mut child = spawn(&config).await.unwrap();
+    // Wait until a sample saw the whole tree of three.
+    let start = Instant::now();
+    let tree_pids = loop {
+        let text = std::fs::read_to_string(&events).unwrap_or_default();
+        let sampled = text.lines().any(|l| l.contains("\"processes\":3"));
+        if sampled {
+            let leader: u32 = text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find_map(|e| e["pid"].as_u64())
+                .unwrap() as u32;
+            let children =
+                std::fs::read_to_string(format!("/proc/{leader}/task/{leader}/children"))
+                    .unwrap_or_default();
+            let mut pids: Vec<u32> = children
+                .split_whitespace()
+                .map(|p| p.parse().unwrap())
+                .collect();
+            pids.push(leader);
+            break pids;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no sample of the tree"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(tree_pids.len(), 3);
+    // SAFETY: kill(2) on the claude-pm this test started.
+    unsafe { libc::kill(child.pid() as i32, libc::SIGTERM) };
+    let exit = child.wait().await.unwrap();
+    assert_eq!(code(&exit), 143, "{exit:?}");
+    // Gone at once, or a zombie for the moment init takes to reap it.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    for pid in tree_pids {
+        loop {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let alive = stat
+                .rfind(')')
+                .and_then(|i| stat.get(i + 2..i + 3))
+                .is_some_and(|s| s != "Z");
+            assert!(!alive, "{pid} outlived claude-pm: {stat}");
+            if stat.is_empty() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{pid} still a zombie after 1 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let text = std::fs::read_to_string(&events).unwrap();
+    let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["reason"], "stopped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_gets_the_chain_credential_its_settings_and_nothing_else() {
+    let api = StandInApi::start().await.unwrap();
+    let bin = pinned_cli().await.unwrap();
+    let key = "sk-ant-api03-claude-pm-cli-key-00000000000";
+    let mut env: Vec<(&str, String)> = offline_env(&api.base_url()).into_iter().collect();
+    env.push(("CLAUDE_PM_CLAUDE_BIN", bin.display().to_string()));
+    env.push(("ANTHROPIC_API_KEY", key.into()));
+    // A competing credential lower in the CLI's precedence must not reach the child.
+    env.push((
+        "CLAUDE_CODE_OAUTH_TOKEN",
+        "sk-ant-oat01-should-not-be-used-000000".into(),
+    ));
+    let (out, err, exit) = pm(
+        &[
+            "claude",
+            "--",
+            "-p",
+            "ping",
+            "--output-format",
+            "stream-json",
+            "--verbose",
+        ],
+        &env,
+    )
+    .await;
+    assert_eq!(code(&exit), 0, "{err}");
+    let result = out
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["type"] == "result")
+        .unwrap_or_else(|| panic!("no result in {out:?}"));
+    assert_eq!(result["result"], "pong");
+    let calls = api.message_calls();
+    assert!(!calls.is_empty());
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.auth == Some(AuthSeen::ApiKey(key.into()))),
+        "{calls:?}"
+    );
+    // Without any credential claude-pm says so and exits 125.
+    let mut bare: Vec<(&str, String)> = offline_env(&api.base_url()).into_iter().collect();
+    bare.push(("CLAUDE_PM_CLAUDE_BIN", bin.display().to_string()));
+    bare.push(("HOME", "/nonexistent".into()));
+    let (_, err, exit) = pm_without(
+        &["claude", "--", "-p", "ping"],
+        &bare,
+        &[
+            "ANTHROPIC_API_KEY",
+            "CLAUDE_CODE_OAUTH_TOKEN",
+            "ANTHROPIC_AUTH_TOKEN",
+            "CLAUDE_CONFIG_DIR",
+        ],
+    )
+    .await;
+    assert_eq!(code(&exit), 125, "{err}");
+    assert!(err.contains("no credential"), "{err}");
+}
+
+async fn pm_without(
+    args: &[&str],
+    env: &[(&str, String)],
+    remove: &[&str],
+) -> (Vec<String>, String, ExitInfo) {
+    let mut env = env.to_vec();
+    // An empty value counts as unset for the credential sources.
+    for r in remove {
+        env.push((r, String::new()));
+    }
+    pm(args, &env).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_reports_binary_auth_cgroups_and_limits() {
+    let bin = pinned_cli().await.unwrap();
+    let (out, err, exit) = pm(
+        &["doctor", "--json"],
+        &[
+            ("CLAUDE_PM_CLAUDE_BIN", bin.display().to_string()),
+            (
+                "ANTHROPIC_API_KEY",
+                "sk-ant-api03-doctor-key-000000000000000".into(),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(code(&exit), 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out.join("\n")).unwrap();
+    assert_eq!(v["claude"]["version"], "2.1.328");
+    assert_eq!(v["auth"]["kind"], "API key");
+    let shown = v["auth"]["credential"].as_str().unwrap();
+    assert!(!shown.contains("doctor-key-0000"), "{shown}");
+    assert!(v["cgroup"].as_str().unwrap().contains("hybrid"), "{v}");
+    let limits = v["limits"].as_array().unwrap();
+    let mechanism = |name: &str| {
+        limits
+            .iter()
+            .find(|l| l["limit"] == name)
+            .map(|l| l["mechanism"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(mechanism("memory").as_deref(), Some("cgroup-v1"));
+    assert_eq!(mechanism("open_files").as_deref(), Some("rlimit"));
+    assert_eq!(mechanism("timeout").as_deref(), Some("timer"));
+}

@@ -1,0 +1,8 @@
+//! The `claude-pm` binary as users run it: exit statuses, events, signals, the claude
+//! subcommand against the stand-in API, doctor.
+#![expect(
+    clippy::unwrap_used,
+    reason = "helpers fail the test loudly on unexpected errors"
+)]
+
+mod cli;
