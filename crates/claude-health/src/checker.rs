@@ -232,11 +232,22 @@ impl HealthMonitor {
         sampler: Sampler,
         probes: Vec<ProbeRunner>,
     ) -> HealthMonitor {
+        Self::start_with_signals(pid, config, sampler, probes, Arc::default())
+    }
+
+    /// [`HealthMonitor::start`] with [`Signals`] the caller already feeds (for example from a
+    /// reader that was running before the monitor started).
+    pub fn start_with_signals(
+        pid: u32,
+        config: MonitorConfig,
+        sampler: Sampler,
+        probes: Vec<ProbeRunner>,
+        signals: Arc<Signals>,
+    ) -> HealthMonitor {
         let (status_tx, status_rx) = watch::channel(HealthStatus::Unknown);
         let (activity_tx, activity_rx) = watch::channel(None);
         let (latest_tx, latest_rx) = watch::channel(None);
         let handlers: Arc<Mutex<Vec<HealthHandler>>> = Arc::default();
-        let signals = Arc::new(Signals::default());
         let (change_tx, change_rx) = mpsc::unbounded_channel();
         tokio::spawn(dispatch(change_rx, Arc::clone(&handlers)));
         let task = tokio::spawn(run(

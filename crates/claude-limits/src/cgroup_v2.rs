@@ -164,11 +164,12 @@ mod tests {
             .ok_or("this process is in no cgroup v2 hierarchy")?;
         for mount in ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"] {
             let dir = Path::new(mount).join(rel.trim_start_matches('/'));
-            if dir.join("cgroup.kill").exists() {
+            // A v2 directory (the root cgroup has no cgroup.kill of its own; children do).
+            if dir.join("cgroup.procs").exists() && dir.join("cgroup.max.depth").exists() {
                 return Ok(dir);
             }
         }
-        Err("no v2 hierarchy with cgroup.kill (Linux 5.14+) is mounted".into())
+        Err("no cgroup v2 hierarchy is mounted".into())
     }
 
     /// Kills and removes the cgroup even when the test fails.
@@ -219,6 +220,10 @@ mod tests {
             create_v2(&CgroupV2Root::new(&parent), &[]).unwrap(),
         ));
         let dir = cg.0.dir.clone();
+        assert!(
+            dir.join("cgroup.kill").exists(),
+            "this kernel has no cgroup.kill (Linux 5.14+)"
+        );
         let config = claude_proc::ProcessConfig::builder("/bin/sh")
             .args(["-c", "sleep 100 & sleep 100 & echo ready; wait"])
             .stdout(claude_proc::OutputMode::lines())

@@ -6,8 +6,9 @@ use std::sync::{Arc, Mutex};
 
 use claude_health::Signals;
 use claude_limits::LimitsHook;
-use claude_proc::{ChildStdin, OutputReceiver};
+use claude_proc::{ChildStdin, ClaudeSession, OutputReceiver};
 use tokio::sync::{broadcast, mpsc, watch, Semaphore};
+use tracing::Instrument;
 
 use crate::error::{Error, Result};
 use crate::events::{ManagerEvent, SessionState};
@@ -42,10 +43,14 @@ pub struct Run {
     pub number: u32,
     /// The leader's pid.
     pub pid: u32,
-    /// Stdin, if the spec piped it.
+    /// Stdin, if the spec piped it (for a stream-json Claude session: inside `session`).
     pub stdin: Option<ChildStdin>,
-    /// Stdout, if the spec asked for lines or chunks (for Claude, after the manager looked).
+    /// Stdout, if the spec asked for lines or chunks (for Claude, after the manager looked;
+    /// for a stream-json session: inside `session`).
     pub stdout: Option<OutputReceiver>,
+    /// A stream-json Claude session with piped stdin: the session over this run's streams
+    /// (the manager's liveness probe pings the CLI through a handle of it).
+    pub session: Option<ClaudeSession>,
     /// Stderr, likewise.
     pub stderr: Option<OutputReceiver>,
     /// Tell hang detection when work is in flight ([`Signals::set_in_flight`]); Claude
@@ -157,10 +162,15 @@ impl ProcessManager {
         };
         self.metrics.session_started();
         tracing::info!(session = %name, id, "session starting");
-        tokio::spawn(async move {
-            let report = task.run().await;
-            done_tx.send_replace(Some(report));
-        });
+        let span = tracing::info_span!("session", name = %name, id);
+        tokio::spawn(
+            async move {
+                let report = task.run().await;
+                tracing::info!(reason = %report.reason, restarts = report.restarts, "session over");
+                done_tx.send_replace(Some(report));
+            }
+            .instrument(span),
+        );
         if let Ok(mut sessions) = self.sessions.lock() {
             // Forget finished sessions beyond the last thousand.
             let finished = sessions

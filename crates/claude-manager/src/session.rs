@@ -9,10 +9,14 @@ use std::time::{Duration, SystemTime};
 
 use claude_auth::{Credential, CredentialHook};
 use claude_health::{
-    HangConfig, HealthMonitor, HealthStatus, MonitorConfig, Sampler, Signals, Thresholds,
+    HangConfig, HealthMonitor, HealthStatus, MonitorConfig, Probe, ProbeRole, ProbeRunner, Sampler,
+    Signals, Thresholds,
 };
 use claude_limits::LimitsHook;
-use claude_proc::{spawn, EnvPolicy, ExitInfo, OutputMode, ProcessConfig, RestartMode, StopCause};
+use claude_proc::{
+    spawn, ClaudeSession, EnvPolicy, ExitInfo, OutputMode, ProcessConfig, RestartMode,
+    SessionControl, StopCause,
+};
 use tokio::sync::{broadcast, mpsc, watch, Semaphore};
 use tokio::time::Instant;
 
@@ -23,16 +27,34 @@ use crate::spec::{is_claude_setting, Program, SessionSpec};
 use crate::tee::{tee, ApiTrouble};
 use crate::Run;
 
+/// The liveness probe of a stream-json session: a control request the CLI answers without
+/// any API traffic.
+struct ControlPing {
+    control: SessionControl,
+    timeout: Duration,
+}
+
+#[async_trait::async_trait]
+impl Probe for ControlPing {
+    fn name(&self) -> String {
+        "control ping".into()
+    }
+
+    async fn probe(&self) -> Result<(), String> {
+        self.control
+            .initialize(self.timeout)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
 /// Commands from the handle.
 #[derive(Debug)]
 pub(crate) enum Cmd {
     Stop,
     Restart,
 }
-
-/// A rate-limited run waits at least this long (plus up to as much again, jittered) before
-/// the next one: the API asked for patience.
-const RATE_LIMIT_PAUSE: Duration = Duration::from_secs(30);
 
 pub(crate) struct SessionTask {
     pub(crate) spec: SessionSpec,
@@ -189,8 +211,9 @@ impl SessionTask {
             let mut delay = self.spec.restart.backoff.delay(attempt, &mut rng);
             attempt = attempt.saturating_add(1);
             if rate_limited {
-                let jitter = RATE_LIMIT_PAUSE.mul_f64(rng.f64());
-                delay = delay.max(RATE_LIMIT_PAUSE + jitter);
+                // The API asked for patience: a long pause, jittered so sessions spread out.
+                let pause = self.spec.rate_limit_pause;
+                delay = delay.max(pause + pause.mul_f64(rng.f64()));
             }
             if let Err(claude_proc::Error::BreakerOpen { remaining }) = breaker.allow() {
                 delay = delay.max(remaining);
@@ -382,27 +405,7 @@ impl SessionTask {
         let pid = child.pid();
         self.metrics.run_started();
         self.set_state(SessionState::Running { pid, run: number });
-        let monitor = self.spec.health.as_ref().map(|h| {
-            HealthMonitor::start(
-                pid,
-                MonitorConfig {
-                    interval: h.interval,
-                    thresholds: Thresholds {
-                        max_rss_bytes: h.max_rss_bytes,
-                        ..Thresholds::default()
-                    },
-                    hang: h.hang_after.map(|after| HangConfig {
-                        hang_after: after,
-                        ..HangConfig::default()
-                    }),
-                },
-                Sampler::default(),
-                Vec::new(),
-            )
-        });
-        let signals = monitor
-            .as_ref()
-            .map_or_else(|| Arc::new(Signals::default()), HealthMonitor::signals);
+        let signals = Arc::new(Signals::default());
         let (trouble_tx, mut trouble_rx) = mpsc::unbounded_channel();
         let mut stdout = child.take_stdout();
         let mut tee_task = None;
@@ -425,11 +428,49 @@ impl SessionTask {
                 )));
             }
         }
+        let mut stdin = child.take_stdin();
+        let mut session = None;
+        if self.spec.program.is_stream_session() {
+            if let (Some(i), Some(o)) = (stdin.take(), stdout.take()) {
+                session = Some(ClaudeSession::from_streams(pid, i, o));
+            }
+        }
+        let probes = match (&session, self.spec.health.as_ref().and_then(|h| h.probe)) {
+            (Some(s), Some(spec)) => vec![ProbeRunner::new(
+                ProbeRole::Liveness,
+                spec,
+                Arc::new(ControlPing {
+                    control: s.control_handle(),
+                    timeout: spec.timeout,
+                }),
+            )],
+            _ => Vec::new(),
+        };
+        let monitor = self.spec.health.as_ref().map(|h| {
+            HealthMonitor::start_with_signals(
+                pid,
+                MonitorConfig {
+                    interval: h.interval,
+                    thresholds: Thresholds {
+                        max_rss_bytes: h.max_rss_bytes,
+                        ..Thresholds::default()
+                    },
+                    hang: h.hang_after.map(|after| HangConfig {
+                        hang_after: after,
+                        ..HangConfig::default()
+                    }),
+                },
+                Sampler::default(),
+                probes,
+                Arc::clone(&signals),
+            )
+        });
         let _ = self.runs.send(Run {
             number,
             pid,
-            stdin: child.take_stdin(),
+            stdin,
             stdout,
+            session,
             stderr: child.take_stderr(),
             signals: Arc::clone(&signals),
         });

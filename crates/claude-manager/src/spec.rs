@@ -31,6 +31,18 @@ pub enum Program {
 }
 
 impl Program {
+    /// Whether this is a stream-json Claude session (turns and control requests on stdin).
+    pub(crate) fn is_stream_session(&self) -> bool {
+        match self {
+            Program::Claude { args, .. } => {
+                args.windows(2)
+                    .any(|w| w[0] == "--input-format" && w[1] == "stream-json")
+                    || args.iter().any(|a| a == "--input-format=stream-json")
+            }
+            Program::Command { .. } => false,
+        }
+    }
+
     /// Whether this is a one-shot `claude -p` run (work is in flight from the start until its
     /// result), as opposed to a stream-json session fed turns on stdin.
     pub(crate) fn is_one_shot_claude(&self) -> bool {
@@ -58,8 +70,12 @@ pub struct HealthSpec {
     pub hang_after: Option<Duration>,
     /// Tree RSS above this is unhealthy (the session is stopped and restarted per policy).
     pub max_rss_bytes: Option<u64>,
-    /// Stop and restart a session whose status is unhealthy (liveness, RSS, hang).
+    /// Stop and restart a session whose status is unhealthy (liveness, RSS, hang, probe).
     pub act_on_unhealthy: bool,
+    /// For stream-json Claude sessions: a liveness probe that sends the CLI a control request
+    /// (`initialize`, answered without API traffic) and expects the answer within the
+    /// timeout; failing `failure_threshold` times in a row is unhealthy. `None`: no probe.
+    pub probe: Option<claude_health::ProbeSpec>,
 }
 
 impl Default for HealthSpec {
@@ -69,6 +85,13 @@ impl Default for HealthSpec {
             hang_after: None,
             max_rss_bytes: None,
             act_on_unhealthy: true,
+            probe: Some(claude_health::ProbeSpec {
+                initial_delay: Duration::from_secs(5),
+                period: Duration::from_secs(30),
+                timeout: Duration::from_secs(10),
+                failure_threshold: 3,
+                success_threshold: 1,
+            }),
         }
     }
 }
@@ -104,6 +127,9 @@ pub struct SessionSpec {
     pub limit_options: LimitOptions,
     /// When and how a run that ended is started again.
     pub restart: RestartPolicy,
+    /// After a run that was rate limited (429/529), the next waits at least this long, plus
+    /// up to as much again at random (default 30 s).
+    pub rate_limit_pause: Duration,
     /// SIGTERM-to-SIGKILL grace.
     pub grace: Duration,
     /// Health checking; `None` turns sampling off (no sample events, no peak RSS).
@@ -154,6 +180,7 @@ impl SessionSpec {
             limits: ResourceLimits::default(),
             limit_options: LimitOptions::default(),
             restart: RestartPolicy::default(),
+            rate_limit_pause: Duration::from_secs(30),
             grace: Duration::from_secs(5),
             health: Some(HealthSpec::default()),
             credentials: None,
@@ -202,7 +229,11 @@ impl SessionSpec {
 /// Settings variables of the CLI that reach a Claude child from the manager's environment
 /// (never credentials: those come only through the auth chain).
 pub(crate) fn is_claude_setting(name: &str) -> bool {
-    const EXACT: [&str; 10] = [
+    const EXACT: [&str; 13] = [
+        // Trust for a TLS-inspecting proxy: without it the CLI cannot reach the API.
+        "NODE_EXTRA_CA_CERTS",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
         "ANTHROPIC_BASE_URL",
         "ANTHROPIC_MODEL",
         "ANTHROPIC_SMALL_FAST_MODEL",

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use claude_manager::auth::{Credential, CredentialKind, Secret, StaticSource};
-use claude_manager::proc::{ClaudeSession, OutputMode, StdinMode};
+use claude_manager::proc::{OutputMode, StdinMode};
 use claude_manager::{
     EventKind, ExitKind, HealthSpec, ManagerConfig, ProcessManager, SessionReport, SessionSpec,
 };
@@ -189,8 +189,7 @@ async fn drive(mut handle: claude_manager::SessionHandle) -> Row {
     };
     if let Some(run) = handle.next_run().await {
         row.pid = Some(run.pid);
-        if let (Some(stdin), Some(stdout)) = (run.stdin, run.stdout) {
-            let mut session = ClaudeSession::from_streams(run.pid, stdin, stdout);
+        if let Some(mut session) = run.session {
             let _ = session.initialize(Duration::from_secs(30)).await;
             for prompt in PROMPTS {
                 match session.turn(prompt).await {

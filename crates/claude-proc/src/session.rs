@@ -54,10 +54,17 @@ type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<ControlResponse>>>>;
 #[derive(Debug)]
 pub struct ClaudeSession {
     pid: u32,
+    control: SessionControl,
+    events: mpsc::Receiver<SessionEvent>,
+}
+
+/// The sending half of a [`ClaudeSession`]: user turns and control requests. Clonable, so a
+/// health probe can ping the CLI while the owner of the session reads its events.
+#[derive(Debug, Clone)]
+pub struct SessionControl {
     stdin: ChildStdin,
     pending: Pending,
-    events: mpsc::Receiver<SessionEvent>,
-    next_id: AtomicU64,
+    next_id: Arc<AtomicU64>,
 }
 
 impl ClaudeSession {
@@ -103,11 +110,18 @@ impl ClaudeSession {
         tokio::spawn(read_loop(stdout, Arc::clone(&pending), tx));
         ClaudeSession {
             pid,
-            stdin,
-            pending,
+            control: SessionControl {
+                stdin,
+                pending,
+                next_id: Arc::new(AtomicU64::new(1)),
+            },
             events: rx,
-            next_id: AtomicU64::new(1),
         }
+    }
+
+    /// A clonable handle for sending turns and control requests from elsewhere.
+    pub fn control_handle(&self) -> SessionControl {
+        self.control.clone()
     }
 
     /// The CLI's pid.
@@ -115,6 +129,57 @@ impl ClaudeSession {
         self.pid
     }
 
+    /// Send a user turn.
+    pub async fn send_user(&self, text: &str) -> Result<()> {
+        self.control.send_user(text).await
+    }
+
+    /// Send a control request and wait for its response (see [`SessionControl::control`]).
+    pub async fn control(
+        &self,
+        subtype: &str,
+        params_json: Option<&str>,
+        timeout: Duration,
+    ) -> Result<ControlResponse> {
+        self.control.control(subtype, params_json, timeout).await
+    }
+
+    /// `initialize`: answered in ~0.2 s after spawn without API traffic, so it doubles as a
+    /// responsiveness ping.
+    pub async fn initialize(&self, timeout: Duration) -> Result<ControlResponse> {
+        self.control.initialize(timeout).await
+    }
+
+    /// `interrupt` the running turn.
+    pub async fn interrupt(&self, timeout: Duration) -> Result<ControlResponse> {
+        self.control.interrupt(timeout).await
+    }
+
+    /// The next event, or `None` once the CLI's stdout has ended.
+    pub async fn next_event(&mut self) -> Option<SessionEvent> {
+        self.events.recv().await
+    }
+
+    /// Send `text` and collect events until the turn's `result`.
+    pub async fn turn(&mut self, text: &str) -> Result<Turn> {
+        self.send_user(text).await?;
+        let mut events = Vec::new();
+        while let Some(event) = self.events.recv().await {
+            if let SessionEvent::Message(StreamMessage::Result(result)) = event {
+                return Ok(Turn { events, result });
+            }
+            events.push(event);
+        }
+        Err(Error::SessionClosed)
+    }
+
+    /// Close stdin: the CLI finishes and exits with 0.
+    pub async fn close(&self) {
+        self.control.stdin.close().await;
+    }
+}
+
+impl SessionControl {
     /// Send a user turn.
     pub async fn send_user(&self, text: &str) -> Result<()> {
         let msg = serde_json::json!({
@@ -194,29 +259,6 @@ impl ClaudeSession {
     /// `interrupt` the running turn.
     pub async fn interrupt(&self, timeout: Duration) -> Result<ControlResponse> {
         self.control("interrupt", None, timeout).await
-    }
-
-    /// The next event, or `None` once the CLI's stdout has ended.
-    pub async fn next_event(&mut self) -> Option<SessionEvent> {
-        self.events.recv().await
-    }
-
-    /// Send `text` and collect events until the turn's `result`.
-    pub async fn turn(&mut self, text: &str) -> Result<Turn> {
-        self.send_user(text).await?;
-        let mut events = Vec::new();
-        while let Some(event) = self.events.recv().await {
-            if let SessionEvent::Message(StreamMessage::Result(result)) = event {
-                return Ok(Turn { events, result });
-            }
-            events.push(event);
-        }
-        Err(Error::SessionClosed)
-    }
-
-    /// Close stdin: the CLI finishes and exits with 0.
-    pub async fn close(&self) {
-        self.stdin.close().await;
     }
 
     fn pending_map(

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use claude_proc::{spawn, OutputMode, ProcessConfig, CLAUDE_BIN_ENV};
+use claude_proc::{spawn, EnvPolicy, OutputMode, ProcessConfig, CLAUDE_BIN_ENV};
 
 use crate::error::{Error, Result};
 
@@ -67,7 +67,10 @@ pub async fn pinned_cli() -> Result<PathBuf> {
         return Ok(bin);
     }
     std::fs::create_dir_all(&dir).map_err(|e| fail(format!("cannot create the directory: {e}")))?;
+    // npm needs the caller's whole environment: proxies, CA bundles (NODE_EXTRA_CA_CERTS
+    // behind a TLS-inspecting proxy), npm_config_* settings.
     let config = ProcessConfig::builder("npm")
+        .env_policy(EnvPolicy::Inherit)
         .args(["install", "--no-audit", "--no-fund", "--prefix"])
         .arg(&dir)
         .arg(format!("@anthropic-ai/claude-code@{CLAUDE_CLI_VERSION}"))

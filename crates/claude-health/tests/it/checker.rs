@@ -41,12 +41,14 @@ async fn wait_status(
     limit: Duration,
 ) -> HealthStatus {
     let mut rx = m.watch_status();
-    let found = tokio::time::timeout(limit, rx.wait_for(|s| pred(s)))
-        .await
-        .expect("status did not arrive in time")
-        .unwrap()
-        .clone();
-    found
+    let found = tokio::time::timeout(limit, rx.wait_for(|s| pred(s))).await;
+    match found {
+        Ok(status) => status.unwrap().clone(),
+        Err(_) => panic!(
+            "status did not arrive in {limit:?}; it is {}",
+            m.watch_status().borrow().clone()
+        ),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

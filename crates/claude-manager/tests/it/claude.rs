@@ -56,6 +56,22 @@ fn oauth_manager(
     Arc::new(OAuthTokenManager::new(CredentialsFile::new(path), config).unwrap())
 }
 
+/// Processes of this test's sessions still alive: every claude child carries the stand-in's
+/// unique base URL in its environment.
+fn claude_left(api: &StandInApi) -> Vec<u32> {
+    let needle = format!("ANTHROPIC_BASE_URL={}", api.base_url());
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| !crate::gone(*pid))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .map(|env| env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
 /// Every line the run printed, as JSON.
 async fn lines_of(run: &mut claude_manager::Run) -> Vec<serde_json::Value> {
     let mut out = run.stdout.take().unwrap();
@@ -118,6 +134,7 @@ async fn an_oauth_token_by_descriptor_arrives_as_bearer() {
         .iter()
         .all(|c| c.auth == Some(AuthSeen::Bearer(login.access_token.clone()))));
     assert_eq!(api.refreshes(), 0);
+    assert_eq!(claude_left(&api), Vec::<u32>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -144,6 +161,7 @@ async fn an_expired_login_is_refreshed_before_the_session_starts() {
     // The rotated login was written back.
     let stored = std::fs::read_to_string(dir.path().join(".credentials.json")).unwrap();
     assert!(!stored.contains(&login.refresh_token));
+    assert_eq!(claude_left(&api), Vec::<u32>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,6 +203,7 @@ async fn a_401_mid_run_refreshes_restarts_and_succeeds() {
     let report = manager.start(spec).unwrap().wait().await.unwrap();
     assert_eq!(report.reason, ExitKind::AuthFailed, "{report:?}");
     assert_eq!(report.restarts, 1);
+    assert_eq!(claude_left(&api), Vec::<u32>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -228,6 +247,7 @@ async fn a_stalled_stream_is_detected_as_a_hang_and_the_restart_succeeds() {
     assert_eq!(report.restarts, 1);
     assert!(crate::gone(first.pid));
     assert_eq!(manager.metrics().exits.get("hung"), Some(&1));
+    assert_eq!(claude_left(&api), Vec::<u32>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -274,4 +294,190 @@ async fn eight_sessions_under_a_cap_of_four_and_none_left_behind() {
         .filter_map(|c| c.auth.as_ref().map(|a| a.credential().to_owned()))
         .collect();
     assert_eq!(keys.len(), 8, "each session used its own key");
+    assert_eq!(claude_left(&api), Vec::<u32>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_past_its_timeout_is_stopped() {
+    let api = StandInApi::start().await.unwrap();
+    api.set_default(Behaviour::Stall);
+    let mut spec = one_shot(&api, "late", "ping").await;
+    spec.credentials = Some(api_key("sk-ant-api03-manager-timeout-0000000000"));
+    spec.limits.timeout = Some(Duration::from_secs(3));
+    spec.stdout = claude_manager::proc::OutputMode::Discard;
+    let manager = ProcessManager::new(ManagerConfig::default());
+    let report = manager.start(spec).unwrap().wait().await.unwrap();
+    assert_eq!(report.reason, ExitKind::Timeout, "{report:?}");
+    assert_eq!(report.exit_status(), 124);
+    assert!(report.wall >= Duration::from_secs(3) && report.wall < Duration::from_secs(10));
+    assert_eq!(claude_left(&api), Vec::<u32>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_over_its_memory_limit_is_killed_as_a_memory_limit() {
+    let _serial = SERIAL.lock().await;
+    let api = StandInApi::start().await.unwrap();
+    let mut spec = one_shot(&api, "squeezed", "ping").await;
+    spec.credentials = Some(api_key("sk-ant-api03-manager-memory-00000000000"));
+    // The CLI idles at ~170 MB RSS: 64 MiB cannot hold it.
+    spec.limits.max_memory = Some(64 << 20);
+    spec.stdout = claude_manager::proc::OutputMode::Discard;
+    let manager = ProcessManager::new(ManagerConfig::default());
+    let report = manager.start(spec).unwrap().wait().await.unwrap();
+    assert_eq!(report.reason, ExitKind::MemoryLimit, "{report:?}");
+    assert_eq!(report.exit_status(), 137);
+    assert_eq!(claude_left(&api), Vec::<u32>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_run_waits_the_long_pause_before_the_next() {
+    let api = StandInApi::start().await.unwrap();
+    api.enqueue(Behaviour::RateLimited {
+        retry_after_secs: 1,
+    });
+    let mut spec = one_shot(&api, "throttled", "ping").await;
+    spec.credentials = Some(api_key("sk-ant-api03-manager-ratelimit-000000000"));
+    // The CLI gives up at once instead of retrying itself.
+    spec.env
+        .push(("CLAUDE_CODE_MAX_RETRIES".into(), "0".into()));
+    spec.restart.mode = RestartMode::OnFailure;
+    spec.restart.backoff.initial = Duration::from_millis(10);
+    spec.rate_limit_pause = Duration::from_secs(2);
+    spec.stdout = claude_manager::proc::OutputMode::Discard;
+    let manager = ProcessManager::new(ManagerConfig::default());
+    let mut events = manager.subscribe();
+    let report = manager.start(spec).unwrap().wait().await.unwrap();
+    assert_eq!(
+        (report.reason, report.code),
+        (ExitKind::Exited, Some(0)),
+        "{report:?}"
+    );
+    assert_eq!(report.restarts, 1);
+    let mut pause = None;
+    while let Ok(e) = events.try_recv() {
+        if let claude_manager::EventKind::State {
+            to: claude_manager::SessionState::BackingOff { delay },
+            ..
+        } = e.kind
+        {
+            pause = Some(delay);
+        }
+    }
+    let pause = pause.expect("a backing-off state");
+    assert!(
+        pause >= Duration::from_secs(2) && pause <= Duration::from_secs(4),
+        "{pause:?}"
+    );
+    let statuses: Vec<u16> = api.message_calls().iter().map(|c| c.status).collect();
+    assert_eq!(statuses.first(), Some(&429), "{statuses:?}");
+    assert_eq!(claude_left(&api), Vec::<u32>::new());
+}
+
+/// A stream-json session spec (turns on stdin) against `api`, with a fast liveness probe.
+async fn stream_session(api: &StandInApi, name: &str) -> SessionSpec {
+    let mut spec = one_shot(api, name, "unused").await;
+    if let claude_manager::Program::Claude { args, .. } = &mut spec.program {
+        *args = [
+            "-p",
+            "--input-format",
+            "stream-json",
+            "--output-format",
+            "stream-json",
+            "--verbose",
+        ]
+        .iter()
+        .map(Into::into)
+        .collect();
+    }
+    spec.stdin = claude_manager::proc::StdinMode::Piped;
+    spec.health = Some(HealthSpec {
+        interval: Duration::from_millis(200),
+        probe: Some(claude_manager::health::ProbeSpec {
+            initial_delay: Duration::ZERO,
+            period: Duration::from_millis(300),
+            timeout: Duration::from_secs(5),
+            failure_threshold: 2,
+            success_threshold: 1,
+        }),
+        ..HealthSpec::default()
+    });
+    spec
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_session_answers_turns_and_its_control_pings() {
+    let _serial = SERIAL.lock().await;
+    let api = StandInApi::start().await.unwrap();
+    let mut spec = stream_session(&api, "stream").await;
+    spec.credentials = Some(api_key("sk-ant-api03-manager-stream-00000000000"));
+    let manager = ProcessManager::new(ManagerConfig::default());
+    let mut events = manager.subscribe();
+    let mut h = manager.start(spec).unwrap();
+    let run = h.next_run().await.unwrap();
+    let mut session = run.session.expect("a stream-json session");
+    session.initialize(Duration::from_secs(30)).await.unwrap();
+    let first = session.turn("ping").await.unwrap();
+    assert_eq!(first.result.result.as_deref(), Some("pong"));
+    // Let the probe ping the idle CLI several times.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let second = session.turn("and again").await.unwrap();
+    assert_eq!(
+        second.result.result.as_deref(),
+        Some("stand-in reply to: and again")
+    );
+    session.close().await;
+    let report = h.wait().await.unwrap();
+    assert_eq!(
+        (report.reason, report.code, report.restarts),
+        (ExitKind::Exited, Some(0), 0)
+    );
+    let claude = report.claude.unwrap();
+    assert_eq!(claude.results, 2);
+    let mut unhealthy = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        if let claude_manager::EventKind::Health {
+            status: "unhealthy",
+            reasons,
+        } = e.kind
+        {
+            unhealthy.push(reasons);
+        }
+    }
+    // The only unhealthy report may be the exit itself.
+    assert!(
+        unhealthy
+            .iter()
+            .all(|r| r.iter().all(|r| r.ends_with("exited"))),
+        "{unhealthy:?}"
+    );
+    assert_eq!(claude_left(&api), Vec::<u32>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cli_that_stops_answering_control_requests_fails_its_probe() {
+    // A fault injected with a stand-in for the CLI that reads stdin and never answers.
+    let api = StandInApi::start().await.unwrap();
+    let mut spec = stream_session(&api, "mute").await;
+    if let claude_manager::Program::Claude { binary, args } = &mut spec.program {
+        *binary = Some("/bin/sh".into());
+        args.splice(
+            0..0,
+            ["-c".into(), "cat > /dev/null".into(), "mute-cli".into()],
+        );
+    }
+    let manager = ProcessManager::new(ManagerConfig::default());
+    let started = std::time::Instant::now();
+    let mut h = manager.start(spec).unwrap();
+    let run = h.next_run().await.unwrap();
+    let _session = run.session.expect("a stream-json session");
+    let report = h.wait().await.unwrap();
+    assert_eq!(report.reason, ExitKind::Unhealthy, "{report:?}");
+    assert!(report.detail.contains("control ping"), "{}", report.detail);
+    // Two failures of a 5 s timeout, 0.3 s apart.
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(9) && took < Duration::from_secs(20),
+        "{took:?}"
+    );
+    assert!(crate::gone(run.pid));
 }
