@@ -1,7 +1,6 @@
 //! claude-health against real processes: what the sampler measures is what they do.
 #![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
     reason = "helpers fail the test loudly on unexpected errors"
 )]
 
