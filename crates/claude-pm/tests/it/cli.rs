@@ -351,3 +351,58 @@ async fn doctor_reports_binary_auth_cgroups_and_limits() {
     assert_eq!(mechanism("open_files").as_deref(), Some("rlimit"));
     assert_eq!(mechanism("timeout").as_deref(), Some("timer"));
 }
+
+/// What reaches the claude child, seen by a stand-in "claude" that prints its environment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_child_environment_is_clean_but_for_settings_and_asked_variables() {
+    let env = vec![
+        ("CLAUDE_PM_CLAUDE_BIN", "/usr/bin/env".to_owned()),
+        (
+            "ANTHROPIC_API_KEY",
+            "sk-ant-api03-env-check-key-000000000000".to_owned(),
+        ),
+        (
+            "CLAUDE_CODE_OAUTH_TOKEN",
+            "sk-ant-oat01-env-check-competing-0000".to_owned(),
+        ),
+        ("ANTHROPIC_BASE_URL", "http://127.0.0.1:9".to_owned()),
+        ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1".to_owned()),
+        ("UNRELATED_SECRET", "nope".to_owned()),
+        ("WANTED", "yes".to_owned()),
+    ];
+    let (out, err, exit) = pm(
+        &["claude", "--pass-env", "WANTED", "--env", "EXTRA=1", "--"],
+        &env,
+    )
+    .await;
+    assert_eq!(code(&exit), 0, "{err}");
+    let vars: std::collections::BTreeMap<String, String> = out
+        .iter()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let has = |k: &str| vars.contains_key(k);
+    assert_eq!(
+        vars.get("ANTHROPIC_API_KEY").map(String::as_str),
+        Some("sk-ant-api03-env-check-key-000000000000")
+    );
+    assert!(
+        !has("CLAUDE_CODE_OAUTH_TOKEN"),
+        "a competing credential leaked"
+    );
+    assert!(has("ANTHROPIC_BASE_URL") && has("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"));
+    // (NODE_OPTIONS and CLAUDECODE never reach any child: claude-proc refuses them, tested there.)
+    assert!(!has("UNRELATED_SECRET"), "{vars:?}");
+    assert_eq!(vars.get("WANTED").map(String::as_str), Some("yes"));
+    assert_eq!(vars.get("EXTRA").map(String::as_str), Some("1"));
+    assert_eq!(
+        vars.get("CLAUDE_CODE_ENTRYPOINT").map(String::as_str),
+        Some("sdk-claude-pm")
+    );
+    let config_dir = vars.get("CLAUDE_CONFIG_DIR").expect("its own config dir");
+    assert!(config_dir.contains("claude-pm-claude-"), "{config_dir}");
+    assert!(
+        !std::path::Path::new(config_dir).exists(),
+        "the config dir was not removed"
+    );
+}
