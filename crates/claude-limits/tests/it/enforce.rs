@@ -247,6 +247,7 @@ async fn open_files_and_nice_are_applied() {
     let h = hook(ResourceLimits {
         max_open_files: Some(64),
         nice: Some(5),
+        max_core_size: Some(0),
         ..Default::default()
     });
     assert_eq!(
@@ -254,7 +255,7 @@ async fn open_files_and_nice_are_applied() {
         Some(Mechanism::Rlimit)
     );
     let config = ProcessConfig::builder("/bin/sh")
-        .args(["-c", "ulimit -n; cut -d' ' -f19 /proc/self/stat"])
+        .args(["-c", "ulimit -n; cut -d' ' -f19 /proc/self/stat; ulimit -c"])
         .stdout(OutputMode::lines())
         .hook(Arc::new(h))
         .build()
@@ -266,7 +267,7 @@ async fn open_files_and_nice_are_applied() {
         lines.push(String::from_utf8(l).unwrap());
     }
     child.wait().await.unwrap();
-    assert_eq!(lines, vec!["64", "5"]);
+    assert_eq!(lines, vec!["64", "5", "0"]);
 }
 
 #[tokio::test]
