@@ -5,6 +5,7 @@
 //!                         docs -D warnings, cargo deny check, benches compiled
 //! cargo xtask demo        the main job (see README.md)
 //! cargo xtask bench       run the criterion benches
+//! cargo xtask fuzz        run every fuzz target (cargo-fuzz) for --seconds N, report a table
 //! cargo xtask claude-cli  install the pinned real Claude CLI under target/ and print its path
 //! ```
 #![expect(
@@ -26,8 +27,9 @@ fn main() -> ExitCode {
         Some("demo") => demo(args.get(1..).unwrap_or_default()),
         Some("bench") => bench(args.get(1..).unwrap_or_default()),
         Some("claude-cli") => claude_cli().map(|path| println!("{}", path.display())),
+        Some("fuzz") => fuzz(args.get(1..).unwrap_or_default()),
         _ => {
-            eprintln!("usage: cargo xtask <ci|demo|bench|claude-cli>");
+            eprintln!("usage: cargo xtask <ci|demo|bench|fuzz|claude-cli>");
             return ExitCode::from(2);
         }
     };
@@ -123,6 +125,9 @@ fn ci() -> Result {
     let mut benches = cargo();
     benches.args(["bench", "--workspace", "--no-run", "--locked"]);
     run("benches compile", benches)?;
+
+    // A short run of every fuzz target: nothing may panic.
+    fuzz(&["--seconds".to_owned(), "15".to_owned()])?;
 
     println!(
         "\nxtask ci: all steps passed in {:.0}s",
@@ -239,6 +244,109 @@ fn claude_cli() -> Result<PathBuf> {
         return Err("claude-testkit claude-cli printed no path".into());
     }
     Ok(PathBuf::from(path))
+}
+
+/// The fuzz targets in `fuzz/` (cargo-fuzz; installed if missing).
+const FUZZ_TARGETS: [&str; 5] = [
+    "credentials",
+    "stream_json",
+    "config",
+    "units",
+    "proc_files",
+];
+
+/// `cargo xtask fuzz [--seconds N] [TARGET...]`: run each target for N seconds (default 60)
+/// and print a table of time, executions and result; fails if any target found a crash.
+fn fuzz(args: &[String]) -> Result {
+    let mut seconds = 60u64;
+    let mut targets = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--seconds" => {
+                seconds = it
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or("--seconds needs a whole number")?
+            }
+            t if FUZZ_TARGETS.contains(&t) => targets.push(t.to_owned()),
+            other => {
+                return Err(format!(
+                    "unknown fuzz argument {other:?} (targets: {FUZZ_TARGETS:?})"
+                ))
+            }
+        }
+    }
+    if targets.is_empty() {
+        targets = FUZZ_TARGETS.iter().map(|t| (*t).to_owned()).collect();
+    }
+    let fuzz_ok = Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !fuzz_ok {
+        let mut install = cargo();
+        install.args(["install", "cargo-fuzz", "--locked"]);
+        run("install cargo-fuzz", install)?;
+    }
+    // cargo-fuzz needs nightly's -Z flags: nightly if installed, else stable with
+    // RUSTC_BOOTSTRAP (the same compiler features, no download).
+    let nightly = Command::new("rustup")
+        .args(["run", "nightly", "rustc", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let fuzz_cmd = || {
+        let mut cmd = Command::new("cargo");
+        if nightly {
+            cmd.arg("+nightly");
+        } else {
+            cmd.env("RUSTC_BOOTSTRAP", "1");
+        }
+        cmd.current_dir(root()).arg("fuzz");
+        cmd
+    };
+    let mut build = fuzz_cmd();
+    build.arg("build");
+    run("fuzz targets build", build)?;
+    let mut rows = Vec::new();
+    for target in &targets {
+        let started = Instant::now();
+        let out = fuzz_cmd()
+            .args(["run", target, "--"])
+            .arg(format!("-max_total_time={seconds}"))
+            .arg("-print_final_stats=1")
+            .output()
+            .map_err(|e| format!("cargo fuzz run {target}: {e}"))?;
+        let log = String::from_utf8_lossy(&out.stderr);
+        let execs = log
+            .lines()
+            .find_map(|l| l.strip_prefix("stat::number_of_executed_units:"))
+            .map_or("?".to_owned(), |n| n.trim().to_owned());
+        let ok = out.status.success();
+        if !ok {
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            eprintln!("{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+        }
+        rows.push((target.clone(), started.elapsed().as_secs(), execs, ok));
+    }
+    println!(
+        "\n{:<12} {:>8} {:>14}  result",
+        "fuzz target", "seconds", "executions"
+    );
+    for (target, secs, execs, ok) in &rows {
+        let result = if *ok {
+            "no crash"
+        } else {
+            "CRASH (see fuzz/artifacts)"
+        };
+        println!("{target:<12} {secs:>8} {execs:>14}  {result}");
+    }
+    if rows.iter().all(|r| r.3) {
+        println!("<== fuzz: ok ({} targets, {seconds}s each)", rows.len());
+        Ok(())
+    } else {
+        Err("a fuzz target crashed".into())
+    }
 }
 
 fn demo(args: &[String]) -> Result {

@@ -238,6 +238,11 @@ impl Settings {
             path: path.to_path_buf(),
             source,
         })?;
+        Settings::from_toml(&text, path)
+    }
+
+    /// [`Settings::from_file`] over text already read; `path` names it in errors.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Settings> {
         let table: toml::Table =
             text.parse()
                 .map_err(|e: toml::de::Error| Error::ConfigSyntax {

@@ -143,3 +143,12 @@ pub use supervisor::{Outcome, RestartMode, RestartPolicy, Run, Supervisor, Super
 pub fn become_subreaper() -> Result<()> {
     sys::set_subreaper().map_err(|e| Error::os("become a child subreaper", e))
 }
+
+/// Entry points for the fuzz targets in `fuzz/` (not a stable API).
+#[doc(hidden)]
+pub mod fuzz {
+    /// Parse `/proc/<pid>/stat` bytes with the stop path's parser; whether it found an entry.
+    pub fn proc_stat(bytes: &[u8]) -> bool {
+        crate::sys::tree::parse_stat_for_fuzz(bytes)
+    }
+}

@@ -310,6 +310,11 @@ impl ProcRoot {
 
 /// The five fields of `/proc/<pid>/stat` the tree needs. The command name (field 2) may hold
 /// spaces and parentheses, so fields are counted from the last `)`.
+/// [`parse_stat`] for the fuzz targets.
+pub(crate) fn parse_stat_for_fuzz(bytes: &[u8]) -> bool {
+    parse_stat(bytes).is_some()
+}
+
 fn parse_stat(bytes: &[u8]) -> Option<Entry> {
     let open = bytes.iter().position(|b| *b == b'(')?;
     let close = bytes.iter().rposition(|b| *b == b')')?;
