@@ -1,3 +1,6 @@
-//! Cross-crate integration tests live in `tests/` of this package; the README's examples are
-//! compiled here as doc tests, so they cannot rot.
+//! Cross-crate tests of the workspace: the soak ([`soak`], run by `cargo xtask soak` and, in a
+//! short form, by the test suite), and the README's examples compiled as doc tests so they
+//! cannot rot.
 #![doc = include_str!("../README.md")]
+
+pub mod soak;

@@ -6,6 +6,7 @@
 //! cargo xtask demo        the main job (see README.md)
 //! cargo xtask bench       run the criterion benches
 //! cargo xtask fuzz        run every fuzz target (cargo-fuzz) for --seconds N, report a table
+//! cargo xtask soak        10,000 start/stop cycles of misbehaving children, then a leftover count
 //! cargo xtask claude-cli  install the pinned real Claude CLI under target/ and print its path
 //! ```
 #![expect(
@@ -28,8 +29,9 @@ fn main() -> ExitCode {
         Some("bench") => bench(args.get(1..).unwrap_or_default()),
         Some("claude-cli") => claude_cli().map(|path| println!("{}", path.display())),
         Some("fuzz") => fuzz(args.get(1..).unwrap_or_default()),
+        Some("soak") => soak(args.get(1..).unwrap_or_default()),
         _ => {
-            eprintln!("usage: cargo xtask <ci|demo|bench|fuzz|claude-cli>");
+            eprintln!("usage: cargo xtask <ci|demo|bench|fuzz|soak|claude-cli>");
             return ExitCode::from(2);
         }
     };
@@ -244,6 +246,24 @@ fn claude_cli() -> Result<PathBuf> {
         return Err("claude-testkit claude-cli printed no path".into());
     }
     Ok(PathBuf::from(path))
+}
+
+/// `cargo xtask soak [--cycles N] [--concurrency N] [--seed N]`: the full soak (10,000 cycles
+/// by default) in release mode; fails if anything is left behind.
+fn soak(args: &[String]) -> Result {
+    let mut cmd = cargo();
+    cmd.args([
+        "run",
+        "--quiet",
+        "--release",
+        "-p",
+        "workspace-tests",
+        "--example",
+        "soak",
+        "--",
+    ])
+    .args(args);
+    run("soak", cmd)
 }
 
 /// The fuzz targets in `fuzz/` (cargo-fuzz; installed if missing).

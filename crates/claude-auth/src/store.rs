@@ -234,6 +234,7 @@ impl CredentialsFile {
         F: FnOnce(Option<OAuthLogin>) -> Result<OAuthLogin>,
     {
         let _lock = self.lock()?;
+        self.remove_stale_temporaries();
         let current = self.load()?;
         let unchanged = current.as_ref().map(OAuthLogin::to_bytes);
         let next = change(current)?;
@@ -268,6 +269,29 @@ impl CredentialsFile {
             path: lock_path,
             source: std::io::Error::from_raw_os_error(errno as i32),
         })
+    }
+
+    /// Temporary files are written only under the lock: any found while we hold it belong to
+    /// a writer killed between writing and renaming. They hold a secret: remove them.
+    fn remove_stale_temporaries(&self) {
+        let dir = self
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".credentials.json.tmp.")
+            {
+                tracing::warn!(file = %entry.path().display(), "removing a torn write's temporary file");
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 
     fn write_atomically(&self, bytes: &[u8]) -> Result<()> {

@@ -70,19 +70,35 @@ pub(crate) struct Cgroup {
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl Cgroup {
-    /// Create `claude-<pid>-<n>` under `parent`.
+    /// Create `claude-<pid>-<n>` under `parent`. A directory of that name left by a killed
+    /// manager that had the same pid is removed if empty (a cgroup without processes), or
+    /// skipped for the next number: stale state never blocks a start.
     pub(crate) fn create(controller: &'static str, parent: &Path) -> Result<Cgroup> {
-        let dir = parent.join(format!(
-            "claude-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir(&dir).map_err(|source| Error::Cgroup {
-            op: "create the cgroup",
-            path: dir.clone(),
-            source,
-        })?;
-        Ok(Cgroup { controller, dir })
+        let mut attempts = 0;
+        loop {
+            let dir = parent.join(format!(
+                "claude-{}-{}",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::Relaxed)
+            ));
+            match std::fs::create_dir(&dir) {
+                Ok(()) => return Ok(Cgroup { controller, dir }),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempts < 16 => {
+                    attempts += 1;
+                    tracing::warn!(dir = %dir.display(), "stale cgroup of an earlier manager");
+                    if std::fs::remove_dir(&dir).is_ok() && std::fs::create_dir(&dir).is_ok() {
+                        return Ok(Cgroup { controller, dir });
+                    }
+                }
+                Err(source) => {
+                    return Err(Error::Cgroup {
+                        op: "create the cgroup",
+                        path: dir,
+                        source,
+                    })
+                }
+            }
+        }
     }
 
     pub(crate) fn write(&self, file: &str, value: &str) -> Result<()> {

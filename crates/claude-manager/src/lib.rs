@@ -78,3 +78,17 @@ pub use report::{ClaudeOutcome, ExitKind, SessionReport};
 pub use settings::{Settings, SettingsSource, SETTING_KEYS};
 pub use spec::{HealthSpec, Isolation, Program, SessionSpec};
 pub use units::{parse_duration, parse_size};
+
+/// Start the watchdog (once per process) that, if this process is killed outright, SIGKILLs
+/// every process of its sessions' trees (descendants and `setsid` escapees included: they
+/// carry the tree marker) and removes the cgroups it created. See
+/// [`claude_proc::start_watchdog`]; `claude-pm` calls it at start.
+pub async fn start_watchdog() -> Result<()> {
+    let root = claude_limits::CgroupV1Root::system();
+    let dirs: Vec<std::path::PathBuf> = ["memory", "cpu", "pids", "blkio"]
+        .iter()
+        .filter_map(|c| root.own_dir(c))
+        .collect();
+    claude_proc::start_watchdog(&dirs).await?;
+    Ok(())
+}

@@ -44,6 +44,7 @@ pub(crate) async fn demo(sessions: usize) -> u8 {
         api.base_url()
     );
     let _ = claude_manager::proc::become_subreaper();
+    let _ = claude_manager::start_watchdog().await;
     let manager = Arc::new(ProcessManager::new(ManagerConfig {
         max_live: cap,
         ..Default::default()

@@ -119,6 +119,9 @@ async fn foreground(options: Options, mut spec: SessionSpec, forward_stdout: boo
     };
     let status_line = std::io::stderr().is_terminal() && !matches!(sink, Some(EventSink::Stderr));
     let _ = claude_manager::proc::become_subreaper();
+    if let Err(e) = claude_manager::start_watchdog().await {
+        tracing::warn!(error = %e, "no watchdog: a killed claude-pm may leave descendants");
+    }
     let manager = ProcessManager::new(ManagerConfig {
         max_live: settings.max_live.unwrap_or(0),
         ..Default::default()

@@ -346,10 +346,15 @@ async fn start_prepared(
         extra_fds: fds,
         actions,
         new_session: config.new_session,
+        survive_parent: config.survive_parent,
     };
+    // While a spawn is between clone and the leader's registration, a subreaper's sweep of
+    // orphan zombies must not take the new leader for an orphan.
+    let in_flight = crate::sys::tree::SpawnInFlight::enter();
     let spawned = crate::sys::spawn::spawn(request).await?;
     let pid = spawned.pid;
     crate::sys::tree::register_leader(pid);
+    drop(in_flight);
     let started_at = SystemTime::now();
     let started = tokio::time::Instant::now();
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();

@@ -119,6 +119,7 @@ pub struct ProcessConfig {
     pub(crate) stop: StopPolicy,
     pub(crate) hooks: Vec<Arc<dyn SpawnHook>>,
     pub(crate) new_session: bool,
+    pub(crate) survive_parent: bool,
     pub(crate) stderr_tail: usize,
     pub(crate) output_buffer: usize,
 }
@@ -161,6 +162,7 @@ impl ProcessConfig {
                 stop: StopPolicy::default(),
                 hooks: Vec::new(),
                 new_session: false,
+                survive_parent: false,
                 stderr_tail: 8 * 1024,
                 output_buffer: 64,
             },
@@ -356,6 +358,13 @@ impl ProcessConfigBuilder {
     /// Add a spawn hook (see [`SpawnHook`]); hooks run in the order added.
     pub fn hook(mut self, hook: Arc<dyn SpawnHook>) -> Self {
         self.config.hooks.push(hook);
+        self
+    }
+
+    /// Let the child outlive this process (no parent-death signal). Crate-private: only the
+    /// watchdog, whose whole job is to act after the manager died, gets it.
+    pub(crate) fn survive_parent(mut self) -> Self {
+        self.config.survive_parent = true;
         self
     }
 

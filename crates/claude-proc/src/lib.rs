@@ -116,6 +116,7 @@ mod stdin;
 mod stop;
 mod supervisor;
 mod sys;
+mod watchdog;
 
 pub use backoff::{Backoff, BreakerState, CircuitBreaker};
 pub use child::{spawn, Child, ExitInfo, Stopper};
@@ -135,6 +136,7 @@ pub use session::{ClaudeSession, SessionControl, SessionEvent, Turn, SESSION_MAX
 pub use status::{ExitReason, ProcessStatus, RawExit, StatusEvent, StatusKind, StopCause};
 pub use stdin::ChildStdin;
 pub use supervisor::{Outcome, RestartMode, RestartPolicy, Run, Supervisor, SupervisorExit};
+pub use watchdog::start_watchdog;
 
 /// Make this process a child subreaper (`PR_SET_CHILD_SUBREAPER`): descendants orphaned by the
 /// death of their parent are re-parented to this process instead of init, so the stop sequence

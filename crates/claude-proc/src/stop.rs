@@ -319,6 +319,14 @@ impl Monitor {
         for pid in self.proc_root.adopted_zombies(&self.tree, &self.seen) {
             tree::reap_adopted(pid);
         }
+        // As a subreaper, also the orphan zombies of trees that finished earlier.
+        if crate::sys::SUBREAPER.load(std::sync::atomic::Ordering::Relaxed) {
+            for pid in self.proc_root.orphan_zombies() {
+                if pid != self.pid {
+                    tree::reap_adopted(pid);
+                }
+            }
+        }
         if let Some(fd) = &self.pidfd {
             let _ = pidfd::try_wait(fd.get_ref(), true);
         }

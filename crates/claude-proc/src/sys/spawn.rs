@@ -37,6 +37,8 @@ pub(crate) struct SpawnRequest {
     pub(crate) extra_fds: Vec<(OwnedFd, i32)>,
     pub(crate) actions: Vec<ChildAction>,
     pub(crate) new_session: bool,
+    /// Skip the parent-death signal (the watchdog must outlive a killed manager).
+    pub(crate) survive_parent: bool,
 }
 
 /// A created child.
@@ -125,6 +127,7 @@ struct ChildPlan<'a> {
     envp: *const *const libc::c_char,
     cwd: *const libc::c_char,
     new_session: bool,
+    survive_parent: bool,
     parent: libc::pid_t,
     /// (source, target): sources are all above every target, so order does not matter.
     moves: &'a [(RawFd, RawFd)],
@@ -145,6 +148,7 @@ fn spawn_now(request: SpawnRequest, stack: &mut [u8]) -> Result<Spawned> {
         extra_fds,
         actions,
         new_session,
+        survive_parent,
     } = request;
 
     // Move every source descriptor above every target so dup2 in the child never clobbers one.
@@ -199,6 +203,7 @@ fn spawn_now(request: SpawnRequest, stack: &mut [u8]) -> Result<Spawned> {
         envp: envp_ptrs.as_ptr(),
         cwd: cwd.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
         new_session,
+        survive_parent,
         // SAFETY: getpid has no preconditions.
         parent: unsafe { libc::getpid() },
         moves: &moves,
@@ -311,18 +316,19 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             fail(plan, STEP_PGID);
         }
 
-        if libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        ) != 0
+        if !plan.survive_parent
+            && libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
         {
             fail(plan, STEP_PDEATHSIG);
         }
         // The parent may have died before the prctl took effect: then nobody would signal us.
-        if libc::getppid() != plan.parent {
+        if !plan.survive_parent && libc::getppid() != plan.parent {
             *libc::__errno_location() = libc::ESRCH;
             fail(plan, STEP_PARENT);
         }

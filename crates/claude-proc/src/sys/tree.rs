@@ -103,18 +103,46 @@ impl ProcRoot {
             .collect()
     }
 
+    /// Zombie children of this process that no live tree owns. When this process is a
+    /// subreaper, every orphan re-parented here is ours to reap; a zombie that died after its
+    /// tree's monitor finished would otherwise stay forever.
+    pub(crate) fn orphan_zombies(&self) -> Vec<u32> {
+        // A leader not registered yet would look like an orphan: sweep another time.
+        if SPAWNING.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            return Vec::new();
+        }
+        let leaders = live_leaders();
+        let mut children = Vec::new();
+        self.children_of(self_pid(), &mut children);
+        let mut buf = [0u8; 1024];
+        children
+            .into_iter()
+            .filter(|pid| !leaders.contains(pid))
+            .filter(|pid| self.read_stat(*pid, &mut buf).is_some_and(|e| !e.alive))
+            .collect()
+    }
+
     /// The start time of `pid`, if it exists.
     pub(crate) fn start_time(&self, pid: u32) -> Option<u64> {
         let mut buf = [0u8; 1024];
         self.read_stat(pid, &mut buf).map(|e| e.start)
     }
 
+    /// Whether `pid`'s environment holds `marker`. A process in the middle of `execve` shows
+    /// an empty (or unreadable) environment for a moment; that answer is retried for up to
+    /// ~5 ms rather than taken as "not ours" (the soak found orphans escaping through that
+    /// window: a background child exec'ing just as its shell exits).
     fn environ_has(&self, pid: u32, marker: &[u8]) -> bool {
         let path: PathBuf = self.0.join(pid.to_string()).join("environ");
-        match std::fs::read(&path) {
-            Ok(bytes) => environ_contains(&bytes, marker),
-            Err(_) => false,
+        for attempt in 0..20 {
+            match std::fs::read(&path) {
+                Ok(bytes) if !bytes.is_empty() => return environ_contains(&bytes, marker),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
+                _ if attempt < 19 => std::thread::sleep(std::time::Duration::from_micros(250)),
+                _ => {}
+            }
         }
+        false
     }
 
     /// Every live member of the tree except the leader and `exclude` (our own pid).
@@ -224,10 +252,16 @@ impl ProcRoot {
                 if child == tree.leader || leaders.contains(&child) || reapers.contains(&child) {
                     continue;
                 }
-                let newer = self
-                    .read_stat(child, &mut buf)
-                    .is_some_and(|e| e.start >= tree.leader_start);
-                if newer && self.environ_has(child, &tree.marker) {
+                let Some(entry) = self.read_stat(child, &mut buf) else {
+                    continue;
+                };
+                // Older than the tree, or a zombie (its environment is gone; nothing to signal).
+                if entry.start < tree.leader_start || !entry.alive {
+                    continue;
+                }
+                // In the leader's process group (its id is stable while the leader is
+                // unreaped), or carrying the tree's marker (setsid escapees).
+                if entry.pgrp == tree.leader || self.environ_has(child, &tree.marker) {
                     roots.push(child);
                 }
             }
@@ -343,6 +377,25 @@ fn parse_stat(bytes: &[u8]) -> Option<Entry> {
         alive: !matches!(state, 'Z' | 'X' | 'x'),
         cpu_ticks,
     })
+}
+
+/// Spawns between clone and [`register_leader`].
+static SPAWNING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Marks a spawn in flight until dropped.
+pub(crate) struct SpawnInFlight;
+
+impl SpawnInFlight {
+    pub(crate) fn enter() -> Self {
+        SPAWNING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        SpawnInFlight
+    }
+}
+
+impl Drop for SpawnInFlight {
+    fn drop(&mut self) {
+        SPAWNING.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 fn leader_registry() -> &'static std::sync::Mutex<Vec<u32>> {
