@@ -124,3 +124,87 @@ async fn a_writer_killed_mid_write_leaves_a_valid_file() {
     rotate(&file, "");
     assert_eq!(counter(file.path()), last + 1);
 }
+
+/// A small tmpfs mounted for one test and unmounted when dropped, also on failure.
+struct SmallFs(tempfile::TempDir);
+
+impl SmallFs {
+    fn mount(bytes: usize) -> Option<SmallFs> {
+        let dir = tempfile::tempdir().ok()?;
+        let target = std::ffi::CString::new(dir.path().as_os_str().as_encoded_bytes()).ok()?;
+        let options = std::ffi::CString::new(format!("size={bytes},mode=0700")).ok()?;
+        // SAFETY: mount(2) with valid C strings; the target is a directory we own.
+        let rc = unsafe {
+            libc::mount(
+                c"tmpfs".as_ptr(),
+                target.as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                options.as_ptr().cast(),
+            )
+        };
+        (rc == 0).then_some(SmallFs(dir))
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        if let Ok(target) = std::ffi::CString::new(self.0.path().as_os_str().as_encoded_bytes()) {
+            // SAFETY: umount2(2) of the mount this value made.
+            unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+}
+
+#[test]
+fn a_full_disk_fails_the_update_and_keeps_the_old_file() {
+    let Some(fs) = SmallFs::mount(64 * 1024) else {
+        assert!(
+            std::env::var_os("CLAUDE_PM_STRICT").is_none(),
+            "cannot mount a tmpfs (needs CAP_SYS_ADMIN)"
+        );
+        eprintln!("skipping: cannot mount a tmpfs here");
+        return;
+    };
+    let file = CredentialsFile::new(fs.0.path().join(".credentials.json"));
+    file.update(|_| {
+        Ok(OAuthLogin::new(
+            Secret::new(String::from("sk-ant-oat01-full-disk-before-000000")),
+            Some(Secret::new(String::from(
+                "sk-ant-ort01-full-disk-before-000000",
+            ))),
+            None,
+        ))
+    })
+    .unwrap();
+    let before = std::fs::read(file.path()).unwrap();
+    // Fill the file system.
+    let filler = vec![7u8; 4096];
+    let mut fill = std::fs::File::create(fs.0.path().join("filler")).unwrap();
+    while std::io::Write::write_all(&mut fill, &filler).is_ok() {}
+    drop(fill);
+    let err = file
+        .update(|login| {
+            let mut login = login.unwrap();
+            login.access_token = Secret::new(format!("sk-ant-oat01-{}", "x".repeat(2000)));
+            Ok(login)
+        })
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with("failed to ") && text.contains(".credentials.json"),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read(file.path()).unwrap(),
+        before,
+        "the old file was damaged"
+    );
+    let names: Vec<String> = std::fs::read_dir(fs.0.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.contains(".tmp.")), "{names:?}");
+    eprintln!("full disk: {text}");
+}
