@@ -159,6 +159,7 @@ impl ProcessManager {
             cmd: cmd_rx,
             runs: runs_tx,
             metrics: Arc::clone(&self.metrics),
+            restart_requested: false,
         };
         self.metrics.session_started();
         tracing::info!(session = %name, id, "session starting");

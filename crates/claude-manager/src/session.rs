@@ -66,6 +66,8 @@ pub(crate) struct SessionTask {
     pub(crate) cmd: mpsc::UnboundedReceiver<Cmd>,
     pub(crate) runs: mpsc::UnboundedSender<Run>,
     pub(crate) metrics: Arc<Metrics>,
+    /// The caller asked for a restart of the run now ending ([`Cmd::Restart`]).
+    pub(crate) restart_requested: bool,
 }
 
 /// How one run ended, as the loop needs it.
@@ -147,7 +149,8 @@ impl SessionTask {
             };
             drop(permit);
             refresh_next = false;
-            let stop_requested = end.kind == ExitKind::Stopped;
+            let restart_requested = std::mem::take(&mut self.restart_requested);
+            let stop_requested = end.kind == ExitKind::Stopped && !restart_requested;
             let failed = !(end.kind == ExitKind::Exited && end.code == Some(0));
             self.metrics.exit(end.kind);
             if run_started.elapsed() >= self.spec.restart.reset_after {
@@ -160,6 +163,12 @@ impl SessionTask {
             last = Some(end);
             if stop_requested {
                 break;
+            }
+            if restart_requested {
+                // Asked for, whatever the policy: a new run now, not counted as a failure.
+                restarts += 1;
+                self.metrics.restart();
+                continue;
             }
             if end_kind == ExitKind::AuthFailed {
                 // One refresh and an immediate restart; a second failure in a row is final.
@@ -494,6 +503,7 @@ impl SessionTask {
                 cmd = self.cmd.recv(), if !stopping => {
                     stopping = true;
                     self.set_state(SessionState::Stopping { pid });
+                    self.restart_requested = matches!(cmd, Some(Cmd::Restart));
                     child.request_stop(match cmd {
                         Some(Cmd::Restart) => StopCause::Other { reason: "restart requested".into() },
                         _ => StopCause::Requested,

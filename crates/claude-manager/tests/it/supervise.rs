@@ -210,3 +210,19 @@ async fn a_stop_request_and_a_dropped_handle_both_end_the_tree() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+#[tokio::test]
+async fn a_restart_request_ends_the_run_and_starts_another_whatever_the_policy() {
+    let manager = ProcessManager::new(ManagerConfig::default());
+    // The policy is `never`: only the explicit request may start a second run.
+    let mut h = manager.start(sh("restart-me", "sleep 100")).unwrap();
+    let first = h.next_run().await.unwrap();
+    h.restart();
+    let second = h.next_run().await.unwrap();
+    assert_eq!(second.number, 2);
+    assert_ne!(second.pid, first.pid);
+    assert!(crate::gone(first.pid));
+    let report = h.stop().await.unwrap();
+    assert_eq!((report.reason, report.restarts), (ExitKind::Stopped, 1));
+    assert!(crate::gone(second.pid));
+}
