@@ -127,22 +127,15 @@ impl ProcessManager {
             Program::Claude { binary, .. } => claude_proc::resolve_claude(binary.as_deref())?,
             Program::Command { program, .. } => program.clone(),
         };
-        let l = &spec.limits;
-        let wants_hook = l.max_cpu.is_some()
-            || l.max_memory.is_some()
-            || l.max_disk_io.is_some()
-            || l.max_pids.is_some()
-            || l.max_open_files.is_some()
-            || l.nice.is_some()
-            || l.max_cpu_time.is_some()
-            || l.max_file_size.is_some()
-            || l.max_core_size.is_some();
-        let limits = if wants_hook {
-            Some(Arc::new(LimitsHook::new(*l, spec.limit_options.clone())?))
-        } else {
-            l.validate()?;
-            None
-        };
+        // Validates every limit; attached only if it enforces something at spawn (the
+        // timeout is the session loop's).
+        let hook = LimitsHook::new(spec.limits, spec.limit_options.clone())?;
+        let limits = hook
+            .report()
+            .entries
+            .iter()
+            .any(|(kind, _, _)| *kind != claude_limits::LimitKind::Timeout)
+            .then(|| Arc::new(hook));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (state_tx, state_rx) = watch::channel(SessionState::Queued);
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();

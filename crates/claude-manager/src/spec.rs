@@ -48,12 +48,7 @@ impl Program {
     pub(crate) fn is_one_shot_claude(&self) -> bool {
         match self {
             Program::Claude { args, .. } => {
-                let has = |flag: &str| args.iter().any(|a| a == flag);
-                let stream_input = args
-                    .windows(2)
-                    .any(|w| w[0] == "--input-format" && w[1] == "stream-json")
-                    || args.iter().any(|a| a == "--input-format=stream-json");
-                (has("-p") || has("--print")) && !stream_input
+                args.iter().any(|a| a == "-p" || a == "--print") && !self.is_stream_session()
             }
             Program::Command { .. } => false,
         }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use claude_manager::auth::{Credential, CredentialKind, Secret, StaticSource};
-use claude_manager::proc::{OutputMode, StdinMode};
+use claude_manager::proc::{OutputMode, StdinMode, STREAM_JSON_ARGS};
 use claude_manager::{
     EventKind, ExitKind, HealthSpec, ManagerConfig, ProcessManager, SessionReport, SessionSpec,
 };
@@ -71,17 +71,7 @@ pub(crate) async fn demo(sessions: usize) -> u8 {
     });
     let mut tasks = Vec::new();
     for i in 0..sessions {
-        let mut spec = SessionSpec::claude(
-            format!("session-{i}"),
-            [
-                "-p",
-                "--input-format",
-                "stream-json",
-                "--output-format",
-                "stream-json",
-                "--verbose",
-            ],
-        );
+        let mut spec = SessionSpec::claude(format!("session-{i}"), STREAM_JSON_ARGS);
         if let claude_manager::Program::Claude { binary, .. } = &mut spec.program {
             *binary = Some(bin.clone());
         }
@@ -216,12 +206,8 @@ async fn drive(mut handle: claude_manager::SessionHandle) -> Row {
 }
 
 fn still_running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rfind(')')
-                .and_then(|i| s.get(i + 2..i + 3))
-                .map(|c| c != "Z")
-        })
-        .unwrap_or(false)
+    use claude_manager::health::{ProcState, Sampler};
+    Sampler::default()
+        .process(pid)
+        .is_ok_and(|p| p.state != ProcState::Zombie)
 }

@@ -132,7 +132,9 @@ pub use message::{
 };
 pub use output::{OutputEvent, OutputReceiver};
 pub use resolve::{binary_version, parse_version, resolve_claude, CLAUDE_BIN_ENV};
-pub use session::{ClaudeSession, SessionControl, SessionEvent, Turn, SESSION_MAX_LINE};
+pub use session::{
+    ClaudeSession, SessionControl, SessionEvent, Turn, SESSION_MAX_LINE, STREAM_JSON_ARGS,
+};
 pub use status::{ExitReason, ProcessStatus, RawExit, StatusEvent, StatusKind, StopCause};
 pub use stdin::ChildStdin;
 pub use supervisor::{Outcome, RestartMode, RestartPolicy, Run, Supervisor, SupervisorExit};

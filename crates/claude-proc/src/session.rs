@@ -67,6 +67,17 @@ pub struct SessionControl {
     next_id: Arc<AtomicU64>,
 }
 
+/// The CLI's arguments for a long-lived stream-json session: turns and control requests on
+/// stdin, messages on stdout.
+pub const STREAM_JSON_ARGS: [&str; 6] = [
+    "-p",
+    "--input-format",
+    "stream-json",
+    "--output-format",
+    "stream-json",
+    "--verbose",
+];
+
 impl ClaudeSession {
     /// A configuration for a long-lived stream-json session with the CLI at `binary`:
     /// `-p --input-format stream-json --output-format stream-json --verbose`, piped stdin,
@@ -74,14 +85,7 @@ impl ClaudeSession {
     /// `CLAUDE_CODE_ENTRYPOINT=sdk-rs`. Add arguments and variables before `build`.
     pub fn config(binary: impl AsRef<Path>) -> ProcessConfigBuilder {
         ProcessConfig::builder(binary.as_ref())
-            .args([
-                "-p",
-                "--input-format",
-                "stream-json",
-                "--output-format",
-                "stream-json",
-                "--verbose",
-            ])
+            .args(STREAM_JSON_ARGS)
             .stdin(StdinMode::Piped)
             .stdout(OutputMode::Lines {
                 max_line: SESSION_MAX_LINE,
@@ -129,32 +133,6 @@ impl ClaudeSession {
         self.pid
     }
 
-    /// Send a user turn.
-    pub async fn send_user(&self, text: &str) -> Result<()> {
-        self.control.send_user(text).await
-    }
-
-    /// Send a control request and wait for its response (see [`SessionControl::control`]).
-    pub async fn control(
-        &self,
-        subtype: &str,
-        params_json: Option<&str>,
-        timeout: Duration,
-    ) -> Result<ControlResponse> {
-        self.control.control(subtype, params_json, timeout).await
-    }
-
-    /// `initialize`: answered in ~0.2 s after spawn without API traffic, so it doubles as a
-    /// responsiveness ping.
-    pub async fn initialize(&self, timeout: Duration) -> Result<ControlResponse> {
-        self.control.initialize(timeout).await
-    }
-
-    /// `interrupt` the running turn.
-    pub async fn interrupt(&self, timeout: Duration) -> Result<ControlResponse> {
-        self.control.interrupt(timeout).await
-    }
-
     /// The next event, or `None` once the CLI's stdout has ended.
     pub async fn next_event(&mut self) -> Option<SessionEvent> {
         self.events.recv().await
@@ -172,14 +150,24 @@ impl ClaudeSession {
         }
         Err(Error::SessionClosed)
     }
+}
 
-    /// Close stdin: the CLI finishes and exits with 0.
-    pub async fn close(&self) {
-        self.control.stdin.close().await;
+/// Turns and control requests go through the session's [`SessionControl`]: `send_user`,
+/// `control`, `initialize`, `interrupt`, `close`.
+impl std::ops::Deref for ClaudeSession {
+    type Target = SessionControl;
+
+    fn deref(&self) -> &SessionControl {
+        &self.control
     }
 }
 
 impl SessionControl {
+    /// Close stdin: the CLI finishes and exits with 0.
+    pub async fn close(&self) {
+        self.stdin.close().await;
+    }
+
     /// Send a user turn.
     pub async fn send_user(&self, text: &str) -> Result<()> {
         let msg = serde_json::json!({

@@ -377,17 +377,10 @@ async fn a_rate_limited_run_waits_the_long_pause_before_the_next() {
 async fn stream_session(api: &StandInApi, name: &str) -> SessionSpec {
     let mut spec = one_shot(api, name, "unused").await;
     if let claude_manager::Program::Claude { args, .. } = &mut spec.program {
-        *args = [
-            "-p",
-            "--input-format",
-            "stream-json",
-            "--output-format",
-            "stream-json",
-            "--verbose",
-        ]
-        .iter()
-        .map(Into::into)
-        .collect();
+        *args = claude_manager::proc::STREAM_JSON_ARGS
+            .iter()
+            .map(Into::into)
+            .collect();
     }
     spec.stdin = claude_manager::proc::StdinMode::Piped;
     spec.health = Some(HealthSpec {
