@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use claude_manager::health::{ProcState, Sampler};
 use claude_manager::proc::OutputMode;
 use claude_manager::{ManagerConfig, ProcessManager, SessionSpec};
 
@@ -72,19 +73,14 @@ fn open_fds() -> usize {
 }
 
 fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or(0)
+    Sampler::default()
+        .process(std::process::id())
+        .map_or(0, |p| p.rss_bytes >> 10)
 }
 
-fn state_of(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.get(stat.rfind(')')? + 2..)?.chars().next()
+/// The state of `pid`, if it exists.
+fn state_of(pid: u32) -> Option<ProcState> {
+    Sampler::default().process(pid).ok().map(|p| p.state)
 }
 
 fn zombie_children() -> usize {
@@ -102,7 +98,7 @@ fn zombie_children() -> usize {
     }
     children
         .into_iter()
-        .filter(|p| state_of(*p) == Some('Z'))
+        .filter(|p| state_of(*p) == Some(ProcState::Zombie))
         .count()
 }
 
@@ -117,7 +113,7 @@ fn marked_alive(marker: &str) -> Vec<u32> {
             std::fs::read(format!("/proc/{pid}/environ"))
                 .is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv == needle))
         })
-        .filter(|pid| !matches!(state_of(*pid), Some('Z') | None))
+        .filter(|pid| !matches!(state_of(*pid), Some(ProcState::Zombie) | None))
         .collect()
 }
 

@@ -4,13 +4,11 @@ use std::time::{Duration, Instant};
 
 use claude_proc::{spawn, OutputEvent, OutputMode, ProcessConfig, StdinMode};
 
-fn state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.get(stat.rfind(')')? + 2..)?.chars().next()
-}
-
 fn alive(pid: u32) -> bool {
-    !matches!(state(pid), None | Some('Z') | Some('X'))
+    use claude_manager::health::{ProcState, Sampler};
+    Sampler::default()
+        .process(pid)
+        .is_ok_and(|p| !matches!(p.state, ProcState::Zombie | ProcState::Other(_)))
 }
 
 /// Live processes carrying a tree marker of manager `owner`.

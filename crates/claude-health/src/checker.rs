@@ -369,7 +369,8 @@ async fn run(
     changes: mpsc::UnboundedSender<HealthChange>,
 ) {
     let mut hang = config.hang.map(HangDetector::new);
-    let mut first: Option<TreeSample> = None;
+    // The first sample's descriptor count, the base of the growth check.
+    let mut first_fds: Option<u64> = None;
     let mut previous: Option<TreeSample> = None;
     let mut next_sample = Instant::now();
     let mut watch = sampler.watch(pid);
@@ -424,8 +425,8 @@ async fn run(
                     degraded.push(format!("{cpu:.0}% CPU while idle"));
                 }
             }
-            if let (Some(max), Some(first)) = (config.thresholds.max_fd_growth, &first) {
-                let growth = tree.totals.open_fds.saturating_sub(first.totals.open_fds);
+            if let (Some(max), Some(first)) = (config.thresholds.max_fd_growth, first_fds) {
+                let growth = tree.totals.open_fds.saturating_sub(first);
                 if growth > max {
                     degraded.push(format!("open descriptors grew by {growth}"));
                 }
@@ -454,7 +455,7 @@ async fn run(
                     }
                 }
             }
-            first.get_or_insert_with(|| tree.clone());
+            first_fds.get_or_insert(tree.totals.open_fds);
             latest.send_replace(Some(Observation {
                 rates: previous.as_ref().map(|p| tree.rates_since(p)),
                 sample: tree.clone(),

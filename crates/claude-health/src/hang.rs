@@ -89,7 +89,12 @@ impl HangDetector {
                 || rates.read_bytes_per_sec > 0.0
                 || rates.write_bytes_per_sec > 0.0;
         }
-        self.previous = Some(sample.clone());
+        // Rates need the time and the sums only: no copy of every process's sample.
+        self.previous = Some(TreeSample {
+            at: sample.at,
+            processes: Vec::new(),
+            totals: sample.totals,
+        });
         let root_in_d = sample
             .root()
             .is_some_and(|r| r.state == ProcState::DiskSleep);

@@ -98,13 +98,21 @@ pub(crate) async fn allocator_outcome(child: &mut claude_proc::Child) -> (String
     (last, held)
 }
 
+/// Storage bytes `pid` has written so far (claude-health's sampler reads `/proc/<pid>/io`).
+pub(crate) fn written(pid: u32) -> u64 {
+    claude_health::Sampler::default()
+        .process(pid)
+        .unwrap()
+        .write_bytes
+        .unwrap()
+}
+
 pub(crate) fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / ticks
+    claude_health::Sampler::default()
+        .process(pid)
+        .unwrap()
+        .cpu_time
+        .as_secs_f64()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -595,15 +603,6 @@ async fn blkio_holds_a_direct_io_writer_to_its_rate() {
         .build()
         .unwrap();
     let mut child = spawn(&config).await.unwrap();
-    let written = |pid: u32| -> u64 {
-        let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap();
-        io.lines()
-            .find_map(|l| l.strip_prefix("write_bytes: "))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
-    };
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (t0, w0) = (Instant::now(), written(child.pid()));
     tokio::time::sleep(Duration::from_secs(4)).await;

@@ -10,7 +10,7 @@ use claude_limits::{
 };
 use claude_proc::{spawn, ExitReason, OutputMode, ProcessConfig, StopCause};
 
-use crate::enforce::{allocator_outcome, cpu_seconds, HELPER_ENV};
+use crate::enforce::{allocator_outcome, cpu_seconds, written, HELPER_ENV};
 use crate::SERIAL;
 
 const MIB: u64 = 1 << 20;
@@ -139,15 +139,6 @@ async fn soft_io_limit_holds_a_writer_to_its_rate() {
     });
     let mode = format!("write20:{}", dir.path().display());
     let mut child = spawn(&helper_under(&mode, Some(hook))).await.unwrap();
-    let written = |pid: u32| -> u64 {
-        let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap();
-        io.lines()
-            .find_map(|l| l.strip_prefix("write_bytes: "))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
-    };
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (t0, w0) = (Instant::now(), written(child.pid()));
     tokio::time::sleep(Duration::from_secs(5)).await;

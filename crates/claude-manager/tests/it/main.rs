@@ -12,11 +12,8 @@ pub(crate) static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new
 
 /// Whether `pid` is gone (or a zombie not ours to care about).
 pub(crate) fn gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rfind(')')
-            .and_then(|i| stat.get(i + 2..i + 3))
-            .is_some_and(|s| s == "Z"),
-    }
+    use claude_manager::health::{ProcState, Sampler};
+    Sampler::default()
+        .process(pid)
+        .map_or(true, |p| p.state == ProcState::Zombie)
 }
