@@ -14,8 +14,9 @@
 //! BENCHMARKS.md). Between clone and exec the child runs only raw system calls over data the
 //! parent prepared: default signal dispositions, its own process group (or session), the
 //! parent-death signal (SIGKILL, then a `getppid` check for the race where the parent died
-//! first), the [`SpawnHook`] actions (rlimits, writing `0` to a `cgroup.procs`, nice), descriptor
-//! moves, `chdir`, `execve`. A failure there is reported as [`Error::Spawn`] naming the step.
+//! first), the [`SpawnHook`] actions (rlimits, writing `0` to a `cgroup.procs`, nice),
+//! close-on-exec on every descriptor above stdio (so nothing this process inherited without the
+//! flag leaks into the program), descriptor moves, `chdir`, `execve`. A failure there is reported as [`Error::Spawn`] naming the step.
 //! The spawner thread never exits, so the parent-death signal fires when the *process* dies, not
 //! when some runtime worker thread does.
 //!

@@ -270,16 +270,28 @@ async fn open_descriptors_match_a_listing() {
             .unwrap()
             .count() as u64
     };
-    let mut measured = None;
-    for _ in 0..200 {
+    // The dynamic loader of `sleep` opens and closes files right after the
+    // exec, so compare only once `sleep` is in its nanosleep: from then on
+    // its descriptor table does not change.
+    let mut settled = None;
+    for _ in 0..400 {
         let sample = sampler.process(child.pid()).unwrap();
-        if sample.name == "sleep" {
-            measured = sample.open_fds;
+        let in_nanosleep = sample
+            .wchan
+            .as_deref()
+            .is_some_and(|w| w.contains("nanosleep"));
+        if sample.name == "sleep" && sample.state == ProcState::Sleeping && in_nanosleep {
+            settled = Some(sample);
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert_eq!(measured, Some(listed()));
-    assert!(listed() >= 8);
+    let settled = settled.expect("sleep never reached its nanosleep");
+    let listing = listed();
+    let again = sampler.process(child.pid()).unwrap().open_fds;
+    assert_eq!(settled.open_fds, Some(listing));
+    assert_eq!(again, Some(listing));
+    // 0, 1, 2 and the five the shell opened; nothing this process inherited.
+    assert_eq!(listing, 8);
     child.stop().await.unwrap();
 }

@@ -106,6 +106,7 @@ const STEPS: &[&str] = &[
     "setrlimit",
     "write (hook)",
     "setpriority",
+    "close_range",
     "dup2",
     "chdir",
     "execve",
@@ -116,9 +117,10 @@ const STEP_PARENT: i32 = 3;
 const STEP_RLIMIT: i32 = 4;
 const STEP_WRITE: i32 = 5;
 const STEP_NICE: i32 = 6;
-const STEP_DUP: i32 = 7;
-const STEP_CHDIR: i32 = 8;
-const STEP_EXEC: i32 = 9;
+const STEP_CLOSE: i32 = 7;
+const STEP_DUP: i32 = 8;
+const STEP_CHDIR: i32 = 9;
+const STEP_EXEC: i32 = 10;
 
 /// The child's view: raw pointers and plain slices only.
 struct ChildPlan<'a> {
@@ -134,6 +136,9 @@ struct ChildPlan<'a> {
     rlimits: &'a [(libc::c_int, u64, u64)],
     writes: &'a [(RawFd, *const u8, usize)],
     nice: Option<i32>,
+    /// The soft descriptor limit: the highest descriptor the fallback marks, if `close_range`
+    /// is missing (kernels before 5.11).
+    fd_ceiling: RawFd,
     err_step: AtomicI32,
     err_errno: AtomicI32,
 }
@@ -210,6 +215,7 @@ fn spawn_now(request: SpawnRequest, stack: &mut [u8]) -> Result<Spawned> {
         rlimits: &rlimits,
         writes: &writes,
         nice,
+        fd_ceiling: fd_ceiling(),
         err_step: AtomicI32::new(0),
         err_errno: AtomicI32::new(0),
     };
@@ -257,6 +263,19 @@ fn spawn_now(request: SpawnRequest, stack: &mut [u8]) -> Result<Spawned> {
     })
 }
 
+/// The soft `RLIMIT_NOFILE` of this process (no descriptor can be at or above it), at most 2^20.
+fn fd_ceiling() -> RawFd {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 1 << 20;
+    }
+    RawFd::try_from(lim.rlim_cur.min(1 << 20)).unwrap_or(1 << 20)
+}
+
 fn dup_above(fd: &OwnedFd, floor: RawFd) -> Result<OwnedFd> {
     // SAFETY: F_DUPFD_CLOEXEC on a descriptor we own returns a new descriptor or -1.
     let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, floor) };
@@ -288,6 +307,35 @@ fn fail(plan: &ChildPlan<'_>, step: i32) -> ! {
         plan.err_step.store(step, Ordering::SeqCst);
         libc::_exit(127)
     }
+}
+
+/// Marks every descriptor from 3 up close-on-exec. Async-signal-safe: raw system calls only.
+///
+/// # Safety
+/// Only for the child between clone and exec, whose descriptor table is its own.
+unsafe fn close_inherited_on_exec(ceiling: RawFd) -> bool {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags in our own table.
+    let done = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
+        )
+    } == 0;
+    if done {
+        return true;
+    }
+    // SAFETY: errno of this thread.
+    let errno = unsafe { *libc::__errno_location() };
+    if errno != libc::ENOSYS && errno != libc::EINVAL {
+        return false;
+    }
+    for fd in 3..ceiling {
+        // SAFETY: F_SETFD on a descriptor that may not exist fails with EBADF, which is fine.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    true
 }
 
 /// The child side. Runs between clone and exec on the child stack; must not allocate, lock,
@@ -351,6 +399,12 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             if libc::setpriority(libc::PRIO_PROCESS, 0, nice) != 0 {
                 fail(plan, STEP_NICE);
             }
+        }
+        // Only stdio and the descriptors a hook passed reach the program: whatever this process
+        // inherited without close-on-exec (a job server pipe, a harness's descriptors) is
+        // marked close-on-exec here, before the moves, which clear the flag on their targets.
+        if !close_inherited_on_exec(plan.fd_ceiling) {
+            fail(plan, STEP_CLOSE);
         }
         for &(src, target) in plan.moves {
             if libc::dup2(src, target) < 0 {

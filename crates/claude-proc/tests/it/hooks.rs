@@ -233,3 +233,47 @@ async fn a_file_size_rlimit_stops_a_writer_at_the_limit() {
     // head dies of SIGXFSZ (128 + 25) with exactly the limit written.
     assert_eq!(lines, vec!["153", "4096"]);
 }
+
+#[tokio::test]
+async fn descriptors_this_process_inherited_never_reach_the_child() {
+    // Descriptors without close-on-exec, as a job server or a harness leaves them: one at the
+    // lowest free number and one far above it.
+    // SAFETY: plain open/fcntl/close on descriptors this test owns.
+    let (low, high) = unsafe {
+        let low = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
+        assert!(low >= 3, "open failed");
+        let high = libc::fcntl(low, libc::F_DUPFD, 200);
+        assert!(high >= 200, "fcntl failed");
+        (low, high)
+    };
+    let h = hook(|setup| {
+        let (read, _write) = std::io::pipe()?;
+        setup.pass_fd(OwnedFd::from(read), 5)?;
+        Ok(())
+    });
+    // `test -e` is a shell builtin: it opens nothing that could be mistaken for a leak.
+    let script = format!(
+        "for fd in 3 5 {low} {high}; do if [ -e /proc/self/fd/$fd ]; then echo $fd open; else echo $fd closed; fi; done"
+    );
+    let config = sh(&script)
+        .stdout(lines())
+        .hook(Arc::new(h))
+        .build()
+        .unwrap();
+    let (lines, _) = output_of(&config).await;
+    // SAFETY: closing the descriptors opened above.
+    unsafe {
+        libc::close(low);
+        libc::close(high);
+    }
+    let expected_low = if low == 5 { "open" } else { "closed" };
+    assert_eq!(
+        lines,
+        vec![
+            "3 closed".to_string(),
+            "5 open".to_string(),
+            format!("{low} {expected_low}"),
+            format!("{high} closed"),
+        ]
+    );
+}
