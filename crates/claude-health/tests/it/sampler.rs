@@ -218,19 +218,28 @@ fn descriptors_into(pids: &[u32]) -> usize {
 
 #[tokio::test]
 async fn a_watch_follows_the_tree_and_gives_back_its_descriptors() {
-    let mut child = spawn(&sh("sleep 0.4 & sleep 100 & echo started; wait"))
+    let mut child = spawn(&sh("sleep 1 & sleep 100 & echo started; wait"))
         .await
         .unwrap();
     let sampler = Sampler::default();
     let mut watch = sampler.watch(child.pid());
     let mut tree = watch.sample().unwrap();
-    for _ in 0..200 {
-        if tree.totals.processes == 3 {
+    // Settled: both children are `sleep` inside their nanosleep (the loader, which opens and
+    // closes files, is done), so descriptor counts hold still between the reads below.
+    let settled = |t: &claude_health::TreeSample| {
+        t.totals.processes == 3
+            && t.processes.iter().skip(1).all(|p| {
+                p.name == "sleep" && p.wchan.as_deref().is_some_and(|w| w.contains("nanosleep"))
+            })
+    };
+    for _ in 0..400 {
+        if settled(&tree) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
         tree = watch.sample().unwrap();
     }
+    assert!(settled(&tree), "{:?}", tree.processes);
     assert_eq!(tree.totals.processes, 3, "{:?}", tree.processes);
     let pids: Vec<u32> = tree.processes.iter().map(|p| p.pid).collect();
     // Directory + stat, status, io, wchan and children per process, really open.
@@ -242,7 +251,7 @@ async fn a_watch_follows_the_tree_and_gives_back_its_descriptors() {
     assert_eq!(fresh.totals.open_fds, tree.totals.open_fds);
     assert_eq!(fresh.totals.threads, tree.totals.threads);
     // The short sleep exits and is reaped: the watch lets go of it.
-    for _ in 0..200 {
+    for _ in 0..400 {
         tree = watch.sample().unwrap();
         if tree.totals.processes == 2 {
             break;
