@@ -27,7 +27,7 @@
 //!    breaker), with a pause of at least 30 s (jittered) after a rate limit.
 //!
 //! Every step is an event ([`ManagerEvent`], [`ManagerEvent::to_json`]); the session's end is
-//! a [`SessionReport`] with the CPU time of all runs, the peak RSS sampled, restarts and, for
+//! a [`SessionReport`] with the CPU time of all runs, the peak RSS, restarts and, for
 //! Claude, turns and cost.
 //!
 //! ## Caveats

@@ -113,7 +113,9 @@ pub struct SessionReport {
     pub signal_sent_by_manager: bool,
     /// CPU time of all runs' trees (the leader and what it reaped, per run).
     pub cpu_time: Duration,
-    /// The highest tree RSS sampled.
+    /// The highest RSS of any run: the tree's sampled total, or the kernel's peak of the leader
+    /// or a descendant it reaped (read at exit, so short bursts between samples count), whichever
+    /// is higher.
     pub max_rss_bytes: u64,
     /// From the first start to the end.
     pub wall: Duration,

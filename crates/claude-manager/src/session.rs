@@ -577,6 +577,9 @@ impl SessionTask {
             };
         };
         *cpu += info.cpu_time.unwrap_or_default();
+        // The kernel's peak of any single process the leader reaped covers what fell between
+        // samples (and runs shorter than the health interval).
+        *max_rss = (*max_rss).max(info.max_rss_bytes.unwrap_or(0));
         let (code, signal, by_manager) = code_and_signal(&info.reason);
         let mut kind = ExitKind::of(&info.reason);
         if auth_failed && matches!(kind, ExitKind::Exited | ExitKind::AuthFailed) && code != Some(0)

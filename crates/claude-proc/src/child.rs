@@ -38,6 +38,11 @@ pub struct ExitInfo {
     /// leader's zombie just before reaping; `None` if it could not be read. Descendants reaped
     /// by someone else (orphans adopted by a subreaper or init) are not included.
     pub cpu_time: Option<Duration>,
+    /// The highest resident set size of the leader, or of any descendant it reaped, over the
+    /// whole run (the kernel's accounting, read when the leader is reaped: nothing between
+    /// samples is missed). A peak of single processes, not of the tree's sum; `None` if the
+    /// leader could not be reaped here.
+    pub max_rss_bytes: Option<u64>,
 }
 
 impl ExitInfo {

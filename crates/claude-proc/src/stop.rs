@@ -128,7 +128,7 @@ impl Monitor {
         let status = self
             .pidfd
             .as_ref()
-            .and_then(|fd| pidfd::try_wait(fd.get_ref(), false).ok().flatten());
+            .and_then(|fd| pidfd::try_wait(fd.get_ref()).ok().flatten());
         status.unwrap_or(RawExit {
             code: None,
             signal: Some(libc::SIGKILL),
@@ -327,9 +327,10 @@ impl Monitor {
                 }
             }
         }
-        if let Some(fd) = &self.pidfd {
-            let _ = pidfd::try_wait(fd.get_ref(), true);
-        }
+        let usage = self
+            .pidfd
+            .as_ref()
+            .and_then(|fd| pidfd::reap_with_usage(fd.get_ref()));
         tree::forget_leader(self.pid);
         for pid in std::mem::take(&mut self.adopted) {
             tree::reap_adopted(pid);
@@ -355,6 +356,8 @@ impl Monitor {
             ended_at: SystemTime::now(),
             wall: self.started.elapsed(),
             cpu_time,
+            // ru_maxrss is in KiB.
+            max_rss_bytes: usage.and_then(|u| u64::try_from(u.ru_maxrss).ok().map(|k| k * 1024)),
         };
         tracing::info!(pid = self.pid, %reason, "exited");
         let _ = self.cell.set(ProcessStatus::Exited { reason });

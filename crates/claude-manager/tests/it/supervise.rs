@@ -226,3 +226,26 @@ async fn a_restart_request_ends_the_run_and_starts_another_whatever_the_policy()
     assert_eq!((report.reason, report.restarts), (ExitKind::Stopped, 1));
     assert!(crate::gone(second.pid));
 }
+
+/// A burst of about 100 MB that lasts 0.4 s, shorter than the 5-second health interval: the
+/// report's peak still shows it (the kernel's figure at reap), where sampling alone saw at most
+/// the shell's few megabytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_peak_rss_includes_a_burst_no_sample_saw() {
+    let manager = ProcessManager::new(ManagerConfig::default());
+    let mut spec = sh(
+        "burst",
+        r#"sh -c 'x=$(head -c 50000000 /dev/zero | tr "\0" a)'; exit 0"#,
+    );
+    spec.health = Some(HealthSpec {
+        interval: Duration::from_secs(5),
+        ..HealthSpec::default()
+    });
+    let report = manager.start(spec).unwrap().wait().await.unwrap();
+    assert_eq!(report.reason, ExitKind::Exited, "{report:?}");
+    assert!(
+        report.max_rss_bytes >= 50_000_000,
+        "peak {} bytes",
+        report.max_rss_bytes
+    );
+}

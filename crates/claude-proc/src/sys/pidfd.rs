@@ -39,12 +39,9 @@ pub(crate) fn open(pid: u32) -> std::io::Result<OwnedFd> {
 }
 
 /// Read the exit status of an exited child without reaping it (`WNOWAIT`), or `None` while it
-/// runs. With `reap`, the child is reaped.
-pub(crate) fn try_wait(pidfd: &OwnedFd, reap: bool) -> std::io::Result<Option<RawExit>> {
-    let mut flags = libc::WEXITED | libc::WNOHANG;
-    if !reap {
-        flags |= libc::WNOWAIT;
-    }
+/// runs.
+pub(crate) fn try_wait(pidfd: &OwnedFd) -> std::io::Result<Option<RawExit>> {
+    let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
     // SAFETY: waitid on a pidfd we own with a zeroed siginfo we own.
     let (rc, info) = unsafe {
         let mut info: libc::siginfo_t = std::mem::zeroed();
@@ -78,6 +75,28 @@ pub(crate) fn try_wait(pidfd: &OwnedFd, reap: bool) -> std::io::Result<Option<Ra
         _ => return Ok(None),
     };
     Ok(Some(exit))
+}
+
+/// Reap an exited child and return the kernel's resource usage of it (`RUSAGE_BOTH`: the child
+/// and the descendants it reaped), or `None` if it was not reaped (still running, or reaped
+/// before). Raw `waitid`: glibc's wrapper has no rusage argument.
+pub(crate) fn reap_with_usage(pidfd: &OwnedFd) -> Option<libc::rusage> {
+    // SAFETY: waitid on a pidfd we own, with a zeroed siginfo and rusage we own.
+    let (rc, info, usage) = unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let mut usage: libc::rusage = std::mem::zeroed();
+        let rc = libc::syscall(
+            libc::SYS_waitid,
+            libc::P_PIDFD,
+            pidfd.as_raw_fd(),
+            &mut info as *mut libc::siginfo_t,
+            libc::WEXITED | libc::WNOHANG,
+            &mut usage as *mut libc::rusage,
+        );
+        (rc, info, usage)
+    };
+    // SAFETY: si_pid is valid for SIGCHLD siginfo filled by waitid; 0 means "still running".
+    (rc == 0 && unsafe { info.si_pid() } != 0).then_some(usage)
 }
 
 /// Whether the kernel said "core dumped" (needs a separate non-reaping query).

@@ -82,3 +82,27 @@ async fn cpu_time_counts_reaped_descendants() {
         "{info:?}"
     );
 }
+
+/// The run's peak RSS comes from the kernel at reap, not from samples: a 0.4-second burst of
+/// about 100 MB in a grandchild the leader reaped (dash doubles its buffer past the 50 MB it
+/// reads) is seen although nothing sampled it; a run that holds nothing peaks in single
+/// megabytes.
+#[tokio::test]
+async fn peak_rss_counts_a_short_burst_in_a_reaped_descendant() {
+    const MB: u64 = 1_000_000;
+    let burst = sh(r#"sh -c 'x=$(head -c 50000000 /dev/zero | tr "\0" a)'; exit 0"#)
+        .build()
+        .unwrap();
+    let info = spawn(&burst).await.unwrap().wait().await.unwrap();
+    assert!(info.reason.success(), "{info:?}");
+    let peak = info.max_rss_bytes.expect("usage read at reap");
+    assert!((50 * MB..400 * MB).contains(&peak), "peak {peak} bytes");
+    let idle = spawn(&sh("sleep 0.1").build().unwrap())
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    let peak = idle.max_rss_bytes.expect("usage read at reap");
+    assert!(peak < 10 * MB, "idle peak {peak} bytes");
+}
