@@ -406,3 +406,82 @@ async fn claude_child_environment_is_clean_but_for_settings_and_asked_variables(
         "the config dir was not removed"
     );
 }
+
+/// A new pseudo-terminal: the master (owned) and the slave's path.
+fn open_pty() -> (std::fs::File, String) {
+    use std::os::fd::FromRawFd;
+    // SAFETY: posix_openpt returns a new descriptor or -1; grantpt/unlockpt/ptsname_r act on it.
+    unsafe {
+        let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        assert!(master >= 0, "posix_openpt failed");
+        assert_eq!(libc::grantpt(master), 0);
+        assert_eq!(libc::unlockpt(master), 0);
+        let mut name = [0 as libc::c_char; 128];
+        assert_eq!(libc::ptsname_r(master, name.as_mut_ptr(), name.len()), 0);
+        let path = std::ffi::CStr::from_ptr(name.as_ptr())
+            .to_string_lossy()
+            .into_owned();
+        (std::fs::File::from_raw_fd(master), path)
+    }
+}
+
+/// On a terminal, stderr carries a live status line (state changes, then samples with CPU, RSS
+/// and process count), redrawn in place and cleared at the end. With stderr not a terminal (as
+/// in every other test here) nothing of it appears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_gets_a_live_status_line_cleared_at_the_end() {
+    use std::io::Read;
+    let (mut master, slave) = open_pty();
+    // Everything written to the terminal, read until the last writer has closed it (EIO).
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = master.read(&mut buf) {
+            seen.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    });
+    let script = format!("exec \"$0\" run --health-interval 100ms -- sh -c 'sleep 0.8' 2>{slave}");
+    let config = ProcessConfig::builder("/bin/sh")
+        .args(["-c", &script, env!("CARGO_BIN_EXE_claude-pm")])
+        .env_policy(EnvPolicy::Inherit)
+        .env_remove("CLAUDE_PM_LOG")
+        .build()
+        .unwrap();
+    let exit = spawn(&config).await.unwrap().wait().await.unwrap();
+    assert_eq!(code(&exit), 0);
+    let shown = tokio::task::spawn_blocking(move || reader.join().unwrap())
+        .await
+        .unwrap();
+    let draws: Vec<&str> = shown.split("\r\x1b[K").filter(|s| !s.is_empty()).collect();
+    assert!(
+        draws.iter().any(|d| d.contains(" running pid ")),
+        "no state line in {shown:?}"
+    );
+    let samples: Vec<&&str> = draws.iter().filter(|d| d.contains("  cpu ")).collect();
+    assert!(samples.len() >= 3, "too few samples in {shown:?}");
+    // The tree (sh and its sleep) is seen whole, with a real RSS.
+    assert!(samples.iter().any(|d| d.contains("procs 2")), "{samples:?}");
+    let rss_mib = |d: &str| -> f64 {
+        let after = d.split("rss").nth(1).unwrap_or("");
+        after
+            .trim_start()
+            .split(' ')
+            .next()
+            .unwrap_or("")
+            .parse()
+            .unwrap_or(0.0)
+    };
+    let top = samples.iter().map(|d| rss_mib(d)).fold(0.0, f64::max);
+    assert!(top >= 1.0, "{samples:?}");
+    // The last thing written clears the line.
+    assert!(shown.ends_with("\r\x1b[K"), "{shown:?}");
+
+    let (_, err, exit) = pm(
+        &["run", "--health-interval", "100ms", "--", "sleep", "0.4"],
+        &[],
+    )
+    .await;
+    assert_eq!(code(&exit), 0);
+    assert!(!err.contains('\x1b'), "{err:?}");
+}
