@@ -109,3 +109,53 @@ async fn two_hundred_megabytes_arrive_byte_exact_also_to_a_slow_reader() {
     .await;
     assert_eq!(n, SIZE);
 }
+
+/// Children that print one line and exit at once, through `claude-pm claude` (the line watcher
+/// path) and `claude-pm run`, two at a time: every one's line arrives. claude-pm once took the
+/// session's exit event before the run's stdout and dropped a quick child's output (2 to 6 runs
+/// in 1,000 here); with that bug this test failed 4 times in 4 (2 to 4 of its 600 runs lost).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quick_childs_output_is_never_dropped() {
+    let one = |n: usize| async move {
+        let marker = format!("quick-{n}");
+        let args: Vec<String> = if n % 2 == 0 {
+            vec!["claude".into(), "--".into(), marker.clone()]
+        } else {
+            vec![
+                "run".into(),
+                "--".into(),
+                "/bin/echo".into(),
+                marker.clone(),
+            ]
+        };
+        let config = ProcessConfig::builder(env!("CARGO_BIN_EXE_claude-pm"))
+            .args(&args)
+            .env_policy(EnvPolicy::Inherit)
+            .env("CLAUDE_PM_CLAUDE_BIN", "/bin/echo")
+            .env(
+                "ANTHROPIC_API_KEY",
+                "sk-ant-api03-quick-child-key-0000000000",
+            )
+            .stdout(OutputMode::lines())
+            .build()
+            .unwrap();
+        let mut child = spawn(&config).await.unwrap();
+        let mut out = child.take_stdout().unwrap();
+        let mut lines = Vec::new();
+        while let Some(event) = out.recv().await {
+            if let OutputEvent::Line(l) = event {
+                lines.push(String::from_utf8_lossy(&l).into_owned());
+            }
+        }
+        let exit = child.wait().await.unwrap();
+        assert!(exit.reason.success(), "{exit:?}");
+        (lines == vec![marker.clone()]).then_some(()).ok_or(marker)
+    };
+    let mut lost = Vec::new();
+    for pair in (0..600).collect::<Vec<_>>().chunks(2) {
+        let (a, b) = tokio::join!(one(pair[0]), one(pair[1]));
+        lost.extend(a.err());
+        lost.extend(b.err());
+    }
+    assert!(lost.is_empty(), "output dropped for {lost:?}");
+}
