@@ -118,7 +118,7 @@ async fn two_hundred_megabytes_arrive_byte_exact_also_to_a_slow_reader() {
 async fn a_quick_childs_output_is_never_dropped() {
     let one = |n: usize| async move {
         let marker = format!("quick-{n}");
-        let args: Vec<String> = if n % 2 == 0 {
+        let args: Vec<String> = if n.is_multiple_of(2) {
             vec!["claude".into(), "--".into(), marker.clone()]
         } else {
             vec![
