@@ -34,9 +34,10 @@ pub struct ExitInfo {
     pub ended_at: SystemTime,
     /// Monotonic run time, spawn to reap.
     pub wall: Duration,
-    /// CPU time (user + system) of the leader and of the descendants it reaped, read from the
-    /// leader's zombie just before reaping; `None` if it could not be read. Descendants reaped
-    /// by someone else (orphans adopted by a subreaper or init) are not included.
+    /// CPU time (user + system) of the leader and of the descendants it reaped, from the
+    /// kernel's accounting when the leader is reaped; `None` if it could not be reaped here.
+    /// Descendants reaped by someone else (orphans adopted by a subreaper or init) are not
+    /// included.
     pub cpu_time: Option<Duration>,
     /// The highest resident set size of the leader, or of any descendant it reaped, over the
     /// whole run (the kernel's accounting, read when the leader is reaped: nothing between

@@ -311,9 +311,6 @@ impl Monitor {
     }
 
     async fn finish(&mut self, reason: ExitReason) {
-        // The leader is a zombie until reaped: its stat still holds its CPU time and that of
-        // the children it reaped.
-        let cpu_time = self.proc_root.cpu_time(self.pid);
         // Orphans adopted after the last scan (their parent died first) are zombies of ours
         // now; reaped while the leader still holds the process-group id.
         for pid in self.proc_root.adopted_zombies(&self.tree, &self.seen) {
@@ -327,6 +324,8 @@ impl Monitor {
                 }
             }
         }
+        // The kernel's accounting of the leader and the descendants it reaped comes with the
+        // reap: the run's CPU time and peak RSS.
         let usage = self
             .pidfd
             .as_ref()
@@ -355,7 +354,7 @@ impl Monitor {
             started_at: self.started_at,
             ended_at: SystemTime::now(),
             wall: self.started.elapsed(),
-            cpu_time,
+            cpu_time: usage.map(|u| timeval(u.ru_utime) + timeval(u.ru_stime)),
             // ru_maxrss is in KiB.
             max_rss_bytes: usage.and_then(|u| u64::try_from(u.ru_maxrss).ok().map(|k| k * 1024)),
         };
@@ -363,6 +362,13 @@ impl Monitor {
         let _ = self.cell.set(ProcessStatus::Exited { reason });
         self.exit_tx.send_replace(Some(info));
     }
+}
+
+/// A rusage time as a duration (negative fields, which the kernel never reports, as zero).
+fn timeval(t: libc::timeval) -> Duration {
+    let secs = u64::try_from(t.tv_sec).unwrap_or(0);
+    let micros = u64::try_from(t.tv_usec).unwrap_or(0);
+    Duration::from_secs(secs) + Duration::from_micros(micros)
 }
 
 impl Drop for Monitor {

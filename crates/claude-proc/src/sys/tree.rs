@@ -36,8 +36,6 @@ struct Entry {
     pgrp: u32,
     start: u64,
     alive: bool,
-    /// utime + stime + cutime + cstime, in clock ticks.
-    cpu_ticks: u64,
 }
 
 /// The `/proc` to read; tests may point it elsewhere.
@@ -69,21 +67,6 @@ impl ProcRoot {
         let mut file = std::fs::File::open(&path).ok()?;
         let n = std::io::Read::read(&mut file, buf).ok()?;
         parse_stat(buf.get(..n)?)
-    }
-
-    /// CPU time of `pid` and of the children it has reaped (`utime + stime + cutime + cstime`);
-    /// read from the zombie just before it is reaped, this is the run's CPU time.
-    pub(crate) fn cpu_time(&self, pid: u32) -> Option<std::time::Duration> {
-        let mut buf = [0u8; 1024];
-        let ticks = self.read_stat(pid, &mut buf)?.cpu_ticks;
-        // SAFETY: sysconf has no preconditions.
-        let per_sec = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) })
-            .ok()
-            .filter(|t| *t > 0)
-            .unwrap_or(100);
-        Some(std::time::Duration::from_nanos(
-            ticks.saturating_mul(1_000_000_000) / per_sec,
-        ))
     }
 
     /// Zombie children of this process that belonged to `tree`: in its process group (the
@@ -362,20 +345,15 @@ fn parse_stat(bytes: &[u8]) -> Option<Entry> {
     let state = fields.next()?.chars().next()?;
     let ppid = fields.next()?.parse().ok()?;
     let pgrp = fields.next()?.parse().ok()?;
-    // session, tty_nr, tpgid, flags, minflt, cminflt, majflt, cmajflt: 8 fields, then utime,
-    // stime, cutime, cstime; then priority, nice, num_threads, itrealvalue, then starttime.
-    let mut tick = |n: usize| fields.nth(n)?.parse::<u64>().ok();
-    let cpu_ticks = [tick(8)?, tick(0)?, tick(0)?, tick(0)?]
-        .iter()
-        .fold(0u64, |a, t| a.saturating_add(*t));
-    let start = fields.nth(4)?.parse().ok()?;
+    // session, tty_nr, tpgid, flags, minflt, cminflt, majflt, cmajflt, utime, stime, cutime,
+    // cstime, priority, nice, num_threads, itrealvalue: 16 fields, then starttime.
+    let start = fields.nth(16)?.parse().ok()?;
     Some(Entry {
         pid,
         ppid,
         pgrp,
         start,
         alive: !matches!(state, 'Z' | 'X' | 'x'),
-        cpu_ticks,
     })
 }
 
