@@ -279,6 +279,10 @@ impl SessionHandle {
     }
 
     /// The streams of the next run as it starts; `None` once the session is over.
+    ///
+    /// A run is published here before the session's `exit` event (its `running` state event
+    /// comes first): a caller that selects over this and [`ProcessManager::subscribe`] and
+    /// stops at `exit` should poll this first (`biased`), or a quick run's output is never taken.
     pub async fn next_run(&mut self) -> Option<Run> {
         self.runs.recv().await
     }

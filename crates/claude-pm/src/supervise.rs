@@ -185,7 +185,7 @@ async fn pump(
     let mut drawn = false;
     loop {
         tokio::select! {
-            // Runs first: a run is published before its events, and its stdout must be taken
+            // Runs first: a run is published before the exit event, and its stdout must be taken
             // before the exit event ends this loop, or a quick child's output would be dropped
             // (an unbiased select lost it about once in 300 runs).
             biased;
