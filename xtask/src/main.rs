@@ -251,19 +251,18 @@ fn claude_cli() -> Result<PathBuf> {
 /// `cargo xtask soak [--cycles N] [--concurrency N] [--seed N]`: the full soak (10,000 cycles
 /// by default) in release mode; fails if anything is left behind.
 fn soak(args: &[String]) -> Result {
-    let mut cmd = cargo();
-    cmd.args([
-        "run",
-        "--quiet",
-        "--release",
-        "-p",
-        "workspace-tests",
-        "--example",
-        "soak",
-        "--",
-    ])
-    .args(args);
+    let mut cmd = cargo_run_release(&["-p", "workspace-tests", "--example", "soak"]);
+    cmd.args(args);
     run("soak", cmd)
+}
+
+/// `cargo run --quiet --release TARGET --`: what follows goes to the program.
+fn cargo_run_release(target: &[&str]) -> Command {
+    let mut cmd = cargo();
+    cmd.args(["run", "--quiet", "--release"])
+        .args(target)
+        .arg("--");
+    cmd
 }
 
 /// The fuzz targets in `fuzz/` (cargo-fuzz; installed if missing).
@@ -371,18 +370,10 @@ fn fuzz(args: &[String]) -> Result {
 
 fn demo(args: &[String]) -> Result {
     let claude = claude_cli()?;
-    let mut cmd = cargo();
-    cmd.args([
-        "run",
-        "--quiet",
-        "--release",
-        "-p",
-        "claude-pm",
-        "--",
-        "demo",
-    ])
-    .args(args)
-    .env("CLAUDE_PM_CLAUDE_BIN", claude);
+    let mut cmd = cargo_run_release(&["-p", "claude-pm"]);
+    cmd.arg("demo")
+        .args(args)
+        .env("CLAUDE_PM_CLAUDE_BIN", claude);
     run("demo: claude-pm demo on the stand-in API", cmd)
 }
 

@@ -150,6 +150,13 @@ impl StandInApi {
             .collect()
     }
 
+    /// Whether messages were requested and every request carried `auth`. False when no request
+    /// came, so a test asserting it cannot pass vacuously.
+    pub fn every_message_call_used(&self, auth: &AuthSeen) -> bool {
+        let calls = self.message_calls();
+        !calls.is_empty() && calls.iter().all(|c| c.auth.as_ref() == Some(auth))
+    }
+
     /// Issue a login whose access token expires after `lifetime` (zero: already expired)
     /// and whose refresh token the token endpoint accepts once. Refreshed access tokens live
     /// for [`StandInApi::set_token_lifetime`].

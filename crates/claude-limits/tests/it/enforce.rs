@@ -65,6 +65,27 @@ fn hook(limits: ResourceLimits) -> LimitsHook {
     LimitsHook::new(limits, LimitOptions::default()).unwrap()
 }
 
+/// `sh -c script` under `limits`.
+fn sh_under(script: &str, limits: ResourceLimits) -> ProcessConfig {
+    ProcessConfig::builder("/bin/sh")
+        .args(["-c", script])
+        .hook(Arc::new(hook(limits)))
+        .build()
+        .unwrap()
+}
+
+/// The run ended because `limit` was exceeded.
+fn assert_ended_by(info: &claude_proc::ExitInfo, limit: &str) {
+    assert_eq!(
+        info.reason.cause(),
+        Some(&StopCause::LimitExceeded {
+            limit: limit.into()
+        }),
+        "{:?}",
+        info.reason
+    );
+}
+
 /// The cgroup directories a hook created live under our own cgroups; none may remain.
 fn leftover_cgroups() -> Vec<String> {
     let root = claude_limits::CgroupV1Root::system();
@@ -164,14 +185,13 @@ async fn a_gigabyte_under_200_mb_is_killed_and_reported_as_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_loop_under_half_a_core_uses_half_a_core() {
     let _serial = SERIAL.lock().await;
-    let config = ProcessConfig::builder("/bin/sh")
-        .args(["-c", "while :; do :; done"])
-        .hook(Arc::new(hook(ResourceLimits {
+    let config = sh_under(
+        "while :; do :; done",
+        ResourceLimits {
             max_cpu: Some(0.5),
             ..Default::default()
-        })))
-        .build()
-        .unwrap();
+        },
+    );
     let mut child = spawn(&config).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (t0, c0) = (Instant::now(), cpu_seconds(child.pid()));
@@ -471,27 +491,19 @@ fn limits_nothing_here_enforces_fail_unless_best_effort() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cpu_time_ends_a_busy_loop_after_one_cpu_second() {
     let _serial = SERIAL.lock().await;
-    let config = ProcessConfig::builder("/bin/sh")
-        .args(["-c", "while :; do :; done"])
-        .hook(Arc::new(hook(ResourceLimits {
+    let config = sh_under(
+        "while :; do :; done",
+        ResourceLimits {
             max_cpu_time: Some(Duration::from_secs(1)),
             ..Default::default()
-        })))
-        .build()
-        .unwrap();
+        },
+    );
     let start = Instant::now();
     let mut child = spawn(&config).await.unwrap();
     let info = child.wait().await.unwrap();
     let took = start.elapsed();
     eprintln!("cpu_time: busy loop ended after {took:?} under a 1 s RLIMIT_CPU");
-    assert_eq!(
-        info.reason.cause(),
-        Some(&StopCause::LimitExceeded {
-            limit: "cpu_time".into()
-        }),
-        "{:?}",
-        info.reason
-    );
+    assert_ended_by(&info, "cpu_time");
     assert!(matches!(info.reason, ExitReason::Enforced { .. }));
     // A busy loop on an otherwise idle core: wall time is CPU time.
     assert!(
@@ -504,60 +516,40 @@ async fn cpu_time_ends_a_busy_loop_after_one_cpu_second() {
 async fn file_size_stops_a_writer_at_the_limit() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("big");
-    let config = ProcessConfig::builder("/bin/sh")
-        .args([
-            "-c",
-            &format!("exec head -c 10485760 /dev/zero > {}", file.display()),
-        ])
-        .hook(Arc::new(hook(ResourceLimits {
+    let config = sh_under(
+        &format!("exec head -c 10485760 /dev/zero > {}", file.display()),
+        ResourceLimits {
             max_file_size: Some(MIB),
             ..Default::default()
-        })))
-        .build()
-        .unwrap();
+        },
+    );
     let mut child = spawn(&config).await.unwrap();
     let info = child.wait().await.unwrap();
-    assert_eq!(
-        info.reason.cause(),
-        Some(&StopCause::LimitExceeded {
-            limit: "file_size".into()
-        }),
-        "{:?}",
-        info.reason
-    );
+    assert_ended_by(&info, "file_size");
     assert_eq!(std::fs::metadata(&file).unwrap().len(), MIB);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shell_failing_on_a_refused_fork_exits_for_the_pids_limit() {
     let _serial = SERIAL.lock().await;
-    let config = ProcessConfig::builder("/bin/sh")
-        .args(["-c", "for i in $(seq 30); do sleep 5 & done; wait"])
-        .hook(Arc::new(hook(ResourceLimits {
+    let config = sh_under(
+        "for i in $(seq 30); do sleep 5 & done; wait",
+        ResourceLimits {
             max_pids: Some(5),
             ..Default::default()
-        })))
-        .build()
-        .unwrap();
+        },
+    );
     let mut child = spawn(&config).await.unwrap();
     let info = child.wait().await.unwrap();
-    assert_eq!(
-        info.reason.cause(),
-        Some(&StopCause::LimitExceeded {
-            limit: "pids".into()
-        }),
-        "{:?}",
-        info.reason
-    );
+    assert_ended_by(&info, "pids");
     // A tree that never touched the limit exits normally.
-    let config = ProcessConfig::builder("/bin/sh")
-        .args(["-c", "sleep 0.1 & wait; exit 3"])
-        .hook(Arc::new(hook(ResourceLimits {
+    let config = sh_under(
+        "sleep 0.1 & wait; exit 3",
+        ResourceLimits {
             max_pids: Some(5),
             ..Default::default()
-        })))
-        .build()
-        .unwrap();
+        },
+    );
     let info = spawn(&config).await.unwrap().wait().await.unwrap();
     assert_eq!(info.reason, ExitReason::Exited { code: 3 });
     assert!(leftover_cgroups().is_empty());

@@ -72,6 +72,15 @@ fn claude_left(api: &StandInApi) -> Vec<u32> {
         .collect()
 }
 
+/// The session ended with its program's exit code 0.
+fn assert_succeeded(report: &claude_manager::SessionReport) {
+    assert_eq!(
+        (report.reason, report.code),
+        (ExitKind::Exited, Some(0)),
+        "{report:?}"
+    );
+}
+
 /// Every line the run printed, as JSON.
 async fn lines_of(run: &mut claude_manager::Run) -> Vec<serde_json::Value> {
     let mut out = run.stdout.take().unwrap();
@@ -102,13 +111,10 @@ async fn a_one_shot_answers_with_the_injected_api_key() {
     let claude = report.claude.unwrap();
     assert_eq!((claude.results, claude.is_error), (1, false));
     assert!(report.cpu_time > Duration::ZERO);
-    let calls = api.message_calls();
-    assert!(!calls.is_empty());
     assert!(
-        calls
-            .iter()
-            .all(|c| c.auth == Some(AuthSeen::ApiKey(key.into()))),
-        "{calls:?}"
+        api.every_message_call_used(&AuthSeen::ApiKey(key.into())),
+        "{:?}",
+        api.message_calls()
     );
     assert!(crate::gone(run.pid));
 }
@@ -124,15 +130,8 @@ async fn an_oauth_token_by_descriptor_arrives_as_bearer() {
     spec.stdout = claude_manager::proc::OutputMode::Discard;
     let manager = ProcessManager::new(ManagerConfig::default());
     let report = manager.start(spec).unwrap().wait().await.unwrap();
-    assert_eq!(
-        (report.reason, report.code),
-        (ExitKind::Exited, Some(0)),
-        "{report:?}"
-    );
-    let calls = api.message_calls();
-    assert!(calls
-        .iter()
-        .all(|c| c.auth == Some(AuthSeen::Bearer(login.access_token.clone()))));
+    assert_succeeded(&report);
+    assert!(api.every_message_call_used(&AuthSeen::Bearer(login.access_token.clone())));
     assert_eq!(api.refreshes(), 0);
     assert_eq!(claude_left(&api), Vec::<u32>::new());
 }
@@ -147,11 +146,7 @@ async fn an_expired_login_is_refreshed_before_the_session_starts() {
     spec.stdout = claude_manager::proc::OutputMode::Discard;
     let manager = ProcessManager::new(ManagerConfig::default());
     let report = manager.start(spec).unwrap().wait().await.unwrap();
-    assert_eq!(
-        (report.reason, report.code),
-        (ExitKind::Exited, Some(0)),
-        "{report:?}"
-    );
+    assert_succeeded(&report);
     assert_eq!(api.refreshes(), 1);
     let calls = api.message_calls();
     assert!(calls.iter().all(|c| c.status == 200), "{calls:?}");
@@ -161,6 +156,10 @@ async fn an_expired_login_is_refreshed_before_the_session_starts() {
     // The rotated login was written back.
     let stored = std::fs::read_to_string(dir.path().join(".credentials.json")).unwrap();
     assert!(!stored.contains(&login.refresh_token));
+    // And every request carried the refreshed token.
+    let stored: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    let fresh = stored["claudeAiOauth"]["accessToken"].as_str().unwrap();
+    assert!(api.every_message_call_used(&AuthSeen::Bearer(fresh.to_owned())));
     assert_eq!(claude_left(&api), Vec::<u32>::new());
 }
 
@@ -177,11 +176,7 @@ async fn a_401_mid_run_refreshes_restarts_and_succeeds() {
     let manager = ProcessManager::new(ManagerConfig::default());
     let started = std::time::Instant::now();
     let report = manager.start(spec).unwrap().wait().await.unwrap();
-    assert_eq!(
-        (report.reason, report.code),
-        (ExitKind::Exited, Some(0)),
-        "{report:?}"
-    );
+    assert_succeeded(&report);
     assert_eq!(report.restarts, 1);
     assert_eq!(api.refreshes(), 1);
     let statuses: Vec<u16> = api.message_calls().iter().map(|c| c.status).collect();
@@ -239,11 +234,7 @@ async fn a_stalled_stream_is_detected_as_a_hang_and_the_restart_succeeds() {
     }
     assert!(hung);
     let report = h.wait().await.unwrap();
-    assert_eq!(
-        (report.reason, report.code),
-        (ExitKind::Exited, Some(0)),
-        "{report:?}"
-    );
+    assert_succeeded(&report);
     assert_eq!(report.restarts, 1);
     assert!(crate::gone(first.pid));
     assert_eq!(manager.metrics().exits.get("hung"), Some(&1));
@@ -281,7 +272,7 @@ async fn eight_sessions_under_a_cap_of_four_and_none_left_behind() {
     }
     for h in &mut handles {
         let r = h.wait().await.unwrap();
-        assert_eq!((r.reason, r.code), (ExitKind::Exited, Some(0)), "{r:?}");
+        assert_succeeded(&r);
     }
     assert!((2..=4).contains(&peak), "peak {peak}");
     pids.sort_unstable();
@@ -347,11 +338,7 @@ async fn a_rate_limited_run_waits_the_long_pause_before_the_next() {
     let manager = ProcessManager::new(ManagerConfig::default());
     let mut events = manager.subscribe();
     let report = manager.start(spec).unwrap().wait().await.unwrap();
-    assert_eq!(
-        (report.reason, report.code),
-        (ExitKind::Exited, Some(0)),
-        "{report:?}"
-    );
+    assert_succeeded(&report);
     assert_eq!(report.restarts, 1);
     let mut pause = None;
     while let Ok(e) = events.try_recv() {

@@ -279,13 +279,10 @@ async fn claude_gets_the_chain_credential_its_settings_and_nothing_else() {
         .find(|v| v["type"] == "result")
         .unwrap_or_else(|| panic!("no result in {out:?}"));
     assert_eq!(result["result"], "pong");
-    let calls = api.message_calls();
-    assert!(!calls.is_empty());
     assert!(
-        calls
-            .iter()
-            .all(|c| c.auth == Some(AuthSeen::ApiKey(key.into()))),
-        "{calls:?}"
+        api.every_message_call_used(&AuthSeen::ApiKey(key.into())),
+        "{:?}",
+        api.message_calls()
     );
     // Without any credential claude-pm says so and exits 125.
     let mut bare: Vec<(&str, String)> = offline_env(&api.base_url()).into_iter().collect();

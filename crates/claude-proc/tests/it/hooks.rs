@@ -66,6 +66,16 @@ fn hook(
     }
 }
 
+/// Run `sh -c script` with `h`; its stdout lines and exit.
+async fn sh_with(script: &str, h: TestHook) -> (Vec<String>, claude_proc::ExitInfo) {
+    let config = sh(script)
+        .stdout(lines())
+        .hook(Arc::new(h))
+        .build()
+        .unwrap();
+    output_of(&config).await
+}
+
 #[tokio::test]
 async fn rlimits_and_nice_are_applied_before_exec() {
     let h = hook(|setup| {
@@ -75,12 +85,7 @@ async fn rlimits_and_nice_are_applied_before_exec() {
         Ok(())
     });
     let cleanups = Arc::clone(&h.cleanups);
-    let config = sh("ulimit -n; ulimit -c; cut -d' ' -f19 /proc/self/stat")
-        .stdout(lines())
-        .hook(Arc::new(h))
-        .build()
-        .unwrap();
-    let (lines, info) = output_of(&config).await;
+    let (lines, info) = sh_with("ulimit -n; ulimit -c; cut -d' ' -f19 /proc/self/stat", h).await;
     assert!(info.reason.success());
     assert_eq!(lines, vec!["77", "0", "7"]);
     assert_eq!(cleanups.load(Ordering::SeqCst), 1);
@@ -97,12 +102,7 @@ async fn a_secret_is_handed_over_by_descriptor_not_environment() {
         setup.set_env("CLAUDE_CODE_OAUTH_TOKEN_FILE_DESCRIPTOR", "3");
         Ok(())
     });
-    let config = sh("cat <&3; echo; env | grep -c sk-ant || true")
-        .stdout(lines())
-        .hook(Arc::new(h))
-        .build()
-        .unwrap();
-    let (lines, _) = output_of(&config).await;
+    let (lines, _) = sh_with("cat <&3; echo; env | grep -c sk-ant || true", h).await;
     assert_eq!(lines, vec!["sk-ant-oat01-by-fd", "0"]);
 }
 
@@ -224,12 +224,7 @@ async fn a_file_size_rlimit_stops_a_writer_at_the_limit() {
         "head -c 100000 /dev/zero > {0}; echo $?; wc -c < {0}",
         file.display()
     );
-    let config = sh(&script)
-        .stdout(lines())
-        .hook(Arc::new(h))
-        .build()
-        .unwrap();
-    let (lines, _) = output_of(&config).await;
+    let (lines, _) = sh_with(&script, h).await;
     // head dies of SIGXFSZ (128 + 25) with exactly the limit written.
     assert_eq!(lines, vec!["153", "4096"]);
 }
@@ -255,12 +250,7 @@ async fn descriptors_this_process_inherited_never_reach_the_child() {
     let script = format!(
         "for fd in 3 5 {low} {high}; do if [ -e /proc/self/fd/$fd ]; then echo $fd open; else echo $fd closed; fi; done"
     );
-    let config = sh(&script)
-        .stdout(lines())
-        .hook(Arc::new(h))
-        .build()
-        .unwrap();
-    let (lines, _) = output_of(&config).await;
+    let (lines, _) = sh_with(&script, h).await;
     // SAFETY: closing the descriptors opened above.
     unsafe {
         libc::close(low);

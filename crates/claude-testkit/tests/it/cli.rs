@@ -64,13 +64,10 @@ async fn the_real_cli_gets_its_answer_with_an_api_key() {
     let result = result_of(&lines);
     assert_eq!(result["subtype"], "success", "{result}");
     assert_eq!(result["result"], "pong", "{result}");
-    let calls = api.message_calls();
-    assert!(!calls.is_empty());
     assert!(
-        calls
-            .iter()
-            .all(|c| c.auth == Some(AuthSeen::ApiKey(key.into()))),
-        "{calls:?}"
+        api.every_message_call_used(&AuthSeen::ApiKey(key.into())),
+        "{:?}",
+        api.message_calls()
     );
 }
 
@@ -88,10 +85,8 @@ async fn the_real_cli_sends_an_oauth_token_as_bearer() {
     .await;
     assert!(exit.reason.success(), "{exit:?}");
     assert_eq!(result_of(&lines)["result"], "pong");
+    assert!(api.every_message_call_used(&AuthSeen::Bearer(login.access_token.clone())));
     let calls = api.message_calls();
-    assert!(calls
-        .iter()
-        .all(|c| c.auth == Some(AuthSeen::Bearer(login.access_token.clone()))));
     assert!(calls.iter().all(|c| c
         .beta
         .as_deref()
