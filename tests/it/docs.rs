@@ -64,7 +64,13 @@ fn every_test_the_reliability_table_names_exists() {
         }
         let defined = files
             .iter()
-            .filter(|f| f.file_stem().is_some_and(|s| s == module.as_str()))
+            .filter(|f| {
+                // `module.rs`, or any file of a `module/` directory (`mod.rs`, `tests.rs`).
+                f.file_stem().is_some_and(|s| s == module.as_str())
+                    || f.parent()
+                        .and_then(|d| d.file_name())
+                        .is_some_and(|d| d == module.as_str())
+            })
             .any(|f| {
                 std::fs::read_to_string(f)
                     .unwrap()

@@ -16,6 +16,8 @@
 #![expect(clippy::print_stdout, reason = "xtask reports to its user")]
 
 mod graph;
+#[cfg(test)]
+mod tidy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};

@@ -12,51 +12,7 @@ use tokio::time::Instant;
 use crate::hang::{Activity, HangConfig, HangDetector};
 use crate::probe::{ProbeRole, ProbeRunner, ProbeVerdict};
 use crate::sample::{ProcState, Sampler, TreeSample};
-
-/// The health of a supervised process.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum HealthStatus {
-    /// Nothing known yet.
-    Unknown,
-    /// All checks pass.
-    Healthy,
-    /// Usable, with concerns (not ready, near a threshold).
-    Degraded(Vec<String>),
-    /// Not usable: the facade should act (stop, restart).
-    Unhealthy(Vec<String>),
-}
-
-impl HealthStatus {
-    /// The reasons, if any.
-    pub fn reasons(&self) -> &[String] {
-        match self {
-            HealthStatus::Degraded(r) | HealthStatus::Unhealthy(r) => r,
-            _ => &[],
-        }
-    }
-
-    fn from_reasons(unhealthy: Vec<String>, degraded: Vec<String>) -> Self {
-        if !unhealthy.is_empty() {
-            HealthStatus::Unhealthy(unhealthy)
-        } else if !degraded.is_empty() {
-            HealthStatus::Degraded(degraded)
-        } else {
-            HealthStatus::Healthy
-        }
-    }
-}
-
-impl fmt::Display for HealthStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            HealthStatus::Unknown => f.write_str("unknown"),
-            HealthStatus::Healthy => f.write_str("healthy"),
-            HealthStatus::Degraded(r) => write!(f, "degraded: {}", r.join("; ")),
-            HealthStatus::Unhealthy(r) => write!(f, "unhealthy: {}", r.join("; ")),
-        }
-    }
-}
+use crate::status::{HealthReason, HealthStatus};
 
 /// One sample as the monitor took it, with the rates since the previous one.
 #[derive(Debug, Clone)]
@@ -68,7 +24,7 @@ pub struct Observation {
 }
 
 /// A status change, as handlers see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HealthChange {
     /// The pid watched.
     pub pid: u32,
@@ -164,13 +120,13 @@ impl Signals {
 fn judge_sample(
     tree: &TreeSample,
     thresholds: &Thresholds,
-    unhealthy: &mut Vec<String>,
-    degraded: &mut Vec<String>,
+    unhealthy: &mut Vec<HealthReason>,
+    degraded: &mut Vec<HealthReason>,
 ) {
     if let Some(root) = tree.root() {
         match root.state {
-            ProcState::Zombie => unhealthy.push(format!("process {} is a zombie", root.pid)),
-            ProcState::Stopped => unhealthy.push(format!("process {} is stopped", root.pid)),
+            ProcState::Zombie => unhealthy.push(HealthReason::Exited { pid: root.pid }),
+            ProcState::Stopped => unhealthy.push(HealthReason::Stopped { pid: root.pid }),
             _ => {}
         }
     }
@@ -181,15 +137,14 @@ fn judge_sample(
         .filter(|p| p.state == ProcState::Zombie)
         .count();
     if zombies > 0 {
-        degraded.push(format!("{zombies} unreaped zombie descendant(s)"));
+        degraded.push(HealthReason::ZombieDescendants { count: zombies });
     }
     if let Some(max) = thresholds.max_rss_bytes {
         if tree.totals.rss_bytes > max {
-            unhealthy.push(format!(
-                "rss {} MiB above {} MiB",
-                tree.totals.rss_bytes >> 20,
-                max >> 20
-            ));
+            unhealthy.push(HealthReason::RssAbove {
+                rss_bytes: tree.totals.rss_bytes,
+                max_bytes: max,
+            });
         }
     }
 }
@@ -250,17 +205,22 @@ impl HealthMonitor {
         let handlers: Arc<Mutex<Vec<HealthHandler>>> = Arc::default();
         let (change_tx, change_rx) = mpsc::unbounded_channel();
         tokio::spawn(dispatch(change_rx, Arc::clone(&handlers)));
-        let task = tokio::spawn(run(
-            pid,
-            config.clone(),
-            sampler.clone().with_fields(config.fields()),
-            probes,
-            Arc::clone(&signals),
-            status_tx,
-            activity_tx,
-            latest_tx,
-            change_tx,
-        ));
+        let task = tokio::spawn(
+            Loop {
+                pid,
+                hang: config.hang.map(HangDetector::new),
+                config: config.clone(),
+                probes,
+                signals: Arc::clone(&signals),
+                status: status_tx,
+                activity: activity_tx,
+                latest: latest_tx,
+                changes: change_tx,
+                first_fds: None,
+                previous: None,
+            }
+            .run(sampler.clone().with_fields(config.fields())),
+        );
         HealthMonitor {
             pid,
             status: status_rx,
@@ -315,7 +275,12 @@ impl HealthChecker for HealthMonitor {
                 );
                 HealthStatus::from_reasons(unhealthy, degraded)
             }
-            Err(e) => HealthStatus::Unhealthy(vec![e.to_string()]),
+            Err(crate::Error::ProcessGone { .. }) => {
+                HealthStatus::Unhealthy(vec![HealthReason::Exited { pid }])
+            }
+            Err(e) => HealthStatus::Unhealthy(vec![HealthReason::SampleFailed {
+                detail: e.to_string(),
+            }]),
         }
     }
 
@@ -356,119 +321,133 @@ fn next_tick(now: Instant, interval: Duration) -> Instant {
     (epoch + Duration::from_nanos(at)).max(now + interval / 2)
 }
 
-#[expect(clippy::too_many_arguments, reason = "the loop's state, passed once")]
-async fn run(
+/// The monitoring loop's state: what it publishes to and what it remembers between samples.
+struct Loop {
     pid: u32,
     config: MonitorConfig,
-    sampler: Sampler,
-    mut probes: Vec<ProbeRunner>,
+    probes: Vec<ProbeRunner>,
     signals: Arc<Signals>,
     status: watch::Sender<HealthStatus>,
     activity: watch::Sender<Option<Activity>>,
     latest: watch::Sender<Option<Observation>>,
     changes: mpsc::UnboundedSender<HealthChange>,
-) {
-    let mut hang = config.hang.map(HangDetector::new);
-    // The first sample's descriptor count, the base of the growth check.
-    let mut first_fds: Option<u64> = None;
-    let mut previous: Option<TreeSample> = None;
-    let mut next_sample = Instant::now();
-    let mut watch = sampler.watch(pid);
-    let publish = |to: HealthStatus| {
-        let from = status.borrow().clone();
-        if from != to {
-            let _ = changes.send(HealthChange {
-                pid,
-                from,
-                to: to.clone(),
-            });
-            status.send_replace(to);
+    hang: Option<HangDetector>,
+    /// The first sample's descriptor count, the base of the growth check.
+    first_fds: Option<u64>,
+    previous: Option<TreeSample>,
+}
+
+impl Loop {
+    async fn run(mut self, sampler: Sampler) {
+        let mut next_sample = Instant::now();
+        let mut watch = sampler.watch(self.pid);
+        loop {
+            self.run_due_probes().await;
+            if Instant::now() >= next_sample {
+                next_sample = next_tick(Instant::now(), self.config.interval);
+                let tree = match watch.sample() {
+                    Ok(tree) if !tree.root().is_some_and(|r| r.state == ProcState::Zombie) => tree,
+                    _ => {
+                        let pid = self.pid;
+                        self.publish(HealthStatus::Unhealthy(vec![HealthReason::Exited { pid }]));
+                        return;
+                    }
+                };
+                let status = self.judge(&tree);
+                self.latest.send_replace(Some(Observation {
+                    rates: self.previous.as_ref().map(|p| tree.rates_since(p)),
+                    sample: tree.clone(),
+                }));
+                self.previous = Some(tree);
+                self.publish(status);
+            }
+            let wake = self
+                .probes
+                .iter()
+                .map(ProbeRunner::next_due)
+                .chain(std::iter::once(next_sample))
+                .min()
+                .unwrap_or(next_sample);
+            tokio::time::sleep_until(wake.max(Instant::now())).await;
         }
-    };
-    loop {
-        // Probes that are due run now (each bounded by its own timeout).
+    }
+
+    /// Run the probes that are due (each bounded by its own timeout); startup probes gate the
+    /// others until they pass, and stop running once they have.
+    async fn run_due_probes(&mut self) {
         let now = Instant::now();
-        let startup_passed = probes
+        let startup_passed = self
+            .probes
             .iter()
             .filter(|p| p.role() == ProbeRole::Startup)
             .all(|p| *p.verdict() == ProbeVerdict::Passing);
-        for probe in probes.iter_mut() {
+        for probe in self.probes.iter_mut() {
             let gated = probe.role() != ProbeRole::Startup && !startup_passed;
             let done_starting = probe.role() == ProbeRole::Startup && startup_passed;
             if !gated && !done_starting && probe.next_due() <= now {
                 probe.run().await;
             }
         }
-        if Instant::now() >= next_sample {
-            next_sample = next_tick(Instant::now(), config.interval);
-            let tree = match watch.sample() {
-                Ok(tree) => tree,
-                Err(_) => {
-                    publish(HealthStatus::Unhealthy(vec![format!(
-                        "process {pid} exited"
-                    )]));
-                    return;
-                }
-            };
-            if tree.root().is_some_and(|r| r.state == ProcState::Zombie) {
-                publish(HealthStatus::Unhealthy(vec![format!(
-                    "process {pid} exited"
-                )]));
-                return;
+    }
+
+    /// The status `tree` earns: liveness and thresholds, CPU while idle, descriptor growth,
+    /// the hang detector's verdict, failing probes.
+    fn judge(&mut self, tree: &TreeSample) -> HealthStatus {
+        let (mut unhealthy, mut degraded) = (Vec::new(), Vec::new());
+        let thresholds = &self.config.thresholds;
+        judge_sample(tree, thresholds, &mut unhealthy, &mut degraded);
+        let in_flight = self.signals.in_flight.load(Ordering::Relaxed);
+        if let (Some(threshold), Some(prev)) = (thresholds.idle_cpu_percent, &self.previous) {
+            let cpu = tree.rates_since(prev).cpu_percent;
+            if !in_flight && cpu >= threshold {
+                degraded.push(HealthReason::BusyWhileIdle { cpu_percent: cpu });
             }
-            let (mut unhealthy, mut degraded) = (Vec::new(), Vec::new());
-            judge_sample(&tree, &config.thresholds, &mut unhealthy, &mut degraded);
-            let in_flight = signals.in_flight.load(Ordering::Relaxed);
-            if let (Some(threshold), Some(prev)) = (config.thresholds.idle_cpu_percent, &previous) {
-                let cpu = tree.rates_since(prev).cpu_percent;
-                if !in_flight && cpu >= threshold {
-                    degraded.push(format!("{cpu:.0}% CPU while idle"));
-                }
-            }
-            if let (Some(max), Some(first)) = (config.thresholds.max_fd_growth, first_fds) {
-                let growth = tree.totals.open_fds.saturating_sub(first);
-                if growth > max {
-                    degraded.push(format!("open descriptors grew by {growth}"));
-                }
-            }
-            if let Some(detector) = hang.as_mut() {
-                let output = signals.output.load(Ordering::Relaxed);
-                let now = Instant::now();
-                let judged = detector.observe(&tree, output, in_flight, now);
-                activity.send_replace(Some(judged));
-                match judged {
-                    Activity::Hung => unhealthy.push(format!(
-                        "hung: no progress for {:.1}s with work in flight",
-                        detector.quiet_for(now).as_secs_f64()
-                    )),
-                    Activity::StuckInDiskSleep => {
-                        unhealthy.push("stuck in uninterruptible sleep".into())
-                    }
-                    _ => {}
-                }
-            }
-            for probe in &probes {
-                if let ProbeVerdict::Failing(reason) = probe.verdict() {
-                    match probe.role() {
-                        ProbeRole::Readiness => degraded.push(reason.clone()),
-                        _ => unhealthy.push(reason.clone()),
-                    }
-                }
-            }
-            first_fds.get_or_insert(tree.totals.open_fds);
-            latest.send_replace(Some(Observation {
-                rates: previous.as_ref().map(|p| tree.rates_since(p)),
-                sample: tree.clone(),
-            }));
-            previous = Some(tree);
-            publish(HealthStatus::from_reasons(unhealthy, degraded));
         }
-        let wake = probes
-            .iter()
-            .map(ProbeRunner::next_due)
-            .chain(std::iter::once(next_sample))
-            .min()
-            .unwrap_or(next_sample);
-        tokio::time::sleep_until(wake.max(Instant::now())).await;
+        if let (Some(max), Some(first)) = (thresholds.max_fd_growth, self.first_fds) {
+            let growth = tree.totals.open_fds.saturating_sub(first);
+            if growth > max {
+                degraded.push(HealthReason::DescriptorGrowth { growth });
+            }
+        }
+        self.first_fds.get_or_insert(tree.totals.open_fds);
+        if let Some(detector) = self.hang.as_mut() {
+            let output = self.signals.output.load(Ordering::Relaxed);
+            let now = Instant::now();
+            let judged = detector.observe(tree, output, in_flight, now);
+            self.activity.send_replace(Some(judged));
+            match judged {
+                Activity::Hung => unhealthy.push(HealthReason::Hung {
+                    quiet_for: detector.quiet_for(now),
+                }),
+                Activity::StuckInDiskSleep => unhealthy.push(HealthReason::StuckInDiskSleep),
+                _ => {}
+            }
+        }
+        for probe in &self.probes {
+            if let ProbeVerdict::Failing(reason) = probe.verdict() {
+                let reason = HealthReason::ProbeFailing {
+                    role: probe.role(),
+                    detail: reason.clone(),
+                };
+                match probe.role() {
+                    ProbeRole::Readiness => degraded.push(reason),
+                    _ => unhealthy.push(reason),
+                }
+            }
+        }
+        HealthStatus::from_reasons(unhealthy, degraded)
+    }
+
+    /// Publish `to` if it differs from the status now, and queue the change for handlers.
+    fn publish(&self, to: HealthStatus) {
+        let from = self.status.borrow().clone();
+        if from != to {
+            let _ = self.changes.send(HealthChange {
+                pid: self.pid,
+                from,
+                to: to.clone(),
+            });
+            self.status.send_replace(to);
+        }
     }
 }

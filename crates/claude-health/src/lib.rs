@@ -21,7 +21,10 @@
 //! delay, period, timeout, failure and success thresholds; startup gates the others, liveness
 //! failing is unhealthy, readiness failing degrades). Handlers run in registration order on a
 //! separate task, once per change, so a slow handler never delays sampling. The loop ends by
-//! itself when the process is gone, after publishing "exited".
+//! itself when the process is gone, after publishing [`HealthReason::Exited`]. Every reason is
+//! a [`HealthReason`] variant, so callers act on what happened (hung, stopped, over RSS) and
+//! never on a message's wording. `stat` is parsed by claude-proc's [`claude_proc::parse_proc_stat`],
+//! the same parser the stop path uses.
 //!
 //! **Hangs.** Progress is output the facade reports ([`Signals::record_output`]), CPU above a
 //! floor, or storage IO. With work in flight ([`Signals::set_in_flight`]) and no progress for
@@ -59,15 +62,17 @@ mod error;
 mod hang;
 mod probe;
 mod sample;
+mod status;
 
 pub use checker::{
-    HealthChange, HealthChecker, HealthHandler, HealthMonitor, HealthStatus, MonitorConfig,
-    Observation, Signals, Thresholds,
+    HealthChange, HealthChecker, HealthHandler, HealthMonitor, MonitorConfig, Observation, Signals,
+    Thresholds,
 };
 pub use error::{Error, Result};
 pub use hang::{Activity, HangConfig, HangDetector};
 pub use probe::{Probe, ProbeRole, ProbeRunner, ProbeSpec, ProbeVerdict};
 pub use sample::{
-    context_switches, io_bytes, parse_stat, Fields, ProcRoot, ProcState, ProcessSample, Rates,
-    Sampler, Stat, Totals, TreeSample, TreeWatch,
+    context_switches, io_bytes, Fields, ProcRoot, ProcState, ProcessSample, Rates, Sampler, Totals,
+    TreeSample, TreeWatch,
 };
+pub use status::{HealthReason, HealthStatus};

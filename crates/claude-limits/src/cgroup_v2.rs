@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cgroup_v1::Cgroup;
+use crate::cgroup::{Cgroup, Controller};
 use crate::error::Result;
 use crate::limits::ResourceLimits;
 
@@ -88,7 +88,7 @@ pub(crate) fn create_v2(
     root: &CgroupV2Root,
     settings: &[(&'static str, String)],
 ) -> Result<Cgroup> {
-    let cg = Cgroup::create("unified", root.parent())?;
+    let cg = Cgroup::create(Controller::Unified, root.parent())?;
     for (file, value) in settings {
         if let Err(e) = cg.write(file, value) {
             cg.remove();

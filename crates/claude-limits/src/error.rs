@@ -2,26 +2,28 @@
 
 use std::path::PathBuf;
 
+use claude_proc::LimitKind;
+
 /// Everything that can go wrong in `claude-limits`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A limit value is unusable.
-    #[error("invalid limit {field}: {value} ({why})")]
+    #[error("invalid {limit} limit {value}: {why}")]
     InvalidLimit {
         /// The limit.
-        field: &'static str,
+        limit: LimitKind,
         /// The value given, as text.
         value: String,
         /// What is wrong.
-        why: &'static str,
+        why: String,
     },
 
     /// A limit cannot be enforced on this host and best effort was not allowed.
     #[error("{limit} limit cannot be enforced here: {why}")]
     Unenforceable {
         /// The limit.
-        limit: &'static str,
+        limit: LimitKind,
         /// Why (no writable cgroup with the controller, ...).
         why: String,
     },

@@ -9,12 +9,12 @@ use claude_proc::{
     Stopper,
 };
 
-use crate::cgroup_v1::{Cgroup, CgroupV1Root};
-use crate::cgroup_v2::{
-    check_parent, create_v2, kill_all, oom_kills, v2_controllers, v2_settings, CgroupV2Root,
-};
+use crate::cgroup::{Cgroup, Controller};
+use crate::cgroup_v1::CgroupV1Root;
+use crate::cgroup_v2::{create_v2, kill_all, oom_kills, v2_settings, CgroupV2Root};
 use crate::error::{Error, Result};
 use crate::limits::{LimitKind, LimitReport, Mechanism, ResourceLimits};
+use crate::plan::plan;
 use crate::soft::{SoftEnforcer, SoftLimits};
 
 /// Which families of mechanisms the hook may choose from.
@@ -29,6 +29,26 @@ pub enum LimitMode {
     /// The soft enforcer for memory, CPU and disk IO; no cgroups at all (max_pids then needs
     /// `RLIMIT_NPROC`, which works only for a non-root user).
     Soft,
+}
+
+impl LimitMode {
+    /// Every mode.
+    pub const ALL: [LimitMode; 3] = [LimitMode::Auto, LimitMode::Cgroup, LimitMode::Soft];
+
+    /// The name in settings and reports (`auto`, `cgroup`, `soft`).
+    pub fn name(self) -> &'static str {
+        match self {
+            LimitMode::Auto => "auto",
+            LimitMode::Cgroup => "cgroup",
+            LimitMode::Soft => "soft",
+        }
+    }
+}
+
+impl std::fmt::Display for LimitMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// How to choose mechanisms.
@@ -91,150 +111,12 @@ pub struct LimitsHook {
     report: LimitReport,
 }
 
-/// Whether this process runs as root (who is exempt from `RLIMIT_NPROC`).
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
 impl LimitsHook {
-    /// Validate `limits`, choose a mechanism for each, and fail if one cannot be enforced
-    /// (unless `best_effort`). The report says what enforces what.
+    /// Validate `limits`, choose a mechanism for each (the report says which), and fail if one
+    /// cannot be enforced here unless `options.best_effort`.
     pub fn new(limits: ResourceLimits, options: LimitOptions) -> Result<LimitsHook> {
         limits.validate()?;
-        let mut report = LimitReport::default();
-        let mode = options.mode;
-        let cgroups = mode != LimitMode::Soft;
-        let soft = mode != LimitMode::Cgroup;
-        let io_device = options.io_device.is_some();
-        let v2 = options
-            .cgroup_v2
-            .as_ref()
-            .filter(|_| cgroups)
-            .filter(|root| check_parent(root, &v2_controllers(&limits, io_device)).is_ok());
-        let v1 = |controller: &str| cgroups && options.cgroup_v1.own_dir(controller).is_some();
-        let mut unenforceable = |kind: LimitKind, why: String| -> Result<()> {
-            if !options.best_effort {
-                return Err(Error::Unenforceable {
-                    limit: kind.name(),
-                    why,
-                });
-            }
-            report
-                .entries
-                .push((kind, Mechanism::NotEnforced, Some(why)));
-            Ok(())
-        };
-        let mut chosen: Vec<(LimitKind, Mechanism, Option<String>)> = Vec::new();
-        let no_cgroup = |c: &str| match mode {
-            LimitMode::Soft => "cgroups are off (soft mode)".to_owned(),
-            _ => format!("no writable cgroup `{c}` controller for this process"),
-        };
-        // Memory and CPU: a cgroup, else the soft enforcer.
-        for (kind, requested, controller) in [
-            (LimitKind::Memory, limits.max_memory.is_some(), "memory"),
-            (LimitKind::Cpu, limits.max_cpu.is_some(), "cpu"),
-        ] {
-            if !requested {
-                continue;
-            }
-            if v2.is_some() {
-                chosen.push((kind, Mechanism::CgroupV2, None));
-            } else if v1(controller) {
-                chosen.push((kind, Mechanism::CgroupV1, None));
-            } else if soft {
-                chosen.push((kind, Mechanism::UserSpace, None));
-            } else {
-                unenforceable(kind, no_cgroup(controller))?;
-            }
-        }
-        // Disk IO: v2 io.max with a device; v1 blkio throttles direct IO only (v1 cannot
-        // attribute page-cache writeback), so the soft enforcer covers buffered IO beside it.
-        if limits.max_disk_io.is_some() {
-            let kind = LimitKind::DiskIo;
-            if v2.is_some() && io_device {
-                chosen.push((kind, Mechanism::CgroupV2, None));
-            } else {
-                if io_device && v1("blkio") {
-                    let note = if soft {
-                        "direct IO; buffered IO through the soft enforcer"
-                    } else {
-                        "direct IO only: v1 cannot throttle page-cache writeback"
-                    };
-                    chosen.push((kind, Mechanism::CgroupV1, Some(note.to_owned())));
-                }
-                if soft {
-                    chosen.push((kind, Mechanism::UserSpace, None));
-                } else if !chosen.iter().any(|(k, _, _)| *k == kind) {
-                    let why = match io_device {
-                        true => no_cgroup("blkio"),
-                        false => "no io_device given for io.max / blkio".to_owned(),
-                    };
-                    unenforceable(kind, why)?;
-                }
-            }
-        }
-        if limits.max_pids.is_some() {
-            let kind = LimitKind::Pids;
-            if v2.is_some() {
-                chosen.push((kind, Mechanism::CgroupV2, None));
-            } else if v1("pids") {
-                chosen.push((kind, Mechanism::CgroupV1, None));
-            } else if !is_root() {
-                chosen.push((
-                    kind,
-                    Mechanism::Rlimit,
-                    Some(
-                        "RLIMIT_NPROC counts every process of the user, not only this tree".into(),
-                    ),
-                ));
-            } else {
-                unenforceable(
-                    kind,
-                    format!(
-                        "{}, and root is exempt from RLIMIT_NPROC",
-                        no_cgroup("pids")
-                    ),
-                )?;
-            }
-        }
-        for (kind, requested, mechanism) in [
-            (
-                LimitKind::OpenFiles,
-                limits.max_open_files.is_some(),
-                Mechanism::Rlimit,
-            ),
-            (
-                LimitKind::CpuTime,
-                limits.max_cpu_time.is_some(),
-                Mechanism::Rlimit,
-            ),
-            (
-                LimitKind::FileSize,
-                limits.max_file_size.is_some(),
-                Mechanism::Rlimit,
-            ),
-            (
-                LimitKind::CoreSize,
-                limits.max_core_size.is_some(),
-                Mechanism::Rlimit,
-            ),
-            (
-                LimitKind::Nice,
-                limits.nice.is_some(),
-                Mechanism::Setpriority,
-            ),
-            (
-                LimitKind::Timeout,
-                limits.timeout.is_some(),
-                Mechanism::Timer,
-            ),
-        ] {
-            if requested {
-                chosen.push((kind, mechanism, None));
-            }
-        }
-        report.entries.extend(chosen);
+        let report = plan(&limits, &options)?;
         Ok(LimitsHook {
             limits,
             options,
@@ -267,18 +149,18 @@ impl LimitsHook {
             self.report
                 .entries
                 .iter()
-                .any(|(_, m, _)| *m == Mechanism::CgroupV2)
+                .any(|e| e.mechanism == Mechanism::CgroupV2)
         }) {
             let settings = v2_settings(l, self.options.io_device.as_deref());
             created.push(create_v2(root, &settings)?);
         }
         // (file, value, only if the file exists)
         type Settings = Vec<(&'static str, String, bool)>;
-        let mut make = |controller: &'static str, kind: LimitKind, settings: Settings| {
+        let mut make = |controller: Controller, kind: LimitKind, settings: Settings| {
             if !on(kind, Mechanism::CgroupV1) {
                 return Ok(());
             }
-            let Some(parent) = self.options.cgroup_v1.own_dir(controller) else {
+            let Some(parent) = self.options.cgroup_v1.own_dir(controller.v1_name()) else {
                 return Ok(());
             };
             // Pushed before configuring, so a failed write still gets it removed.
@@ -294,7 +176,7 @@ impl LimitsHook {
         };
         if let Some(bytes) = l.max_memory {
             make(
-                "memory",
+                Controller::Memory,
                 LimitKind::Memory,
                 vec![
                     ("memory.limit_in_bytes", bytes.to_string(), false),
@@ -307,7 +189,7 @@ impl LimitsHook {
             let period = 100_000u64;
             let quota = ((cores * period as f64).round() as u64).max(1000);
             make(
-                "cpu",
+                Controller::Cpu,
                 LimitKind::Cpu,
                 vec![
                     ("cpu.cfs_period_us", period.to_string(), false),
@@ -317,7 +199,7 @@ impl LimitsHook {
         }
         if let Some(max) = l.max_pids {
             make(
-                "pids",
+                Controller::Pids,
                 LimitKind::Pids,
                 vec![("pids.max", max.to_string(), false)],
             )?;
@@ -325,7 +207,7 @@ impl LimitsHook {
         if let (Some(rate), Some(device)) = (l.max_disk_io, self.options.io_device.as_deref()) {
             let rule = format!("{device} {rate}");
             make(
-                "blkio",
+                Controller::Blkio,
                 LimitKind::DiskIo,
                 vec![
                     ("blkio.throttle.read_bps_device", rule.clone(), false),
@@ -361,31 +243,32 @@ impl HookInstance for Applied {
     }
 
     fn exited(&mut self, exit: &RawExit) -> Option<StopCause> {
-        let limit = |name: &str| Some(StopCause::LimitExceeded { limit: name.into() });
+        let limit = |limit| Some(StopCause::LimitExceeded { limit });
         let oom = self.cgroups.iter().any(|c| match c.controller {
-            "memory" => c.counter("memory.oom_control", "oom_kill") > 0,
-            "unified" => oom_kills(c) > 0,
+            Controller::Memory => c.counter("memory.oom_control", "oom_kill") > 0,
+            Controller::Unified => oom_kills(c) > 0,
             _ => false,
         });
         if oom && exit.signal == Some(libc::SIGKILL) {
-            return limit("memory");
+            return limit(LimitKind::Memory);
         }
         if self.cpu_time && exit.signal == Some(libc::SIGXCPU) {
-            return limit("cpu_time");
+            return limit(LimitKind::CpuTime);
         }
         if self.file_size && exit.signal == Some(libc::SIGXFSZ) {
-            return limit("file_size");
+            return limit(LimitKind::FileSize);
         }
         // A fork refused by pids.max does not kill anything; the leader failing after one
         // did is attributed to the limit.
         let refused = self.cgroups.iter().any(|c| match c.controller {
-            "pids" | "unified" => c.counter("pids.events", "max") > 0,
+            Controller::Pids | Controller::Unified => c.counter("pids.events", "max") > 0,
             _ => false,
         });
         let failed = exit.code.is_some_and(|c| c != 0) || exit.signal.is_some();
-        (refused && failed).then(|| StopCause::LimitExceeded {
-            limit: "pids".into(),
-        })
+        if refused && failed {
+            return limit(LimitKind::Pids);
+        }
+        None
     }
 
     fn cleanup(&mut self) {
@@ -393,7 +276,7 @@ impl HookInstance for Applied {
         self.enforcer = None;
         for cg in &self.cgroups {
             // The tree is gone by now; on v2, `cgroup.kill` ends anything that slipped past.
-            if cg.controller == "unified" && !cg.members().is_empty() {
+            if cg.controller == Controller::Unified && !cg.members().is_empty() {
                 let _ = kill_all(cg);
             }
             cg.remove();

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+pub use claude_proc::LimitKind;
+
 use crate::error::{Error, Result};
 
 /// Limits for one supervised process tree. `None` means no limit.
@@ -33,113 +35,104 @@ pub struct ResourceLimits {
 }
 
 impl ResourceLimits {
+    /// The smallest CPU limit, in cores (a CFS quota of 1 ms per 100 ms period).
+    pub const MIN_CPU: f64 = 0.01;
+    /// The smallest memory limit: below it not even a shell starts under a cgroup.
+    pub const MIN_MEMORY: u64 = 16 << 20;
+    /// The smallest disk IO rate, bytes per second (one page per second).
+    pub const MIN_DISK_IO: u64 = 4096;
+    /// The smallest process limit.
+    pub const MIN_PIDS: u64 = 1;
+    /// The fewest open files: stdio, a few libraries and the loader.
+    pub const MIN_OPEN_FILES: u64 = 16;
+    /// The nice values the kernel takes.
+    pub const NICE: std::ops::RangeInclusive<i32> = -20..=19;
+    /// The smallest file-size limit (one page).
+    pub const MIN_FILE_SIZE: u64 = 4096;
+
     /// Check every value: finite, positive, above a sane minimum. Errors name the limit.
     pub fn validate(&self) -> Result<()> {
-        let bad = |field: &'static str, value: String, why: &'static str| {
-            Err(Error::InvalidLimit { field, value, why })
+        let check = |kind: LimitKind, value: Option<String>, why: Option<String>| match why {
+            Some(why) => Err(Error::InvalidLimit {
+                limit: kind,
+                value: value.unwrap_or_default(),
+                why,
+            }),
+            None => Ok(()),
         };
+        let below = |what: &str| format!("must be at least {what}");
         if let Some(cpu) = self.max_cpu {
-            if !cpu.is_finite() || cpu < 0.01 {
-                return bad(
-                    "max_cpu",
-                    cpu.to_string(),
-                    "must be a number of cores >= 0.01",
-                );
-            }
+            let bad = !cpu.is_finite() || cpu < Self::MIN_CPU;
+            check(
+                LimitKind::Cpu,
+                Some(cpu.to_string()),
+                bad.then(|| format!("must be a number of cores >= {}", Self::MIN_CPU)),
+            )?;
         }
         if let Some(memory) = self.max_memory {
-            if memory < 16 << 20 {
-                return bad("max_memory", memory.to_string(), "must be at least 16 MiB");
-            }
+            check(
+                LimitKind::Memory,
+                Some(memory.to_string()),
+                (memory < Self::MIN_MEMORY).then(|| below(&size(Self::MIN_MEMORY))),
+            )?;
         }
         if let Some(io) = self.max_disk_io {
-            if io < 4096 {
-                return bad(
-                    "max_disk_io",
-                    io.to_string(),
-                    "must be at least 4096 bytes/s",
-                );
-            }
+            check(
+                LimitKind::DiskIo,
+                Some(io.to_string()),
+                (io < Self::MIN_DISK_IO)
+                    .then(|| below(&format!("{} per second", size(Self::MIN_DISK_IO)))),
+            )?;
         }
         if let Some(timeout) = self.timeout {
-            if timeout.is_zero() {
-                return bad("timeout", format!("{timeout:?}"), "must be positive");
-            }
+            check(
+                LimitKind::Timeout,
+                Some(format!("{} ms", timeout.as_millis())),
+                timeout.is_zero().then(|| "must be positive".to_owned()),
+            )?;
         }
         if let Some(pids) = self.max_pids {
-            if pids == 0 {
-                return bad("max_pids", "0".into(), "must be at least 1");
-            }
+            check(
+                LimitKind::Pids,
+                Some(pids.to_string()),
+                (pids < Self::MIN_PIDS).then(|| below(&Self::MIN_PIDS.to_string())),
+            )?;
         }
         if let Some(files) = self.max_open_files {
-            if files < 16 {
-                return bad("max_open_files", files.to_string(), "must be at least 16");
-            }
+            check(
+                LimitKind::OpenFiles,
+                Some(files.to_string()),
+                (files < Self::MIN_OPEN_FILES).then(|| below(&Self::MIN_OPEN_FILES.to_string())),
+            )?;
         }
         if let Some(nice) = self.nice {
-            if !(-20..=19).contains(&nice) {
-                return bad("nice", nice.to_string(), "must be within -20..=19");
-            }
+            check(
+                LimitKind::Nice,
+                Some(nice.to_string()),
+                (!Self::NICE.contains(&nice)).then(|| {
+                    format!(
+                        "must be within {}..={}",
+                        Self::NICE.start(),
+                        Self::NICE.end()
+                    )
+                }),
+            )?;
         }
         if let Some(cpu_time) = self.max_cpu_time {
-            if cpu_time.is_zero() {
-                return bad("max_cpu_time", format!("{cpu_time:?}"), "must be positive");
-            }
+            check(
+                LimitKind::CpuTime,
+                Some(format!("{} ms", cpu_time.as_millis())),
+                cpu_time.is_zero().then(|| "must be positive".to_owned()),
+            )?;
         }
-        if let Some(size) = self.max_file_size {
-            if size < 4096 {
-                return bad(
-                    "max_file_size",
-                    size.to_string(),
-                    "must be at least 4096 bytes",
-                );
-            }
+        if let Some(bytes) = self.max_file_size {
+            check(
+                LimitKind::FileSize,
+                Some(bytes.to_string()),
+                (bytes < Self::MIN_FILE_SIZE).then(|| below(&size(Self::MIN_FILE_SIZE))),
+            )?;
         }
         Ok(())
-    }
-}
-
-/// One kind of limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum LimitKind {
-    /// `max_cpu`.
-    Cpu,
-    /// `max_memory`.
-    Memory,
-    /// `max_disk_io`.
-    DiskIo,
-    /// `timeout`.
-    Timeout,
-    /// `max_pids`.
-    Pids,
-    /// `max_open_files`.
-    OpenFiles,
-    /// `nice`.
-    Nice,
-    /// `max_cpu_time`.
-    CpuTime,
-    /// `max_file_size`.
-    FileSize,
-    /// `max_core_size`.
-    CoreSize,
-}
-
-impl LimitKind {
-    /// The name used in reports, errors and stop causes (`memory`, `pids`, ...).
-    pub fn name(self) -> &'static str {
-        match self {
-            LimitKind::Cpu => "cpu",
-            LimitKind::Memory => "memory",
-            LimitKind::DiskIo => "disk_io",
-            LimitKind::Timeout => "timeout",
-            LimitKind::Pids => "pids",
-            LimitKind::OpenFiles => "open_files",
-            LimitKind::Nice => "nice",
-            LimitKind::CpuTime => "cpu_time",
-            LimitKind::FileSize => "file_size",
-            LimitKind::CoreSize => "core_size",
-        }
     }
 }
 
@@ -178,28 +171,63 @@ impl fmt::Display for Mechanism {
     }
 }
 
+/// A byte count as people read it: `16 MiB`, `4 KiB`, `1500 bytes`.
+pub(crate) fn size(bytes: u64) -> String {
+    for (shift, unit) in [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")] {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
+            return format!("{} {unit}", bytes >> shift);
+        }
+    }
+    format!("{bytes} bytes")
+}
+
+/// One limit and one mechanism that enforces it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Enforcement {
+    /// The limit.
+    pub limit: LimitKind,
+    /// What enforces it.
+    pub mechanism: Mechanism,
+    /// Where the enforcement is partial or absent: how, or why not.
+    pub note: Option<String>,
+}
+
 /// Which mechanism enforces each requested limit.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LimitReport {
-    /// One entry per requested limit and mechanism, with a note where the enforcement is
-    /// partial or absent (a limit enforced two ways has two entries).
-    pub entries: Vec<(LimitKind, Mechanism, Option<String>)>,
+    /// One entry per requested limit and mechanism (a limit enforced two ways has two
+    /// entries, in the order chosen).
+    pub entries: Vec<Enforcement>,
 }
 
 impl LimitReport {
+    pub(crate) fn push(&mut self, limit: LimitKind, mechanism: Mechanism, note: Option<String>) {
+        self.entries.push(Enforcement {
+            limit,
+            mechanism,
+            note,
+        });
+    }
+
     /// Whether `mechanism` enforces `kind` (possibly besides another one).
     pub fn uses(&self, kind: LimitKind, mechanism: Mechanism) -> bool {
         self.entries
             .iter()
-            .any(|(k, m, _)| *k == kind && *m == mechanism)
+            .any(|e| e.limit == kind && e.mechanism == mechanism)
     }
 
     /// The (first) mechanism for `kind`, if it was requested.
     pub fn mechanism(&self, kind: LimitKind) -> Option<Mechanism> {
         self.entries
             .iter()
-            .find(|(k, _, _)| *k == kind)
-            .map(|(_, m, _)| *m)
+            .find(|e| e.limit == kind)
+            .map(|e| e.mechanism)
+    }
+
+    /// Whether a limit of `kind` was requested.
+    pub fn has(&self, kind: LimitKind) -> bool {
+        self.entries.iter().any(|e| e.limit == kind)
     }
 }
 
@@ -210,7 +238,7 @@ mod tests {
     #[test]
     fn validation_names_the_limit() {
         let field = |l: ResourceLimits| match l.validate() {
-            Err(Error::InvalidLimit { field, .. }) => field,
+            Err(Error::InvalidLimit { limit, .. }) => limit.name(),
             other => panic!("{other:?}"),
         };
         let base = ResourceLimits::default();
@@ -220,35 +248,35 @@ mod tests {
                 max_cpu: Some(f64::NAN),
                 ..base
             }),
-            "max_cpu"
+            "cpu"
         );
         assert_eq!(
             field(ResourceLimits {
                 max_cpu: Some(-1.0),
                 ..base
             }),
-            "max_cpu"
+            "cpu"
         );
         assert_eq!(
             field(ResourceLimits {
                 max_cpu: Some(f64::INFINITY),
                 ..base
             }),
-            "max_cpu"
+            "cpu"
         );
         assert_eq!(
             field(ResourceLimits {
                 max_memory: Some(1024),
                 ..base
             }),
-            "max_memory"
+            "memory"
         );
         assert_eq!(
             field(ResourceLimits {
                 max_disk_io: Some(1),
                 ..base
             }),
-            "max_disk_io"
+            "disk_io"
         );
         assert_eq!(
             field(ResourceLimits {
@@ -262,14 +290,14 @@ mod tests {
                 max_pids: Some(0),
                 ..base
             }),
-            "max_pids"
+            "pids"
         );
         assert_eq!(
             field(ResourceLimits {
                 max_open_files: Some(3),
                 ..base
             }),
-            "max_open_files"
+            "open_files"
         );
         assert_eq!(
             field(ResourceLimits {
@@ -295,14 +323,14 @@ mod tests {
                 max_cpu_time: Some(Duration::ZERO),
                 ..base
             }),
-            "max_cpu_time"
+            "cpu_time"
         );
         assert_eq!(
             field(ResourceLimits {
                 max_file_size: Some(10),
                 ..base
             }),
-            "max_file_size"
+            "file_size"
         );
         assert!(ok.validate().is_ok());
     }

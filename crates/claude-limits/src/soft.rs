@@ -155,7 +155,7 @@ async fn run(stopper: Stopper, limits: SoftLimits, stopped: Arc<Stopped>) {
                 );
                 stopped.resume();
                 stopper.request_stop(StopCause::LimitExceeded {
-                    limit: "memory".into(),
+                    limit: claude_proc::LimitKind::Memory,
                 });
                 return;
             }

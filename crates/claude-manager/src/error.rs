@@ -6,8 +6,8 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A setting has a bad value; `key` is the name in the config file (`limits.memory`),
-    /// the environment (`CLAUDE_PM_MEMORY`) or on the command line (`--memory`).
+    /// A setting has a bad value; `key` names it as its source spells it: `memory in
+    /// /etc/claude-pm.toml`, `CLAUDE_PM_MEMORY`, or `--memory`.
     #[error("invalid {key}: {value:?} ({why})")]
     Config {
         /// Where the value came from, by name.

@@ -2,9 +2,38 @@
 
 use std::time::SystemTime;
 
+use claude_health::HealthStatus;
+use claude_limits::Mechanism;
+use claude_proc::LimitKind;
 use serde_json::{json, Value};
 
 use crate::report::SessionReport;
+
+/// What happened to a limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LimitAction {
+    /// Set up for the session's runs.
+    Applied,
+    /// Requested, but nothing here enforces it (best effort only).
+    NotEnforced,
+    /// Its enforcer killed the run.
+    Killed,
+    /// Its enforcer stopped the run (the stop sequence).
+    Stopped,
+}
+
+impl LimitAction {
+    /// The name in events (`applied`, `not-enforced`, `killed`, `stopped`).
+    pub fn name(self) -> &'static str {
+        match self {
+            LimitAction::Applied => "applied",
+            LimitAction::NotEnforced => "not-enforced",
+            LimitAction::Killed => "killed",
+            LimitAction::Stopped => "stopped",
+        }
+    }
+}
 
 /// A session's state.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,20 +111,15 @@ pub enum EventKind {
         processes: u64,
     },
     /// The health status changed.
-    Health {
-        /// `healthy`, `degraded`, `unhealthy` or `unknown`.
-        status: &'static str,
-        /// Why.
-        reasons: Vec<String>,
-    },
+    Health(HealthStatus),
     /// A limit was applied or acted.
     Limit {
-        /// `memory`, `cpu`, `pids`, ...
-        limit: &'static str,
-        /// `cgroup-v1`, `soft`, `rlimit`, ...
-        mechanism: String,
-        /// `applied`, `killed`, `stopped`, `not-enforced`.
-        action: &'static str,
+        /// Which limit.
+        limit: LimitKind,
+        /// What enforces it.
+        mechanism: Mechanism,
+        /// What happened.
+        action: LimitAction,
     },
     /// The session ended (always the last event of a session).
     Exit(SessionReport),
@@ -136,15 +160,17 @@ impl ManagerEvent {
                 "rss_bytes": rss_bytes, "read_bytes": read_bytes, "write_bytes": write_bytes,
                 "processes": processes,
             }),
-            EventKind::Health { status, reasons } => json!({
-                "event": "health", "status": status, "reasons": reasons,
-            }),
+            EventKind::Health(status) => {
+                let reasons: Vec<String> = status.reasons().iter().map(|r| r.to_string()).collect();
+                json!({"event": "health", "status": status.name(), "reasons": reasons})
+            }
             EventKind::Limit {
                 limit,
                 mechanism,
                 action,
             } => json!({
-                "event": "limit", "limit": limit, "mechanism": mechanism, "action": action,
+                "event": "limit", "limit": limit.name(), "mechanism": mechanism.to_string(),
+                "action": action.name(),
             }),
             EventKind::Exit(r) => {
                 let mut exit = json!({

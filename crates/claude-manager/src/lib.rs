@@ -8,34 +8,45 @@
 //!
 //! ## Theory of operation
 //!
-//! [`ProcessManager::start`] validates a [`SessionSpec`] (limits are turned into a
-//! `LimitsHook` up front, so an unenforceable limit fails here) and starts one task per
-//! session. Each run of a session:
+//! [`ProcessManager::start`] validates a [`SessionSpec`] (its limits are planned by
+//! [`plan_limits`] up front, so an unenforceable limit fails here) and starts one task per
+//! session. Each run of a session goes through named stages (`src/session/`):
 //!
-//! 1. waits for a slot under [`ManagerConfig::max_live`] (a semaphore: the cap bounds the
-//!    processes that exist, queued starts wait);
-//! 2. gets a credential from the spec's `TokenManager` (expired OAuth logins are refreshed
-//!    there) and hands it over by variable or descriptor, every competing variable removed;
-//! 3. spawns with the limits hook (cgroups, rlimits, soft enforcer) and, for Claude, a clean
+//! 1. **queue**: wait for a slot under [`ManagerConfig::max_live`] (a semaphore: the cap
+//!    bounds the processes that exist, queued starts wait);
+//! 2. **prepare**: get a credential from the spec's `TokenManager` (expired OAuth logins are
+//!    refreshed there; a fresh one after a rejection) to hand over by variable or descriptor,
+//!    every competing variable removed, and build the configuration: for Claude a clean
 //!    environment in which only the CLI's settings variables pass, its own `CLAUDE_CONFIG_DIR`;
-//! 4. watches: the health monitor (samples, liveness, RSS, hang detection), the timeout, stop
-//!    and restart requests, and for Claude the stream-json output: `api_retry` lines and
-//!    results carrying 401/403 are an auth failure, 429/529 a rate limit;
-//! 5. classifies the end ([`ExitKind`]) and decides: an auth failure refreshes the credential
-//!    once and restarts at once, a second in a row is final; otherwise the restart policy
-//!    (never / on-failure / always, at most N per window, full-jitter backoff, circuit
-//!    breaker), with a pause of at least 30 s (jittered) after a rate limit.
+//! 3. **spawn and watch**: spawn with the credential and limits hooks (cgroups, rlimits, soft
+//!    enforcer), then watch the health monitor (samples, liveness, RSS, hang detection, and for
+//!    stream-json sessions a liveness probe that pings the CLI with a control request), the
+//!    timeout, stop and restart requests, and for Claude the stream-json output: `api_retry`
+//!    lines and results carrying 401/403 are an auth failure, 429/529 a rate limit;
+//! 4. **classify**: how the run ended ([`ExitKind`]) and what the restart engine should know;
+//!    health outcomes and limits arrive as enums ([`health::HealthReason`],
+//!    [`proc::LimitKind`]), never as text;
+//! 5. **decide**: the restart engine ([`proc::RestartState`], the only place restart rules
+//!    live, shared with [`proc::Supervisor`]) answers: an auth failure earns one immediate
+//!    restart with a refreshed credential, a second in a row is final; otherwise the policy
+//!    (never / on-failure / always, at most N per window, full-jitter backoff, circuit breaker),
+//!    with a jittered pause after a rate-limited run.
 //!
 //! Every step is an event ([`ManagerEvent`], [`ManagerEvent::to_json`]); the session's end is
 //! a [`SessionReport`] with the CPU time of all runs, the peak RSS, restarts and, for
 //! Claude, turns and cost.
 //!
+//! **Settings.** [`SETTINGS`] declares every operator setting once (key, value, help, parser,
+//! where it lands); flags, `CLAUDE_PM_*` variables and config-file keys are derived from it,
+//! and [`Settings`] layers the three onto a [`SessionSpec`] and a [`ManagerConfig`]. Value
+//! ranges are the owning types' own (`ResourceLimits::validate`).
+//!
 //! ## Caveats
 //!
 //! Dropping a [`SessionHandle`] or the [`ProcessManager`] stops the sessions (gracefully, in
 //! the background); if the runtime itself shuts down, claude-proc kills and reaps every tree
-//! synchronously. Health probes over the stream-json control protocol are not wired in yet:
-//! responsiveness is judged from output, CPU and IO progress.
+//! synchronously. Probes run inside the health monitor's loop: a probe that takes its whole
+//! timeout delays the next sample by as much.
 //!
 //! ## Example
 //!
@@ -58,6 +69,7 @@ mod error;
 mod events;
 mod manager;
 mod metrics;
+mod plan;
 mod report;
 mod session;
 mod settings;
@@ -71,11 +83,12 @@ pub use claude_limits as limits;
 pub use claude_proc as proc;
 
 pub use error::{Error, Result};
-pub use events::{EventKind, ManagerEvent, SessionState};
+pub use events::{EventKind, LimitAction, ManagerEvent, SessionState};
 pub use manager::{ManagerConfig, ProcessManager, Run, SessionHandle, SessionInfo};
 pub use metrics::MetricsSnapshot;
+pub use plan::plan_limits;
 pub use report::{ClaudeOutcome, ExitKind, SessionReport};
-pub use settings::{Settings, SettingsSource, SETTING_KEYS};
+pub use settings::{setting, Setting, Settings, SettingsSource, MAX_CONFIG_BYTES, SETTINGS};
 pub use spec::{HealthSpec, Isolation, Program, SessionSpec};
 pub use units::{parse_duration, parse_size};
 

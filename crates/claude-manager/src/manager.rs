@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use claude_health::Signals;
-use claude_limits::LimitsHook;
 use claude_proc::{ChildStdin, ClaudeSession, OutputReceiver};
 use tokio::sync::{broadcast, mpsc, watch, Semaphore};
 use tracing::Instrument;
@@ -13,6 +12,7 @@ use tracing::Instrument;
 use crate::error::{Error, Result};
 use crate::events::{ManagerEvent, SessionState};
 use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::plan::plan_limits;
 use crate::report::SessionReport;
 use crate::session::{Cmd, SessionTask};
 use crate::spec::{Program, SessionSpec};
@@ -129,12 +129,12 @@ impl ProcessManager {
         };
         // Validates every limit; attached only if it enforces something at spawn (the
         // timeout is the session loop's).
-        let hook = LimitsHook::new(spec.limits, spec.limit_options.clone())?;
+        let hook = plan_limits(&spec)?;
         let limits = hook
             .report()
             .entries
             .iter()
-            .any(|(kind, _, _)| *kind != claude_limits::LimitKind::Timeout)
+            .any(|e| e.limit != claude_limits::LimitKind::Timeout)
             .then(|| Arc::new(hook));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (state_tx, state_rx) = watch::channel(SessionState::Queued);

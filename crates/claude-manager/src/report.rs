@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use claude_proc::{ExitReason, StopCause};
+use claude_proc::{ExitReason, LimitKind, StopCause};
 
 /// Why a session ended (the `reason` of the `exit` event).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -64,10 +64,11 @@ impl ExitKind {
                 StopCause::Hung => ExitKind::Hung,
                 StopCause::Unhealthy { .. } => ExitKind::Unhealthy,
                 StopCause::AuthFailed => ExitKind::AuthFailed,
-                StopCause::LimitExceeded { limit } => match limit.as_str() {
-                    "memory" => ExitKind::MemoryLimit,
-                    "pids" => ExitKind::PidsLimit,
-                    "cpu_time" => ExitKind::CpuTimeLimit,
+                StopCause::LimitExceeded { limit } => match limit {
+                    LimitKind::Memory => ExitKind::MemoryLimit,
+                    LimitKind::Pids => ExitKind::PidsLimit,
+                    LimitKind::CpuTime => ExitKind::CpuTimeLimit,
+                    LimitKind::Timeout => ExitKind::Timeout,
                     // SIGXFSZ and the like: the signal tells it.
                     _ => ExitKind::Signaled,
                 },
@@ -128,25 +129,20 @@ pub struct SessionReport {
 }
 
 impl SessionReport {
-    /// The exit status a wrapper should exit with: the child's code; 124 for a timeout; 137
-    /// for a limit kill; 128+N for a signal the manager did not send; 126/127 when the program
-    /// is not executable / not found; a stop by the manager reports how the child ended (its
-    /// code, or 128+N).
-    pub fn exit_status(&self) -> u8 {
-        let by_signal = |sig: i32| u8::try_from(128 + sig.clamp(1, 127)).unwrap_or(255);
-        match self.reason {
-            ExitKind::Timeout => 124,
-            ExitKind::MemoryLimit | ExitKind::PidsLimit | ExitKind::CpuTimeLimit => 137,
-            ExitKind::SpawnFailed => match self.code {
-                Some(126) => 126,
-                Some(127) => 127,
-                _ => 126,
-            },
-            _ => match (self.code, self.signal) {
-                (Some(code), _) => u8::try_from(code.clamp(0, 255)).unwrap_or(1),
-                (None, Some(sig)) => by_signal(sig),
-                (None, None) => 1,
-            },
+    /// A report of `reason` with nothing measured yet (no code, signal, time or restarts).
+    pub fn new(name: impl Into<String>, reason: ExitKind) -> Self {
+        SessionReport {
+            name: name.into(),
+            reason,
+            code: None,
+            signal: None,
+            signal_sent_by_manager: false,
+            cpu_time: Duration::ZERO,
+            max_rss_bytes: 0,
+            wall: Duration::ZERO,
+            restarts: 0,
+            detail: String::new(),
+            claude: None,
         }
     }
 }
@@ -169,61 +165,31 @@ mod tests {
     use super::*;
     use claude_proc::RawExit;
 
-    fn report(reason: ExitKind, code: Option<i32>, signal: Option<i32>) -> SessionReport {
-        SessionReport {
-            name: "t".into(),
-            reason,
-            code,
-            signal,
-            signal_sent_by_manager: false,
-            cpu_time: Duration::ZERO,
-            max_rss_bytes: 0,
-            wall: Duration::ZERO,
-            restarts: 0,
-            detail: String::new(),
-            claude: None,
-        }
-    }
-
-    #[test]
-    fn exit_statuses_follow_the_cli_contract() {
-        assert_eq!(report(ExitKind::Exited, Some(3), None).exit_status(), 3);
-        assert_eq!(
-            report(ExitKind::Signaled, None, Some(11)).exit_status(),
-            139
-        );
-        assert_eq!(report(ExitKind::Timeout, None, Some(15)).exit_status(), 124);
-        assert_eq!(
-            report(ExitKind::MemoryLimit, None, Some(9)).exit_status(),
-            137
-        );
-        assert_eq!(
-            report(ExitKind::SpawnFailed, Some(127), None).exit_status(),
-            127
-        );
-        assert_eq!(
-            report(ExitKind::SpawnFailed, Some(126), None).exit_status(),
-            126
-        );
-        assert_eq!(report(ExitKind::Stopped, Some(0), None).exit_status(), 0);
-        assert_eq!(report(ExitKind::Stopped, None, Some(15)).exit_status(), 143);
-    }
-
     #[test]
     fn causes_map_to_kinds() {
-        let enforced = |limit: &str| ExitReason::Enforced {
-            cause: StopCause::LimitExceeded {
-                limit: limit.into(),
-            },
+        let enforced = |limit| ExitReason::Enforced {
+            cause: StopCause::LimitExceeded { limit },
             exit: RawExit {
                 code: None,
                 signal: Some(9),
             },
         };
-        assert_eq!(ExitKind::of(&enforced("memory")), ExitKind::MemoryLimit);
-        assert_eq!(ExitKind::of(&enforced("pids")), ExitKind::PidsLimit);
-        assert_eq!(ExitKind::of(&enforced("cpu_time")), ExitKind::CpuTimeLimit);
-        assert_eq!(ExitKind::of(&enforced("file_size")), ExitKind::Signaled);
+        assert_eq!(
+            ExitKind::of(&enforced(LimitKind::Memory)),
+            ExitKind::MemoryLimit
+        );
+        assert_eq!(
+            ExitKind::of(&enforced(LimitKind::Pids)),
+            ExitKind::PidsLimit
+        );
+        assert_eq!(
+            ExitKind::of(&enforced(LimitKind::CpuTime)),
+            ExitKind::CpuTimeLimit
+        );
+        assert_eq!(
+            ExitKind::of(&enforced(LimitKind::FileSize)),
+            ExitKind::Signaled
+        );
         assert_eq!(
             ExitKind::of(&ExitReason::KilledAfterGrace {
                 cause: StopCause::Hung

@@ -120,11 +120,9 @@ pub struct SessionSpec {
     pub limits: ResourceLimits,
     /// How limits are enforced.
     pub limit_options: LimitOptions,
-    /// When and how a run that ended is started again.
+    /// When and how a run that ended is started again (including the pause after a run the
+    /// API rate-limited, [`RestartPolicy::rate_limit_pause`]).
     pub restart: RestartPolicy,
-    /// After a run that was rate limited (429/529), the next waits at least this long, plus
-    /// up to as much again at random (default 30 s).
-    pub rate_limit_pause: Duration,
     /// SIGTERM-to-SIGKILL grace.
     pub grace: Duration,
     /// Health checking; `None` turns sampling off (no sample events, no peak RSS).
@@ -154,6 +152,7 @@ impl std::fmt::Debug for SessionSpec {
             .field("env (names)", &env)
             .field("pass_env", &self.pass_env)
             .field("limits", &self.limits)
+            .field("limit_options", &self.limit_options)
             .field("restart", &self.restart)
             .field("grace", &self.grace)
             .field("health", &self.health)
@@ -175,7 +174,6 @@ impl SessionSpec {
             limits: ResourceLimits::default(),
             limit_options: LimitOptions::default(),
             restart: RestartPolicy::default(),
-            rate_limit_pause: Duration::from_secs(30),
             grace: Duration::from_secs(5),
             health: Some(HealthSpec::default()),
             credentials: None,

@@ -17,7 +17,7 @@ const PROMPTS: [&str; 2] = ["ping", "what does a process supervisor do?"];
 pub(crate) async fn demo(sessions: usize) -> u8 {
     if sessions == 0 {
         eprintln!("claude-pm: --sessions must be at least 1");
-        return crate::USAGE;
+        return crate::exit::USAGE;
     }
     let bin = match pinned_cli().await {
         Ok(bin) => bin,
@@ -50,53 +50,10 @@ pub(crate) async fn demo(sessions: usize) -> u8 {
         ..Default::default()
     }));
     let started = Instant::now();
-    let mut events = manager.subscribe();
-    let printer = tokio::spawn(async move {
-        while let Ok(e) = events.recv().await {
-            let t = started.elapsed().as_secs_f64();
-            match &e.kind {
-                EventKind::State { to, .. } => println!(
-                    "{t:6.2}s  {:<10} {}{}",
-                    e.session,
-                    to.as_str(),
-                    to.pid().map(|p| format!(" (pid {p})")).unwrap_or_default()
-                ),
-                EventKind::Exit(r) => println!(
-                    "{t:6.2}s  {:<10} exit: {} (code {:?})",
-                    e.session, r.reason, r.code
-                ),
-                _ => {}
-            }
-        }
-    });
+    let printer = print_events(&manager, started);
     let mut tasks = Vec::new();
     for i in 0..sessions {
-        let mut spec = SessionSpec::claude(format!("session-{i}"), STREAM_JSON_ARGS);
-        if let claude_manager::Program::Claude { binary, .. } = &mut spec.program {
-            *binary = Some(bin.clone());
-        }
-        for (k, v) in offline_env(&api.base_url()) {
-            spec.env.push((k.into(), v.into()));
-        }
-        spec.credentials = Some(Arc::new(StaticSource::new(Credential::new(
-            CredentialKind::ApiKey,
-            Secret::new(format!("sk-ant-api03-claude-pm-demo-{i:08}")),
-        ))));
-        spec.limits.max_memory = Some(1 << 30);
-        spec.limits.max_pids = Some(256);
-        spec.limits.max_open_files = Some(4096);
-        spec.limits.timeout = Some(Duration::from_secs(120));
-        spec.health = Some(HealthSpec {
-            interval: Duration::from_secs(1),
-            hang_after: Some(Duration::from_secs(60)),
-            ..HealthSpec::default()
-        });
-        spec.isolation.home = true;
-        spec.stdin = StdinMode::Piped;
-        spec.stdout = OutputMode::lines();
-        spec.stderr = OutputMode::Discard;
-        spec.grace = Duration::from_secs(3);
-        let handle = match manager.start(spec) {
+        let handle = match manager.start(session_spec(i, &bin, &api)) {
             Ok(h) => h,
             Err(e) => {
                 eprintln!("claude-pm: {e}");
@@ -113,12 +70,85 @@ pub(crate) async fn demo(sessions: usize) -> u8 {
         }
     }
     printer.abort();
+    let ok = summary(&rows) && rows.len() == sessions;
+    println!(
+        "\nstand-in answered {} API calls; total {:.1}s",
+        api.message_calls().len(),
+        started.elapsed().as_secs_f64()
+    );
+    if ok {
+        println!("all {sessions} sessions answered every turn and ended cleanly; no process of theirs is left");
+        0
+    } else {
+        println!("some sessions did not complete (see above)");
+        1
+    }
+}
+
+/// Session `i`: the pinned CLI in stream-json mode against the stand-in, its own API key,
+/// limits and health checks.
+fn session_spec(i: usize, bin: &std::path::Path, api: &StandInApi) -> SessionSpec {
+    let mut spec = SessionSpec::claude(format!("session-{i}"), STREAM_JSON_ARGS);
+    if let claude_manager::Program::Claude { binary, .. } = &mut spec.program {
+        *binary = Some(bin.to_path_buf());
+    }
+    for (k, v) in offline_env(&api.base_url()) {
+        spec.env.push((k.into(), v.into()));
+    }
+    spec.credentials = Some(Arc::new(StaticSource::new(Credential::new(
+        CredentialKind::ApiKey,
+        Secret::new(format!("sk-ant-api03-claude-pm-demo-{i:08}")),
+    ))));
+    spec.limits.max_memory = Some(1 << 30);
+    spec.limits.max_pids = Some(256);
+    spec.limits.max_open_files = Some(4096);
+    spec.limits.timeout = Some(Duration::from_secs(120));
+    spec.health = Some(HealthSpec {
+        interval: Duration::from_secs(1),
+        hang_after: Some(Duration::from_secs(60)),
+        ..HealthSpec::default()
+    });
+    spec.isolation.home = true;
+    spec.stdin = StdinMode::Piped;
+    spec.stdout = OutputMode::lines();
+    spec.stderr = OutputMode::Discard;
+    spec.grace = Duration::from_secs(3);
+    spec
+}
+
+/// Every state change and exit as it happens.
+fn print_events(manager: &ProcessManager, started: Instant) -> tokio::task::JoinHandle<()> {
+    let mut events = manager.subscribe();
+    tokio::spawn(async move {
+        while let Ok(e) = events.recv().await {
+            let t = started.elapsed().as_secs_f64();
+            match &e.kind {
+                EventKind::State { to, .. } => println!(
+                    "{t:6.2}s  {:<10} {}{}",
+                    e.session,
+                    to.as_str(),
+                    to.pid().map(|p| format!(" (pid {p})")).unwrap_or_default()
+                ),
+                EventKind::Exit(r) => println!(
+                    "{t:6.2}s  {:<10} exit: {}{}",
+                    e.session,
+                    r.reason,
+                    r.code.map(|c| format!(", code {c}")).unwrap_or_default()
+                ),
+                _ => {}
+            }
+        }
+    })
+}
+
+/// The table of sessions; whether every one answered every turn and left nothing running.
+fn summary(rows: &[Row]) -> bool {
     println!(
         "\n{:<10} {:<9} {:>5} {:>10} {:>9} {:>7}  {:<8} answers",
         "session", "state", "turns", "cost $", "peak MiB", "pid", "exit"
     );
-    let mut ok = rows.len() == sessions;
-    for row in &rows {
+    let mut ok = true;
+    for row in rows {
         let (turns, cost) = row
             .report
             .as_ref()
@@ -148,18 +178,7 @@ pub(crate) async fn demo(sessions: usize) -> u8 {
             row.answers.join(" | ")
         );
     }
-    println!(
-        "\nstand-in answered {} API calls; total {:.1}s",
-        api.message_calls().len(),
-        started.elapsed().as_secs_f64()
-    );
-    if ok {
-        println!("all {sessions} sessions answered every turn and ended cleanly; no process of theirs is left");
-        0
-    } else {
-        println!("some sessions did not complete (see above)");
-        1
-    }
+    ok
 }
 
 struct Row {

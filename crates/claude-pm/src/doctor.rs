@@ -1,14 +1,18 @@
-//! `claude-pm doctor`: what this host gives a supervised session.
+//! `claude-pm doctor`: what this host gives a supervised session. Its limits report comes from
+//! [`claude_manager::plan_limits`] over the spec `claude-pm claude` would build from the same
+//! settings, the very call `ProcessManager::start` makes, so doctor cannot say one thing and a
+//! run do another.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use claude_manager::auth::{TokenChain, TokenManager};
-use claude_manager::limits::{LimitMode, LimitOptions, LimitsHook, ResourceLimits};
-use claude_manager::Settings;
-use serde_json::json;
+use claude_manager::limits::{LimitReport, ResourceLimits};
+use claude_manager::{plan_limits, Program, SessionSpec};
+use serde_json::{json, Value};
 
-use crate::USAGE;
+use crate::cli::SettingsArgs;
+use crate::supervise::{configure, describe};
 
 /// The cgroup layout of this host, in words.
 fn cgroup_mode() -> &'static str {
@@ -25,40 +29,9 @@ fn cgroup_mode() -> &'static str {
     }
 }
 
-pub(crate) async fn doctor(json_out: bool, config: Option<PathBuf>) -> u8 {
-    let file = match config.as_deref().map(Settings::from_file).transpose() {
-        Ok(s) => s.unwrap_or_default(),
-        Err(e) => {
-            eprintln!("claude-pm: {e}");
-            return USAGE;
-        }
-    };
-    let settings = match Settings::from_env(&|k| std::env::var(k).ok()) {
-        Ok(env) => file.merged(env),
-        Err(e) => {
-            eprintln!("claude-pm: {e}");
-            return USAGE;
-        }
-    };
-    let (binary, version) =
-        match claude_manager::proc::resolve_claude(settings.claude_binary.as_deref()) {
-            Ok(bin) => {
-                let version = claude_manager::proc::binary_version(&bin, Duration::from_secs(15))
-                    .await
-                    .unwrap_or_else(|e| format!("unknown ({e})"));
-                (Some(bin), version)
-            }
-            Err(e) => (None, e.to_string()),
-        };
-    let chain = TokenChain::cli_default(&|k| std::env::var_os(k));
-    let auth = match chain.get_token().await {
-        Ok(_) => chain
-            .report()
-            .map(|r| json!({"source": r.source, "kind": r.kind.to_string(), "credential": r.redacted}))
-            .unwrap_or(json!(null)),
-        Err(e) => json!({"error": e.to_string()}),
-    };
-    let probe = ResourceLimits {
+/// Every limit at a sample value, for a doctor asked about no limit in particular.
+fn sample_limits() -> ResourceLimits {
+    ResourceLimits {
         max_cpu: Some(1.0),
         max_memory: Some(1 << 30),
         max_disk_io: Some(10 << 20),
@@ -69,64 +42,133 @@ pub(crate) async fn doctor(json_out: bool, config: Option<PathBuf>) -> u8 {
         max_cpu_time: Some(Duration::from_secs(60)),
         max_file_size: Some(1 << 30),
         max_core_size: Some(0),
+    }
+}
+
+/// The limits part of the report: what `run` with these settings applies, or (with no limit
+/// asked for) how each limit would be enforced at a sample value.
+fn limits(spec: &SessionSpec) -> Value {
+    let asked = spec.limits != ResourceLimits::default();
+    let mut probe = spec.clone();
+    if !asked {
+        probe.limits = sample_limits();
+        probe.limit_options.best_effort = true;
+    }
+    let (entries, error) = match plan_limits(&probe) {
+        Ok(hook) => (entries(hook.report()), None),
+        Err(e) => (Vec::new(), Some(describe(&e))),
     };
-    let options = LimitOptions {
-        mode: settings.limits.unwrap_or(LimitMode::Auto),
-        io_device: claude_manager::limits::block_device_of(Path::new(".")),
-        best_effort: true,
-        ..LimitOptions::default()
+    json!({
+        "for": if asked { "these settings" } else { "sample values" },
+        "mode": spec.limit_options.mode.name(),
+        "entries": entries,
+        "error": error,
+    })
+}
+
+fn entries(report: &LimitReport) -> Vec<Value> {
+    report
+        .entries
+        .iter()
+        .map(|e| {
+            json!({"limit": e.limit.name(), "mechanism": e.mechanism.to_string(), "note": e.note})
+        })
+        .collect()
+}
+
+async fn claude_binary(spec: &SessionSpec) -> Value {
+    let binary = match &spec.program {
+        Program::Claude { binary, .. } => binary.as_deref(),
+        _ => None,
     };
-    let limits: Vec<serde_json::Value> = match LimitsHook::new(probe, options) {
-        Ok(hook) => hook
+    match claude_manager::proc::resolve_claude(binary) {
+        Ok(bin) => {
+            match claude_manager::proc::binary_version(&bin, Duration::from_secs(15)).await {
+                Ok(version) => json!({"binary": bin, "version": version}),
+                Err(e) => json!({"binary": bin, "version": null, "error": describe(&e)}),
+            }
+        }
+        Err(e) => json!({"binary": null, "version": null, "error": describe(&e)}),
+    }
+}
+
+async fn auth() -> Value {
+    let chain = TokenChain::cli_default(&|k| std::env::var_os(k));
+    match chain.get_token().await {
+        Ok(_) => chain
             .report()
-            .entries
-            .iter()
-            .map(
-                |(k, m, note)| json!({"limit": k.name(), "mechanism": m.to_string(), "note": note}),
-            )
-            .collect(),
-        Err(e) => vec![json!({"error": e.to_string()})],
+            .map(|r| json!({"source": r.source, "kind": r.kind.to_string(), "credential": r.redacted}))
+            .unwrap_or(json!(null)),
+        Err(e) => json!({"error": describe(&e)}),
+    }
+}
+
+pub(crate) async fn doctor(json_out: bool, settings: SettingsArgs) -> u8 {
+    let spec = SessionSpec::claude("doctor", Vec::<String>::new());
+    let spec = match configure(&settings, spec) {
+        Ok((spec, _)) => spec,
+        Err(code) => return code,
     };
     let report = json!({
-        "claude": {"binary": binary, "version": version},
-        "auth": auth,
+        "claude": claude_binary(&spec).await,
+        "auth": auth().await,
         "cgroup": cgroup_mode(),
-        "limits": limits,
+        "limits": limits(&spec),
         "claude_pm": env!("CARGO_PKG_VERSION"),
     });
     if json_out {
         println!("{report}");
-        return 0;
-    }
-    println!("claude-pm {}", env!("CARGO_PKG_VERSION"));
-    match &binary {
-        Some(bin) => println!("claude binary   {} (version {version})", bin.display()),
-        None => println!("claude binary   not found: {version}"),
-    }
-    match report["auth"].get("source") {
-        Some(source) => println!(
-            "auth            {} from {} ({})",
-            report["auth"]["kind"].as_str().unwrap_or("?"),
-            source.as_str().unwrap_or("?"),
-            report["auth"]["credential"].as_str().unwrap_or("?")
-        ),
-        None => println!(
-            "auth            none: {}",
-            report["auth"]["error"].as_str().unwrap_or("no credential")
-        ),
-    }
-    println!("cgroups         {}", cgroup_mode());
-    println!("limits          how each would be enforced here:");
-    for l in &limits {
-        match l.get("limit") {
-            Some(name) => println!(
-                "  {:<12} {:<13} {}",
-                name.as_str().unwrap_or("?"),
-                l["mechanism"].as_str().unwrap_or("?"),
-                l["note"].as_str().unwrap_or("")
-            ),
-            None => println!("  {}", l["error"].as_str().unwrap_or("?")),
-        }
+    } else {
+        print_text(&report);
     }
     0
+}
+
+fn print_text(report: &Value) {
+    let text = |v: &Value| v.as_str().unwrap_or("?").to_owned();
+    println!("claude-pm {}", text(&report["claude_pm"]));
+    let claude = &report["claude"];
+    match claude["binary"].as_str() {
+        Some(bin) if claude["version"].is_string() => {
+            println!(
+                "claude binary   {bin} (version {})",
+                text(&claude["version"])
+            )
+        }
+        Some(bin) => println!("claude binary   {bin}: {}", text(&claude["error"])),
+        None => println!("claude binary   not found: {}", text(&claude["error"])),
+    }
+    let auth = &report["auth"];
+    match auth.get("source") {
+        Some(source) => println!(
+            "auth            {} from {} ({})",
+            text(&auth["kind"]),
+            text(source),
+            text(&auth["credential"])
+        ),
+        None => println!("auth            none: {}", text(&auth["error"])),
+    }
+    println!("cgroups         {}", text(&report["cgroup"]));
+    let limits = &report["limits"];
+    match limits["for"].as_str() {
+        Some("these settings") => println!(
+            "limits          as run would apply them ({} mode):",
+            text(&limits["mode"])
+        ),
+        _ => println!(
+            "limits          how each would be enforced here ({} mode):",
+            text(&limits["mode"])
+        ),
+    }
+    if let Some(error) = limits["error"].as_str() {
+        println!("  run would refuse to start: {error}");
+    }
+    for l in limits["entries"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<12} {:<13} {}",
+            text(&l["limit"]),
+            text(&l["mechanism"]),
+            l["note"].as_str().unwrap_or("")
+        );
+    }
 }

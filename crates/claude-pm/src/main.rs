@@ -1,7 +1,5 @@
 //! `claude-pm`: supervise the Claude Code CLI or any program from a shell. See the README for
-//! the surface; exit statuses: the child's code, 124 timeout, 137 limit kill, 128+N for a
-//! signal claude-pm did not send, 125 for claude-pm's own usage or configuration errors, 126
-//! not executable, 127 not found.
+//! the surface; the exit statuses are one table in `exit.rs`.
 #![expect(
     clippy::print_stdout,
     reason = "a command-line tool prints its answers"
@@ -10,14 +8,12 @@
 mod cli;
 mod demo;
 mod doctor;
+mod exit;
 mod supervise;
 
 use std::process::ExitCode;
 
 use clap::Parser;
-
-/// claude-pm's own usage or configuration error.
-pub(crate) const USAGE: u8 = 125;
 
 fn main() -> ExitCode {
     let cli = match cli::Cli::try_parse() {
@@ -28,7 +24,7 @@ fn main() -> ExitCode {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
                     ExitCode::SUCCESS
                 }
-                _ => ExitCode::from(USAGE),
+                _ => ExitCode::from(exit::USAGE),
             };
         }
     };
@@ -42,14 +38,14 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("claude-pm: cannot start the runtime: {e}");
-            return ExitCode::from(USAGE);
+            return ExitCode::from(exit::USAGE);
         }
     };
     let code = runtime.block_on(async move {
         match cli.command {
             cli::Command::Run { options, program } => supervise::run(options, program).await,
             cli::Command::Claude { options, args } => supervise::claude(options, args).await,
-            cli::Command::Doctor { json, config } => doctor::doctor(json, config).await,
+            cli::Command::Doctor { json, settings } => doctor::doctor(json, settings).await,
             cli::Command::Demo { sessions } => demo::demo(sessions).await,
         }
     });

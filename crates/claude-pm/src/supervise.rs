@@ -12,29 +12,59 @@ use claude_manager::{
 };
 use tokio::sync::broadcast;
 
-use crate::cli::Options;
-use crate::USAGE;
+use crate::cli::{RunOptions, SettingsArgs};
+use crate::exit;
+
+/// An error and every cause under it, as one line (`failed to read the config file x: No such
+/// file or directory (os error 2)`).
+pub(crate) fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
+}
 
 /// The settings in force: the config file, then `CLAUDE_PM_*`, then the flags.
-pub(crate) fn settings(options: &Options) -> Result<Settings, String> {
-    let file = match &options.config {
-        Some(path) => Settings::from_file(path).map_err(|e| e.to_string())?,
+pub(crate) fn load_settings(args: &SettingsArgs) -> Result<Settings, claude_manager::Error> {
+    let file = match &args.config {
+        Some(path) => Settings::from_file(path)?,
         None => Settings::default(),
     };
-    let env = Settings::from_env(&|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
+    let env = Settings::from_env(&|k| std::env::var_os(k))?;
     let mut flags = Settings::default();
-    for (key, value) in options.pairs() {
-        flags
-            .set(key, &value, &SettingsSource::Flag)
-            .map_err(|e| e.to_string())?;
+    for (key, value) in &args.values {
+        flags.set(key, value, &SettingsSource::Flag)?;
     }
     Ok(file.merged(env).merged(flags))
 }
 
-pub(crate) async fn run(options: Options, program: Vec<String>) -> u8 {
+/// `spec` with the settings applied, and the manager's configuration; on a bad setting the
+/// message is printed and the usage status returned.
+pub(crate) fn configure(
+    args: &SettingsArgs,
+    mut spec: SessionSpec,
+) -> Result<(SessionSpec, ManagerConfig), u8> {
+    let mut manager = ManagerConfig::default();
+    load_settings(args)
+        .and_then(|s| s.apply(&mut spec, &mut manager))
+        .map_err(|e| {
+            eprintln!("claude-pm: {}", describe(&e));
+            exit::USAGE
+        })?;
+    Ok((spec, manager))
+}
+
+pub(crate) async fn run(options: RunOptions, program: Vec<String>) -> u8 {
     let Some((first, args)) = program.split_first() else {
         eprintln!("claude-pm: run needs a program after --");
-        return USAGE;
+        return exit::USAGE;
     };
     let name = Path::new(first)
         .file_name()
@@ -43,13 +73,21 @@ pub(crate) async fn run(options: Options, program: Vec<String>) -> u8 {
     spec.stdin = StdinMode::Inherit;
     spec.stdout = OutputMode::Inherit;
     spec.stderr = OutputMode::Inherit;
-    foreground(options, spec, false).await
+    match configure(&options.settings, spec) {
+        Ok((spec, manager)) => foreground(&options, spec, manager, false).await,
+        Err(code) => code,
+    }
 }
 
-pub(crate) async fn claude(options: Options, args: Vec<String>) -> u8 {
+pub(crate) async fn claude(options: RunOptions, args: Vec<String>) -> u8 {
     let mut spec = SessionSpec::claude("claude", args);
     spec.stdin = StdinMode::Inherit;
     spec.stderr = OutputMode::Inherit;
+    // Settings first: a bad config file is reported as such, not as a missing credential.
+    let (mut spec, manager) = match configure(&options.settings, spec) {
+        Ok(configured) => configured,
+        Err(code) => return code,
+    };
     let chain = TokenChain::cli_default(&|k| std::env::var_os(k));
     match chain.get_token().await {
         Ok(_) => {
@@ -63,14 +101,14 @@ pub(crate) async fn claude(options: Options, args: Vec<String>) -> u8 {
                 "claude-pm: no credential found: set ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN \
                  (claude setup-token), or log in with claude"
             );
-            return USAGE;
+            return exit::USAGE;
         }
         Err(e) => {
-            eprintln!("claude-pm: {e}");
-            return USAGE;
+            eprintln!("claude-pm: {}", describe(&e));
+            return exit::USAGE;
         }
     }
-    foreground(options, spec, true).await
+    foreground(&options, spec, manager, true).await
 }
 
 /// Where `--events` go.
@@ -101,20 +139,17 @@ impl EventSink {
     }
 }
 
-async fn foreground(options: Options, mut spec: SessionSpec, forward_stdout: bool) -> u8 {
-    let settings = match settings(&options) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("claude-pm: {e}");
-            return USAGE;
-        }
-    };
-    settings.apply(&mut spec);
+async fn foreground(
+    options: &RunOptions,
+    spec: SessionSpec,
+    config: ManagerConfig,
+    forward_stdout: bool,
+) -> u8 {
     let mut sink = match options.events.as_deref().map(EventSink::open).transpose() {
         Ok(sink) => sink,
         Err(e) => {
             eprintln!("claude-pm: {e}");
-            return USAGE;
+            return exit::USAGE;
         }
     };
     let status_line = std::io::stderr().is_terminal() && !matches!(sink, Some(EventSink::Stderr));
@@ -122,10 +157,7 @@ async fn foreground(options: Options, mut spec: SessionSpec, forward_stdout: boo
     if let Err(e) = claude_manager::start_watchdog().await {
         tracing::warn!(error = %e, "no watchdog: a killed claude-pm may leave descendants");
     }
-    let manager = ProcessManager::new(ManagerConfig {
-        max_live: settings.max_live.unwrap_or(0),
-        ..Default::default()
-    });
+    let manager = ProcessManager::new(config);
     let mut events = manager.subscribe();
     let mut handle = match manager.start(spec) {
         Ok(h) => h,
@@ -133,17 +165,17 @@ async fn foreground(options: Options, mut spec: SessionSpec, forward_stdout: boo
             e @ claude_manager::proc::Error::ProgramNotFound { .. },
         )) => {
             eprintln!("claude-pm: {e}");
-            return 127;
+            return exit::NOT_FOUND;
         }
         Err(claude_manager::Error::Process(
             e @ claude_manager::proc::Error::NotExecutable { .. },
         )) => {
             eprintln!("claude-pm: {e}");
-            return 126;
+            return exit::NOT_EXECUTABLE;
         }
         Err(e) => {
-            eprintln!("claude-pm: {e}");
-            return USAGE;
+            eprintln!("claude-pm: {}", describe(&e));
+            return exit::USAGE;
         }
     };
     let report = pump(
@@ -159,11 +191,11 @@ async fn foreground(options: Options, mut spec: SessionSpec, forward_stdout: boo
             if !report.reason.eq(&claude_manager::ExitKind::Exited) {
                 eprintln!("claude-pm: {} ({})", report.reason, report.detail);
             }
-            report.exit_status()
+            exit::status(&report)
         }
         None => {
             eprintln!("claude-pm: the session ended without a report");
-            1
+            exit::NO_REPORT
         }
     }
 }

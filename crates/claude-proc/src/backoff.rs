@@ -72,17 +72,20 @@ impl Backoff {
 
 /// The state of a [`CircuitBreaker`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BreakerState {
     /// Attempts are allowed.
     Closed,
-    /// Attempts are refused until the open period ends.
+    /// Attempts wait until the open period ends.
     Open,
-    /// One trial attempt is allowed; its outcome closes or re-opens the breaker.
+    /// The next attempt is a trial; its outcome closes or re-opens the breaker.
     HalfOpen,
 }
 
 /// A circuit breaker over restarts: after `threshold` consecutive failures (or one failure an
-/// upper layer marked non-retryable) it opens for `open_for`; then it lets one trial through.
+/// upper layer marked non-retryable) it opens for `open_for`; the first attempt after that is a
+/// trial, and a failed trial re-opens it at once. Pure: every method that needs the time takes
+/// it, so the restart engine and its tests decide what "now" is.
 #[derive(Debug, Clone)]
 pub struct CircuitBreaker {
     threshold: u32,
@@ -104,44 +107,45 @@ impl CircuitBreaker {
         }
     }
 
-    /// The state now (an open breaker whose time is up reads as half-open).
-    pub fn state(&self) -> BreakerState {
+    /// The state at `now` (an open breaker whose time is up reads as half-open).
+    pub fn state(&self, now: Instant) -> BreakerState {
         match self.open_until {
-            Some(until) if Instant::now() < until => BreakerState::Open,
+            Some(until) if now < until => BreakerState::Open,
             Some(_) => BreakerState::HalfOpen,
             None if self.half_open => BreakerState::HalfOpen,
             None => BreakerState::Closed,
         }
     }
 
-    /// Ask to make an attempt: `Err` with the remaining open time while open.
-    pub fn allow(&mut self) -> Result<()> {
-        if let Some(until) = self.open_until {
-            let now = Instant::now();
-            if now < until {
-                return Err(Error::BreakerOpen {
-                    remaining: until - now,
-                });
+    /// How long the next attempt must wait from `now` (zero unless open). An open breaker's
+    /// next attempt is its trial: the breaker is half-open from here on.
+    pub fn wait_before_attempt(&mut self, now: Instant) -> Duration {
+        match self.open_until.take() {
+            Some(until) => {
+                self.half_open = true;
+                until.saturating_duration_since(now)
             }
-            self.open_until = None;
-            self.half_open = true;
+            None => Duration::ZERO,
         }
-        Ok(())
     }
 
-    /// The attempt succeeded (ran long enough to count as stable): close.
+    /// The attempt succeeded (or ran long enough to count as stable): close.
     pub fn record_success(&mut self) {
         self.consecutive = 0;
         self.open_until = None;
         self.half_open = false;
     }
 
-    /// The attempt failed. Returns true if this opened the breaker.
-    pub fn record_failure(&mut self, retryable: bool) -> bool {
+    /// The attempt failed at `now`. Returns true if this opened the breaker.
+    pub fn record_failure(&mut self, retryable: bool, now: Instant) -> bool {
         self.consecutive = self.consecutive.saturating_add(1);
         let open = !retryable || self.half_open || self.consecutive >= self.threshold;
         if open {
-            self.open_until = Some(Instant::now() + self.open_for);
+            // A period too long to add to an instant is an open breaker for good.
+            self.open_until = Some(
+                now.checked_add(self.open_for)
+                    .unwrap_or_else(|| far_future(now)),
+            );
             self.half_open = false;
         }
         open
@@ -150,6 +154,20 @@ impl CircuitBreaker {
     /// Consecutive failures so far.
     pub fn failures(&self) -> u32 {
         self.consecutive
+    }
+}
+
+/// The latest instant after `now` that can be represented (about a century on).
+fn far_future(now: Instant) -> Instant {
+    let mut step = Duration::from_secs(100 * 365 * 24 * 3600);
+    loop {
+        if let Some(at) = now.checked_add(step) {
+            return at;
+        }
+        step /= 2;
+        if step.is_zero() {
+            return now;
+        }
     }
 }
 
@@ -214,40 +232,45 @@ mod tests {
         assert!(b.validate().is_err());
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn breaker_opens_half_opens_and_closes() {
+    #[test]
+    fn breaker_opens_half_opens_and_closes() {
+        let t0 = Instant::now();
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
         let mut br = CircuitBreaker::new(3, Duration::from_secs(30));
-        assert!(!br.record_failure(true));
-        assert!(!br.record_failure(true));
-        assert_eq!(br.state(), BreakerState::Closed);
-        assert!(br.record_failure(true));
-        assert_eq!(br.state(), BreakerState::Open);
-        assert!(br.allow().is_err());
-        tokio::time::advance(Duration::from_secs(29)).await;
-        assert!(br.allow().is_err());
-        tokio::time::advance(Duration::from_secs(1)).await;
-        assert_eq!(br.state(), BreakerState::HalfOpen);
-        assert!(br.allow().is_ok());
+        assert!(!br.record_failure(true, at(0)));
+        assert!(!br.record_failure(true, at(0)));
+        assert_eq!(br.state(at(0)), BreakerState::Closed);
+        assert_eq!(br.wait_before_attempt(at(0)), Duration::ZERO);
+        assert!(br.record_failure(true, at(0)));
+        assert_eq!(br.state(at(29)), BreakerState::Open);
+        assert_eq!(br.state(at(30)), BreakerState::HalfOpen);
+        // The next attempt waits out the period and is the trial.
+        assert_eq!(br.wait_before_attempt(at(10)), Duration::from_secs(20));
+        assert_eq!(br.state(at(10)), BreakerState::HalfOpen);
         // A failed trial re-opens at once.
-        assert!(br.record_failure(true));
-        assert_eq!(br.state(), BreakerState::Open);
-        tokio::time::advance(Duration::from_secs(30)).await;
-        assert!(br.allow().is_ok());
+        assert!(br.record_failure(true, at(40)));
+        assert_eq!(br.state(at(41)), BreakerState::Open);
+        assert_eq!(br.wait_before_attempt(at(70)), Duration::ZERO);
         br.record_success();
-        assert_eq!(br.state(), BreakerState::Closed);
+        assert_eq!(br.state(at(70)), BreakerState::Closed);
         assert_eq!(br.failures(), 0);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn non_retryable_failure_opens_immediately() {
+    #[test]
+    fn non_retryable_failure_opens_immediately() {
+        let now = Instant::now();
         let mut br = CircuitBreaker::new(5, Duration::from_secs(10));
-        assert!(br.record_failure(false));
-        assert_eq!(br.state(), BreakerState::Open);
-        match br.allow() {
-            Err(Error::BreakerOpen { remaining }) => {
-                assert_eq!(remaining, Duration::from_secs(10))
-            }
-            other => panic!("expected open breaker, got {other:?}"),
-        }
+        assert!(br.record_failure(false, now));
+        assert_eq!(br.state(now), BreakerState::Open);
+        assert_eq!(br.wait_before_attempt(now), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn an_open_period_too_long_for_an_instant_does_not_panic() {
+        let now = Instant::now();
+        let mut br = CircuitBreaker::new(1, Duration::MAX);
+        assert!(br.record_failure(true, now));
+        assert_eq!(br.state(now), BreakerState::Open);
+        assert!(br.wait_before_attempt(now) > Duration::from_secs(3600 * 24 * 365));
     }
 }

@@ -284,19 +284,19 @@ async fn start(config: &ProcessConfig, cell: &Arc<StatusCell>) -> Result<Child> 
     }
 }
 
-async fn start_prepared(
-    config: &ProcessConfig,
-    cell: &Arc<StatusCell>,
-    marker: String,
-    setup: ChildSetup,
-    hooks: &mut Hooks,
-) -> Result<Child> {
-    let ChildSetup {
-        actions,
-        fds,
-        env: hook_env,
-    } = setup;
+/// The parent's ends of the child's piped stdio.
+struct ParentEnds {
+    stdin: Option<OwnedFd>,
+    stdout: Option<OwnedFd>,
+    stderr: Option<OwnedFd>,
+}
 
+/// The child's environment: the configuration's, then the hooks' changes, then the tree marker.
+fn child_envp(
+    config: &ProcessConfig,
+    marker: &str,
+    hook_env: Vec<(OsString, Option<OsString>)>,
+) -> Result<Vec<CString>> {
     let mut env = config.child_env(std::env::vars_os());
     for (name, value) in hook_env {
         env.retain(|(existing, _)| *existing != name);
@@ -304,9 +304,8 @@ async fn start_prepared(
             env.push((name, value));
         }
     }
-    env.push((TREE_MARKER_VAR.into(), marker.clone().into()));
-    let envp = env
-        .into_iter()
+    env.push((TREE_MARKER_VAR.into(), marker.into()));
+    env.into_iter()
         .map(|(name, value)| {
             let mut entry: OsString = name;
             entry.push("=");
@@ -315,8 +314,21 @@ async fn start_prepared(
                 name: String::from("(from a hook)"),
             })
         })
-        .collect::<Result<Vec<_>>>()?;
+        .collect()
+}
 
+/// Everything the spawner thread needs, as data, and the parent's pipe ends.
+fn spawn_request(
+    config: &ProcessConfig,
+    marker: &str,
+    setup: ChildSetup,
+) -> Result<(SpawnRequest, ParentEnds)> {
+    let ChildSetup {
+        actions,
+        fds,
+        env: hook_env,
+    } = setup;
+    let envp = child_envp(config, marker, hook_env)?;
     let program = cstring(config.program.clone().into_os_string().into_vec(), 0)?;
     let mut argv = vec![program.clone()];
     for (i, arg) in config.args.iter().enumerate() {
@@ -331,8 +343,7 @@ async fn start_prepared(
         }
         None => None,
     };
-
-    let (stdin_fd, stdin_parent) = match config.stdin {
+    let (stdin_fd, stdin) = match config.stdin {
         StdinMode::Inherit => (StdFd::Inherit, None),
         StdinMode::Null => (StdFd::Fd(dev_null(false)?), None),
         StdinMode::Piped => {
@@ -340,9 +351,8 @@ async fn start_prepared(
             (StdFd::Fd(read), Some(write))
         }
     };
-    let (stdout_fd, stdout_parent) = output_fd(config.stdout)?;
-    let (stderr_fd, stderr_parent) = output_fd(config.stderr)?;
-
+    let (stdout_fd, stdout) = output_fd(config.stdout)?;
+    let (stderr_fd, stderr) = output_fd(config.stderr)?;
     let request = SpawnRequest {
         program,
         argv,
@@ -354,6 +364,65 @@ async fn start_prepared(
         new_session: config.new_session,
         survive_parent: config.survive_parent,
     };
+    Ok((
+        request,
+        ParentEnds {
+            stdin,
+            stdout,
+            stderr,
+        },
+    ))
+}
+
+/// The caller's stdin writer and output receivers over the parent's ends; the reader tasks
+/// and the stderr tail are handed to the monitor.
+fn attach_streams(
+    config: &ProcessConfig,
+    pid: u32,
+    ends: ParentEnds,
+    monitor: &mut Monitor,
+) -> Result<(
+    Option<ChildStdin>,
+    Option<OutputReceiver>,
+    Option<OutputReceiver>,
+)> {
+    let tail = config
+        .stderr
+        .is_piped()
+        .then(|| Tail::new(config.stderr_tail));
+    let stdin = match ends.stdin {
+        Some(fd) => Some(ChildStdin::new(
+            pid,
+            tokio::net::unix::pipe::Sender::from_owned_fd(fd)
+                .map_err(|e| Error::os("register the stdin pipe", e))?,
+        )),
+        None => None,
+    };
+    let mut readers = Vec::new();
+    let mut take_reader = |fd: Option<OwnedFd>, mode: OutputMode, tail: Option<Tail>| {
+        let Some(fd) = fd else {
+            return Ok(None);
+        };
+        let receiver = tokio::net::unix::pipe::Receiver::from_owned_fd(fd)
+            .map_err(|e| Error::os("register an output pipe", e))?;
+        let (rx, task) = start_reader(receiver, framing(mode), tail, config.output_buffer);
+        readers.push(task);
+        Ok::<_, Error>(rx)
+    };
+    let stdout = take_reader(ends.stdout, config.stdout, None)?;
+    let stderr = take_reader(ends.stderr, config.stderr, tail.clone())?;
+    monitor.attach(stdin.clone(), readers, tail);
+    Ok((stdin, stdout, stderr))
+}
+
+async fn start_prepared(
+    config: &ProcessConfig,
+    cell: &Arc<StatusCell>,
+    marker: String,
+    setup: ChildSetup,
+    hooks: &mut Hooks,
+) -> Result<Child> {
+    let (request, ends) = spawn_request(config, &marker, setup)?;
     // While a spawn is between clone and the leader's registration, a subreaper's sweep of
     // orphan zombies must not take the new leader for an orphan.
     let in_flight = crate::sys::tree::SpawnInFlight::enter();
@@ -394,32 +463,7 @@ async fn start_prepared(
         started,
         exit_tx,
     )?;
-    let tail = config
-        .stderr
-        .is_piped()
-        .then(|| Tail::new(config.stderr_tail));
-    let stdin = match stdin_parent {
-        Some(fd) => Some(ChildStdin::new(
-            pid,
-            tokio::net::unix::pipe::Sender::from_owned_fd(fd)
-                .map_err(|e| Error::os("register the stdin pipe", e))?,
-        )),
-        None => None,
-    };
-    let mut readers = Vec::new();
-    let mut take_reader = |fd: Option<OwnedFd>, mode: OutputMode, tail: Option<Tail>| {
-        let Some(fd) = fd else {
-            return Ok(None);
-        };
-        let receiver = tokio::net::unix::pipe::Receiver::from_owned_fd(fd)
-            .map_err(|e| Error::os("register an output pipe", e))?;
-        let (rx, task) = start_reader(receiver, framing(mode), tail, config.output_buffer);
-        readers.push(task);
-        Ok::<_, Error>(rx)
-    };
-    let stdout = take_reader(stdout_parent, config.stdout, None)?;
-    let stderr = take_reader(stderr_parent, config.stderr, tail.clone())?;
-    monitor.attach(stdin.clone(), readers, tail);
+    let (stdin, stdout, stderr) = attach_streams(config, pid, ends, &mut monitor)?;
     cell.set(ProcessStatus::Running { pid })?;
     tokio::spawn(monitor.run(cmd_rx));
 

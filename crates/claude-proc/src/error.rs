@@ -234,11 +234,11 @@ pub enum Error {
     #[error("session output ended")]
     SessionClosed,
 
-    /// The supervisor's circuit breaker is open: no restart until it half-opens.
-    #[error("circuit breaker is open for another {remaining:?}")]
-    BreakerOpen {
-        /// Time until the breaker half-opens.
-        remaining: Duration,
+    /// `/proc/<pid>/stat` bytes that are not a stat line.
+    #[error("malformed /proc/<pid>/stat: {why}")]
+    MalformedProcStat {
+        /// What is wrong.
+        why: &'static str,
     },
 }
 
@@ -266,6 +266,25 @@ fn tail_hint(tail: &str) -> String {
 }
 
 impl Error {
+    /// Whether this spawn error is permanent: another attempt with the same configuration
+    /// fails the same way (the program is missing or not executable, the working directory is
+    /// missing, the configuration is invalid). Transient ones (out of memory, a hook's cgroup
+    /// write that raced, a full process table) may pass.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            Error::MissingProgram
+                | Error::ProgramNotFound { .. }
+                | Error::NotExecutable { .. }
+                | Error::MissingCwd { .. }
+                | Error::InvalidEnvName { .. }
+                | Error::InvalidEnvValue { .. }
+                | Error::InvalidArgument { .. }
+                | Error::InvalidDuration { .. }
+                | Error::InvalidValue { .. }
+        )
+    }
+
     pub(crate) fn os(op: &'static str, source: io::Error) -> Self {
         Error::Os { op, source }
     }

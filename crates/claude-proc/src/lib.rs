@@ -50,10 +50,18 @@
 //! messages parsed tolerantly ([`StreamMessage`]), control requests with ids and timeouts
 //! (`initialize` doubles as a ping that needs no API traffic).
 //!
-//! **Restarts.** [`Supervisor`] applies a [`RestartPolicy`]: never / on-failure / always, at
-//! most N restarts in a window, exponential backoff with full jitter and a cap, reset after a
-//! stable run, and a [`CircuitBreaker`] that opens after consecutive failures, or at once when
-//! an upper layer ends a run with a non-retryable [`StopCause`] (authentication).
+//! **Restarts.** One engine decides every restart: [`RestartState`], a pure state machine fed
+//! each run's end ([`RunEnd`]) that answers with a [`Decision`]. It applies a [`RestartPolicy`]:
+//! never / on-failure / always, at most N restarts in a window, exponential backoff with full
+//! jitter and a cap, reset after a stable run, a [`CircuitBreaker`] that opens after consecutive
+//! failures, a long jittered pause after a rate-limited run, and one immediate restart with a
+//! refreshed credential after an authentication failure. [`Supervisor`] runs a configuration
+//! on it; claude-manager's sessions use the same engine.
+//!
+//! **Shared vocabulary.** The base crate holds what the others exchange: [`LimitKind`] (the
+//! limit in [`StopCause::LimitExceeded`], set by claude-limits, classified by claude-manager)
+//! and the workspace's one `/proc/<pid>/stat` parser, [`parse_proc_stat`] (used by the tree
+//! scan here and by claude-health's sampler; it borrows the command name and never panics).
 //!
 //! ## What it deliberately does not do
 //!
@@ -108,9 +116,12 @@ mod child;
 mod config;
 mod error;
 mod hook;
+mod limit;
 mod message;
 mod output;
+mod proc_stat;
 mod resolve;
+mod restart;
 mod session;
 mod status;
 mod stdin;
@@ -127,18 +138,23 @@ pub use config::{
 };
 pub use error::{Error, HookError, Result};
 pub use hook::{ChildSetup, HookInstance, Rlimit, SpawnHook};
+pub use limit::LimitKind;
 pub use message::{
     parse_line, AssistantMessage, ContentBlock, ControlRequest, ControlResponse, RateLimitEvent,
     ResultMessage, StreamMessage, SystemMessage, Usage, UserMessage,
 };
 pub use output::{OutputEvent, OutputReceiver};
+pub use proc_stat::{parse_proc_stat, ProcStat};
 pub use resolve::{binary_version, parse_version, resolve_claude, CLAUDE_BIN_ENV};
+pub use restart::{
+    Decision, GiveUpReason, RestartMode, RestartPolicy, RestartState, RunEnd, RunOutcome,
+};
 pub use session::{
     ClaudeSession, SessionControl, SessionEvent, Turn, SESSION_MAX_LINE, STREAM_JSON_ARGS,
 };
 pub use status::{ExitReason, ProcessStatus, RawExit, StatusEvent, StatusKind, StopCause};
 pub use stdin::ChildStdin;
-pub use supervisor::{Outcome, RestartMode, RestartPolicy, Run, Supervisor, SupervisorExit};
+pub use supervisor::{Outcome, Run, Supervisor, SupervisorExit};
 pub use watchdog::start_watchdog;
 
 /// Make this process a child subreaper (`PR_SET_CHILD_SUBREAPER`): descendants orphaned by the
@@ -147,13 +163,4 @@ pub use watchdog::start_watchdog;
 /// starts its children through this crate (the `claude-pm` binary does).
 pub fn become_subreaper() -> Result<()> {
     sys::set_subreaper().map_err(|e| Error::os("become a child subreaper", e))
-}
-
-/// Entry points for the fuzz targets in `fuzz/` (not a stable API).
-#[doc(hidden)]
-pub mod fuzz {
-    /// Parse `/proc/<pid>/stat` bytes with the stop path's parser; whether it found an entry.
-    pub fn proc_stat(bytes: &[u8]) -> bool {
-        crate::sys::tree::parse_stat_for_fuzz(bytes)
-    }
 }

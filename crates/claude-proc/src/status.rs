@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{broadcast, watch};
 
 use crate::error::{Error, Result};
+use crate::limit::LimitKind;
 
 /// The status of a supervised process, with the data each status carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,10 +158,10 @@ pub enum StopCause {
     Requested,
     /// A wall-clock timeout ran out.
     Timeout,
-    /// A resource limit was breached; `limit` names it (`memory`, `pids`, `cpu_time`, ...).
+    /// A resource limit was breached (or its enforcer ended the process).
     LimitExceeded {
         /// Which limit.
-        limit: String,
+        limit: LimitKind,
     },
     /// Health checks judged the process unhealthy.
     Unhealthy {
@@ -176,13 +177,6 @@ pub enum StopCause {
         /// The reason, rendered.
         reason: String,
     },
-}
-
-impl StopCause {
-    /// Whether a restart after this cause may succeed (false opens a circuit breaker at once).
-    pub fn is_retryable(&self) -> bool {
-        !matches!(self, StopCause::AuthFailed)
-    }
 }
 
 impl fmt::Display for StopCause {

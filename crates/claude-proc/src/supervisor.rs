@@ -1,88 +1,18 @@
-//! Restart policy and the supervisor that applies it across runs.
+//! The supervisor: one program run again and again as the restart engine decides.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
-use crate::backoff::{Backoff, CircuitBreaker};
 use crate::child::{spawn_in, ExitInfo};
 use crate::config::ProcessConfig;
 use crate::error::{Error, Result};
 use crate::output::OutputReceiver;
-use crate::status::{ProcessStatus, StatusCell, StatusEvent, StopCause};
+use crate::restart::{Decision, GiveUpReason, RestartPolicy, RestartState, RunEnd, RunOutcome};
+use crate::status::{ExitReason, ProcessStatus, StatusCell, StatusEvent, StopCause};
 use crate::stdin::ChildStdin;
-
-/// When a run that ended is started again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum RestartMode {
-    /// Never (the default).
-    #[default]
-    Never,
-    /// When the run did not exit with code 0 (a signal, a stop by an upper layer, a spawn error).
-    OnFailure,
-    /// Always, until stopped.
-    Always,
-}
-
-/// How and how often to restart.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RestartPolicy {
-    /// When to restart.
-    pub mode: RestartMode,
-    /// At most this many restarts within `window`; one more and the supervisor gives up.
-    pub max_restarts: u32,
-    /// The window for `max_restarts`.
-    pub window: Duration,
-    /// Delay between runs.
-    pub backoff: Backoff,
-    /// A run that lasted this long resets the backoff and closes the breaker.
-    pub reset_after: Duration,
-    /// Consecutive failures that open the circuit breaker.
-    pub breaker_threshold: u32,
-    /// How long the breaker stays open.
-    pub breaker_open_for: Duration,
-}
-
-impl Default for RestartPolicy {
-    fn default() -> Self {
-        RestartPolicy {
-            mode: RestartMode::Never,
-            max_restarts: 5,
-            window: Duration::from_secs(300),
-            backoff: Backoff::default(),
-            reset_after: Duration::from_secs(60),
-            breaker_threshold: 5,
-            breaker_open_for: Duration::from_secs(60),
-        }
-    }
-}
-
-impl RestartPolicy {
-    /// Check every value; errors name the field.
-    pub fn validate(&self) -> Result<()> {
-        self.backoff.validate()?;
-        for (field, value) in [
-            ("restart.window", self.window),
-            ("restart.reset_after", self.reset_after),
-            ("restart.breaker_open_for", self.breaker_open_for),
-        ] {
-            if value.is_zero() {
-                return Err(Error::InvalidDuration { field, value });
-            }
-        }
-        if self.breaker_threshold == 0 {
-            return Err(Error::InvalidValue {
-                field: "restart.breaker_threshold",
-                value: "0".into(),
-            });
-        }
-        Ok(())
-    }
-}
 
 /// The streams of one run, handed out as each run starts.
 #[derive(Debug)]
@@ -107,11 +37,8 @@ pub enum Outcome {
     Stopped,
     /// The last run ended and the policy does not restart it.
     Completed,
-    /// Too many restarts within the window.
-    GaveUp {
-        /// The restarts counted in the window.
-        restarts: u32,
-    },
+    /// The restart engine gave up.
+    GaveUp(GiveUpReason),
 }
 
 /// The end of supervision.
@@ -159,7 +86,6 @@ impl Supervisor {
             cell: Arc::clone(&cell),
             cmd: cmd_rx,
             runs: runs_tx,
-            rng: fastrand::Rng::new(),
         };
         tokio::spawn(async move {
             let exit = task.run().await;
@@ -193,8 +119,9 @@ impl Supervisor {
         self.runs.recv().await
     }
 
-    /// End the current run with `cause` and let the policy decide what follows. A cause that is
-    /// not retryable ([`StopCause::is_retryable`]) opens the circuit breaker at once.
+    /// End the current run with `cause` and let the restart engine decide what follows
+    /// ([`crate::RestartState`]: an authentication failure is not restarted, having nothing to
+    /// refresh; any other cause counts as a failure).
     pub fn restart_with(&self, cause: StopCause) {
         let _ = self.cmd.send(Command::Restart(cause));
     }
@@ -222,7 +149,6 @@ struct SupervisorTask {
     cell: Arc<StatusCell>,
     cmd: mpsc::UnboundedReceiver<Command>,
     runs: mpsc::UnboundedSender<Run>,
-    rng: fastrand::Rng,
 }
 
 enum Ended {
@@ -231,91 +157,57 @@ enum Ended {
     Stopped(Option<ExitInfo>),
 }
 
+/// The engine's view of a run's exit.
+fn outcome_of(reason: &ExitReason) -> RunOutcome {
+    match reason.cause() {
+        _ if reason.success() => RunOutcome::Succeeded,
+        Some(StopCause::AuthFailed) => RunOutcome::AuthFailed,
+        _ => RunOutcome::Failed,
+    }
+}
+
 impl SupervisorTask {
     async fn run(mut self) -> SupervisorExit {
-        let mut breaker =
-            CircuitBreaker::new(self.policy.breaker_threshold, self.policy.breaker_open_for);
-        let mut attempt = 0u32;
-        let mut restarts = 0u32;
+        let mut engine = RestartState::new(self.policy.clone());
         let mut runs = 0u32;
-        let mut recent: VecDeque<Instant> = VecDeque::new();
         let mut last = None;
         let mut last_error = None;
         loop {
-            if let Err(Error::BreakerOpen { remaining }) = breaker.allow() {
-                if self.wait_or_stop(remaining).await {
-                    return self.end(Outcome::Stopped, runs, restarts, last, last_error);
-                }
-                continue;
-            }
             runs += 1;
             let started = Instant::now();
-            let (failed, retryable) = match self.one_run(runs).await {
+            let run_outcome = match self.one_run(runs).await {
                 Ended::Stopped(info) => {
                     last = info.or(last);
-                    return self.end(Outcome::Stopped, runs, restarts, last, last_error);
+                    RunOutcome::StopRequested
                 }
                 Ended::SpawnError(error) => {
-                    // A missing or non-executable program will not fix itself.
-                    let retryable = !matches!(
-                        error,
-                        Error::ProgramNotFound { .. }
-                            | Error::NotExecutable { .. }
-                            | Error::MissingCwd { .. }
-                    );
+                    let outcome = if error.is_permanent() {
+                        RunOutcome::FailedPermanently
+                    } else {
+                        RunOutcome::Failed
+                    };
                     last_error = Some(error.to_string());
-                    (true, retryable)
+                    outcome
                 }
                 Ended::Exit(info) => {
-                    let failed = !info.reason.success();
-                    let retryable = info.reason.cause().is_none_or(StopCause::is_retryable);
+                    let outcome = outcome_of(&info.reason);
                     last = Some(info);
                     last_error = None;
-                    (failed, retryable)
+                    outcome
                 }
             };
-            if started.elapsed() >= self.policy.reset_after {
-                attempt = 0;
-                breaker.record_success();
-            }
-            if failed {
-                breaker.record_failure(retryable);
-            } else {
-                breaker.record_success();
-            }
-            let again = match self.policy.mode {
-                RestartMode::Never => false,
-                RestartMode::OnFailure => failed,
-                RestartMode::Always => true,
+            let end = RunEnd::new(run_outcome, started.elapsed());
+            let (outcome, delay) = match engine.on_run_end(end, Instant::now()) {
+                Decision::Restart { delay, .. } => (None, delay),
+                Decision::GiveUp(reason) => (Some(Outcome::GaveUp(reason)), Duration::ZERO),
+                _ if run_outcome == RunOutcome::StopRequested => {
+                    (Some(Outcome::Stopped), Duration::ZERO)
+                }
+                _ => (Some(Outcome::Completed), Duration::ZERO),
             };
-            if !again {
-                return self.end(Outcome::Completed, runs, restarts, last, last_error);
-            }
-            let now = Instant::now();
-            while recent
-                .front()
-                .is_some_and(|t| now.duration_since(*t) > self.policy.window)
-            {
-                recent.pop_front();
-            }
-            if recent.len() as u32 >= self.policy.max_restarts {
-                let restarts_in_window = recent.len() as u32;
-                return self.end(
-                    Outcome::GaveUp {
-                        restarts: restarts_in_window,
-                    },
-                    runs,
-                    restarts,
-                    last,
-                    last_error,
-                );
-            }
-            recent.push_back(now);
-            restarts += 1;
-            let mut delay = self.policy.backoff.delay(attempt, &mut self.rng);
-            attempt = attempt.saturating_add(1);
-            if let Err(Error::BreakerOpen { remaining }) = breaker.allow() {
-                delay = delay.max(remaining);
+            let restarts = engine.restarts();
+            if let Some(outcome) = outcome {
+                return self.end(outcome, runs, restarts, last, last_error);
             }
             let _ = self.cell.set(ProcessStatus::BackingOff {
                 attempt: restarts,

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use claude_health::{
-    Activity, HangConfig, HealthChecker, HealthMonitor, HealthStatus, MonitorConfig, Probe,
-    ProbeRole, ProbeRunner, ProbeSpec, Sampler, Thresholds,
+    Activity, HangConfig, HealthChecker, HealthMonitor, HealthReason, HealthStatus, MonitorConfig,
+    Probe, ProbeRole, ProbeRunner, ProbeSpec, Sampler, Thresholds,
 };
 use claude_proc::{spawn, Child, ProcessConfig};
 
@@ -72,7 +72,11 @@ async fn sigstop_is_unhealthy_and_handlers_fire_once_per_change_in_order() {
         Duration::from_secs(5),
     )
     .await;
-    assert!(s.reasons()[0].contains("stopped"), "{s}");
+    assert!(
+        matches!(s.reasons()[0], HealthReason::Stopped { .. }),
+        "{s}"
+    );
+    assert!(s.to_string().contains("is stopped"), "{s}");
     // SAFETY: as above.
     unsafe { libc::kill(child.pid() as i32, libc::SIGCONT) };
     wait_status(&m, |s| *s == HealthStatus::Healthy, Duration::from_secs(5)).await;
@@ -120,7 +124,11 @@ async fn a_silent_process_with_work_in_flight_is_hung_after_the_threshold_not_be
         took < hang_after + Duration::from_millis(500),
         "hung only after {took:?}"
     );
-    assert!(s.reasons()[0].starts_with("hung"), "{s}");
+    assert!(matches!(s.reasons()[0], HealthReason::Hung { .. }), "{s}");
+    assert!(
+        s.to_string().contains("unhealthy: hung: no progress"),
+        "{s}"
+    );
     assert_eq!(m.activity(), Some(Activity::Hung));
     // Output is progress: the status recovers.
     m.signals().record_output();
@@ -147,7 +155,11 @@ async fn a_busy_process_is_working_not_hung_and_idle_cpu_is_flagged() {
         Duration::from_secs(3),
     )
     .await;
-    assert!(s.reasons()[0].contains("CPU while idle"), "{s}");
+    assert!(
+        matches!(s.reasons()[0], HealthReason::BusyWhileIdle { .. }),
+        "{s}"
+    );
+    assert!(s.to_string().contains("CPU while idle"), "{s}");
     child.stop().await.unwrap();
 }
 
@@ -174,7 +186,7 @@ async fn zombie_rss_threshold_and_exit() {
     let zombie = zombie.expect("no zombie appeared");
     let s = m.check_health(zombie).await;
     assert!(
-        matches!(&s, HealthStatus::Unhealthy(r) if r[0].contains("zombie")),
+        matches!(&s, HealthStatus::Unhealthy(r) if r[0] == HealthReason::Exited { pid: zombie }),
         "{s}"
     );
     let s = wait_status(
@@ -183,7 +195,11 @@ async fn zombie_rss_threshold_and_exit() {
         Duration::from_secs(3),
     )
     .await;
-    assert!(s.reasons()[0].contains("zombie descendant"), "{s}");
+    assert_eq!(
+        s.reasons()[0],
+        HealthReason::ZombieDescendants { count: 1 },
+        "{s}"
+    );
 
     let mut c = config(None);
     c.thresholds.max_rss_bytes = Some(64 * 1024);
@@ -194,13 +210,26 @@ async fn zombie_rss_threshold_and_exit() {
         Duration::from_secs(3),
     )
     .await;
-    assert!(s.reasons().iter().any(|r| r.starts_with("rss")), "{s}");
+    assert!(
+        s.reasons().iter().any(|r| matches!(
+            r,
+            HealthReason::RssAbove {
+                max_bytes: 65536,
+                ..
+            }
+        )),
+        "{s}"
+    );
 
     // The monitor stops by itself when the process is gone.
     parent.stop().await.unwrap();
     let s = wait_status(
         &m,
-        |s| s.reasons().iter().any(|r| r.contains("exited")),
+        |s| {
+            s.reasons()
+                .iter()
+                .any(|r| matches!(r, HealthReason::Exited { .. }))
+        },
         Duration::from_secs(3),
     )
     .await;
@@ -268,7 +297,10 @@ async fn probes_gate_fail_and_degrade_by_role() {
         Duration::from_secs(5),
     )
     .await;
-    assert!(s.reasons()[0].contains("readiness probe counting"), "{s}");
+    assert!(
+        matches!(&s.reasons()[0], HealthReason::ProbeFailing { role: ProbeRole::Readiness, detail } if detail.contains("readiness probe counting")),
+        "{s}"
+    );
     assert!(startup.calls.load(Ordering::SeqCst) >= 6);
     // Gated: liveness and readiness started only after startup passed.
     let startup_calls = startup.calls.load(Ordering::SeqCst);
@@ -303,7 +335,7 @@ async fn probes_gate_fail_and_degrade_by_role() {
     )
     .await;
     assert!(
-        s.reasons()[0].contains("liveness probe counting: no pong"),
+        matches!(&s.reasons()[0], HealthReason::ProbeFailing { role: ProbeRole::Liveness, detail } if detail.contains("liveness probe counting: no pong")),
         "{s}"
     );
     assert!(failing.calls.load(Ordering::SeqCst) >= 3);
@@ -313,16 +345,24 @@ async fn probes_gate_fail_and_degrade_by_role() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn descriptor_growth_past_the_threshold_degrades() {
     // One process (no children to blur the count) that opens four more descriptors when told.
+    // It says "ready" once it runs its script: before that the dynamic loader may still hold a
+    // library open, and a first sample taken then would make the baseline one too high.
     let opener = ProcessConfig::builder("/bin/sh")
         .args([
             "-c",
-            "read x; exec 3</dev/null 4</dev/null 5</dev/null 6</dev/null; read y",
+            "echo ready; read x; exec 3</dev/null 4</dev/null 5</dev/null 6</dev/null; read y",
         ])
         .stdin(claude_proc::StdinMode::Piped)
+        .stdout(claude_proc::OutputMode::lines())
         .build()
         .unwrap();
     let mut child = spawn(&opener).await.unwrap();
     let stdin = child.take_stdin().unwrap();
+    let mut stdout = child.take_stdout().unwrap();
+    assert!(matches!(
+        stdout.recv().await,
+        Some(claude_proc::OutputEvent::Line(l)) if l == b"ready"
+    ));
     let mut c = config(None);
     c.thresholds.max_fd_growth = Some(2);
     let m = HealthMonitor::start(child.pid(), c, Sampler::default(), Vec::new());
@@ -332,10 +372,10 @@ async fn descriptor_growth_past_the_threshold_degrades() {
     // threshold); the count settles at four.
     let s = wait_status(
         &m,
-        |s| matches!(s, HealthStatus::Degraded(r) if r.iter().any(|r| r.contains("grew by 4"))),
+        |s| matches!(s, HealthStatus::Degraded(r) if r.contains(&HealthReason::DescriptorGrowth { growth: 4 })),
         Duration::from_secs(5),
     )
     .await;
-    assert!(s.reasons()[0].contains("open descriptors grew by 4"), "{s}");
+    assert_eq!(s.to_string(), "degraded: open descriptors grew by 4");
     child.stop().await.unwrap();
 }

@@ -75,12 +75,10 @@ fn sh_under(script: &str, limits: ResourceLimits) -> ProcessConfig {
 }
 
 /// The run ended because `limit` was exceeded.
-fn assert_ended_by(info: &claude_proc::ExitInfo, limit: &str) {
+fn assert_ended_by(info: &claude_proc::ExitInfo, limit: LimitKind) {
     assert_eq!(
         info.reason.cause(),
-        Some(&StopCause::LimitExceeded {
-            limit: limit.into()
-        }),
+        Some(&StopCause::LimitExceeded { limit }),
         "{:?}",
         info.reason
     );
@@ -171,7 +169,7 @@ async fn a_gigabyte_under_200_mb_is_killed_and_reported_as_memory() {
         info.reason,
         ExitReason::Enforced {
             cause: StopCause::LimitExceeded {
-                limit: "memory".into()
+                limit: LimitKind::Memory
             },
             exit: claude_proc::RawExit {
                 code: None,
@@ -377,7 +375,12 @@ fn mechanisms_follow_the_mode_and_the_host() {
         ..LimitOptions::default()
     };
     match with(soft.clone()) {
-        Err(e @ Error::Unenforceable { limit: "pids", .. }) => {
+        Err(
+            e @ Error::Unenforceable {
+                limit: LimitKind::Pids,
+                ..
+            },
+        ) => {
             assert!(e.to_string().contains("RLIMIT_NPROC"), "{e}")
         }
         other => panic!("{other:?}"),
@@ -404,7 +407,7 @@ fn mechanisms_follow_the_mode_and_the_host() {
     assert!(matches!(
         with(cgroup),
         Err(Error::Unenforceable {
-            limit: "disk_io",
+            limit: LimitKind::DiskIo,
             ..
         })
     ));
@@ -423,7 +426,7 @@ fn limits_nothing_here_enforces_fail_unless_best_effort() {
     assert!(matches!(
         LimitsHook::new(disk, cgroup_only.clone()),
         Err(Error::Unenforceable {
-            limit: "disk_io",
+            limit: LimitKind::DiskIo,
             ..
         })
     ));
@@ -467,7 +470,8 @@ fn limits_nothing_here_enforces_fail_unless_best_effort() {
     ) {
         Err(
             e @ Error::Unenforceable {
-                limit: "memory", ..
+                limit: LimitKind::Memory,
+                ..
             },
         ) => assert!(e.to_string().contains("memory")),
         other => panic!("{other:?}"),
@@ -503,7 +507,7 @@ async fn cpu_time_ends_a_busy_loop_after_one_cpu_second() {
     let info = child.wait().await.unwrap();
     let took = start.elapsed();
     eprintln!("cpu_time: busy loop ended after {took:?} under a 1 s RLIMIT_CPU");
-    assert_ended_by(&info, "cpu_time");
+    assert_ended_by(&info, LimitKind::CpuTime);
     assert!(matches!(info.reason, ExitReason::Enforced { .. }));
     // A busy loop on an otherwise idle core: wall time is CPU time.
     assert!(
@@ -525,7 +529,7 @@ async fn file_size_stops_a_writer_at_the_limit() {
     );
     let mut child = spawn(&config).await.unwrap();
     let info = child.wait().await.unwrap();
-    assert_ended_by(&info, "file_size");
+    assert_ended_by(&info, LimitKind::FileSize);
     assert_eq!(std::fs::metadata(&file).unwrap().len(), MIB);
 }
 
@@ -541,7 +545,7 @@ async fn a_shell_failing_on_a_refused_fork_exits_for_the_pids_limit() {
     );
     let mut child = spawn(&config).await.unwrap();
     let info = child.wait().await.unwrap();
-    assert_ended_by(&info, "pids");
+    assert_ended_by(&info, LimitKind::Pids);
     // A tree that never touched the limit exits normally.
     let config = sh_under(
         "sleep 0.1 & wait; exit 3",

@@ -29,7 +29,7 @@ fn soft_hook(limits: ResourceLimits) -> LimitsHook {
         .report()
         .entries
         .iter()
-        .all(|(_, m, _)| *m == Mechanism::UserSpace));
+        .all(|e| e.mechanism == Mechanism::UserSpace));
     hook
 }
 
@@ -67,7 +67,7 @@ async fn soft_memory_limit_stops_the_tree_with_a_memory_reason() {
     assert_eq!(
         cause,
         Some(StopCause::LimitExceeded {
-            limit: "memory".into()
+            limit: claude_limits::LimitKind::Memory
         }),
         "{:?}",
         info.reason

@@ -224,8 +224,12 @@ async fn a_stalled_stream_is_detected_as_a_hang_and_the_restart_succeeds() {
     // Once the first run is hung, the API recovers.
     let mut hung = false;
     while let Ok(e) = events.recv().await {
-        if let claude_manager::EventKind::Health { reasons, .. } = &e.kind {
-            if reasons.iter().any(|r| r.starts_with("hung")) {
+        if let claude_manager::EventKind::Health(status) = &e.kind {
+            if status
+                .reasons()
+                .iter()
+                .any(|r| matches!(r, claude_manager::health::HealthReason::Hung { .. }))
+            {
                 hung = true;
                 api.set_default(Behaviour::default());
                 break;
@@ -299,7 +303,6 @@ async fn a_session_past_its_timeout_is_stopped() {
     let manager = ProcessManager::new(ManagerConfig::default());
     let report = manager.start(spec).unwrap().wait().await.unwrap();
     assert_eq!(report.reason, ExitKind::Timeout, "{report:?}");
-    assert_eq!(report.exit_status(), 124);
     assert!(report.wall >= Duration::from_secs(3) && report.wall < Duration::from_secs(10));
     assert_eq!(claude_left(&api), Vec::<u32>::new());
 }
@@ -316,7 +319,7 @@ async fn the_cli_over_its_memory_limit_is_killed_as_a_memory_limit() {
     let manager = ProcessManager::new(ManagerConfig::default());
     let report = manager.start(spec).unwrap().wait().await.unwrap();
     assert_eq!(report.reason, ExitKind::MemoryLimit, "{report:?}");
-    assert_eq!(report.exit_status(), 137);
+    assert_eq!(report.signal, Some(9));
     assert_eq!(claude_left(&api), Vec::<u32>::new());
 }
 
@@ -333,7 +336,7 @@ async fn a_rate_limited_run_waits_the_long_pause_before_the_next() {
         .push(("CLAUDE_CODE_MAX_RETRIES".into(), "0".into()));
     spec.restart.mode = RestartMode::OnFailure;
     spec.restart.backoff.initial = Duration::from_millis(10);
-    spec.rate_limit_pause = Duration::from_secs(2);
+    spec.restart.rate_limit_pause = Duration::from_secs(2);
     spec.stdout = claude_manager::proc::OutputMode::Discard;
     let manager = ProcessManager::new(ManagerConfig::default());
     let mut events = manager.subscribe();
@@ -415,19 +418,18 @@ async fn a_stream_session_answers_turns_and_its_control_pings() {
     assert_eq!(claude.results, 2);
     let mut unhealthy = Vec::new();
     while let Ok(e) = events.try_recv() {
-        if let claude_manager::EventKind::Health {
-            status: "unhealthy",
+        if let claude_manager::EventKind::Health(claude_manager::health::HealthStatus::Unhealthy(
             reasons,
-        } = e.kind
+        )) = e.kind
         {
             unhealthy.push(reasons);
         }
     }
     // The only unhealthy report may be the exit itself.
     assert!(
-        unhealthy
+        unhealthy.iter().all(|r| r
             .iter()
-            .all(|r| r.iter().all(|r| r.ends_with("exited"))),
+            .all(|r| matches!(r, claude_manager::health::HealthReason::Exited { .. }))),
         "{unhealthy:?}"
     );
     assert_eq!(claude_left(&api), Vec::<u32>::new());

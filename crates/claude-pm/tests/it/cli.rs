@@ -6,7 +6,7 @@ use claude_manager::proc::{spawn, EnvPolicy, ExitInfo, OutputEvent, OutputMode, 
 use claude_testkit::{offline_env, pinned_cli, AuthSeen, StandInApi};
 
 /// Run claude-pm with `args` (and `env`); its stdout lines, stderr text and exit.
-async fn pm(args: &[&str], env: &[(&str, String)]) -> (Vec<String>, String, ExitInfo) {
+pub(crate) async fn pm(args: &[&str], env: &[(&str, String)]) -> (Vec<String>, String, ExitInfo) {
     let mut b = ProcessConfig::builder(env!("CARGO_BIN_EXE_claude-pm"))
         .args(args)
         .env_policy(EnvPolicy::Inherit)
@@ -39,7 +39,7 @@ fn out_take(rx: &mut claude_manager::proc::OutputReceiver) -> claude_manager::pr
     std::mem::replace(rx, claude_manager::proc::OutputReceiver::from_channel(new))
 }
 
-fn code(exit: &ExitInfo) -> i32 {
+pub(crate) fn code(exit: &ExitInfo) -> i32 {
     match exit.reason {
         claude_manager::proc::ExitReason::Exited { code } => code,
         ref other => panic!("claude-pm did not exit by itself: {other:?}"),
@@ -337,7 +337,8 @@ async fn doctor_reports_binary_auth_cgroups_and_limits() {
     let shown = v["auth"]["credential"].as_str().unwrap();
     assert!(!shown.contains("doctor-key-0000"), "{shown}");
     assert!(v["cgroup"].as_str().unwrap().contains("hybrid"), "{v}");
-    let limits = v["limits"].as_array().unwrap();
+    assert_eq!(v["limits"]["for"], "sample values");
+    let limits = v["limits"]["entries"].as_array().unwrap();
     let mechanism = |name: &str| {
         limits
             .iter()
@@ -347,6 +348,183 @@ async fn doctor_reports_binary_auth_cgroups_and_limits() {
     assert_eq!(mechanism("memory").as_deref(), Some("cgroup-v1"));
     assert_eq!(mechanism("open_files").as_deref(), Some("rlimit"));
     assert_eq!(mechanism("timeout").as_deref(), Some("timer"));
+}
+
+/// `(limit, mechanism)` pairs: doctor's entries, or a run's `limit` events.
+fn pairs(values: &[serde_json::Value]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = values
+        .iter()
+        .map(|v| {
+            (
+                v["limit"].as_str().unwrap().to_owned(),
+                v["mechanism"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Doctor with run's flags reports, limit by limit, exactly what the run then applies: both
+/// come from `plan_limits` over the same spec. Before the shared path, `--disk-io` read
+/// cgroup-v1 + soft in doctor and soft alone in run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_reports_exactly_the_mechanisms_run_applies() {
+    let cases: [&[&str]; 3] = [
+        &[
+            "--memory",
+            "200M",
+            "--disk-io",
+            "10M",
+            "--pids",
+            "64",
+            "--nofile",
+            "256",
+        ],
+        &[
+            "--cpus",
+            "0.5",
+            "--disk-io",
+            "10M",
+            "--limits",
+            "soft",
+            "--nice",
+            "5",
+        ],
+        &["--memory", "100M", "--timeout", "30s", "--limits", "cgroup"],
+    ];
+    for flags in cases {
+        let doctor: Vec<&str> = ["doctor", "--json"].iter().chain(flags).copied().collect();
+        let (out, err, exit) = pm(&doctor, &[]).await;
+        assert_eq!(code(&exit), 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out.join("\n")).unwrap();
+        assert_eq!(v["limits"]["for"], "these settings", "{v}");
+        let told = pairs(v["limits"]["entries"].as_array().unwrap());
+        let run: Vec<&str> = ["run", "--events", "-"]
+            .iter()
+            .chain(flags)
+            .chain(&["--", "true"])
+            .copied()
+            .collect();
+        let (_, err, exit) = pm(&run, &[]).await;
+        assert_eq!(code(&exit), 0, "{err}");
+        let applied: Vec<serde_json::Value> = err
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["event"] == "limit" && e["action"] == "applied")
+            .collect();
+        assert!(!told.is_empty());
+        assert_eq!(told, pairs(&applied), "flags {flags:?}");
+    }
+    // What run refuses, doctor says it would refuse, with the same words.
+    let flags = ["--pids", "64", "--limits", "soft"];
+    let doctor: Vec<&str> = ["doctor", "--json"].iter().chain(&flags).copied().collect();
+    let (out, _, _) = pm(&doctor, &[]).await;
+    let v: serde_json::Value = serde_json::from_str(&out.join("\n")).unwrap();
+    let refused = v["limits"]["error"].as_str().unwrap().to_owned();
+    let run: Vec<&str> = ["run"]
+        .iter()
+        .chain(&flags)
+        .chain(&["--", "true"])
+        .copied()
+        .collect();
+    let (_, err, exit) = pm(&run, &[]).await;
+    assert_eq!(code(&exit), 125, "{err}");
+    assert!(err.contains(&refused), "doctor: {refused}; run: {err}");
+}
+
+/// The settings table is the one declaration: every setting is a flag of run, claude and
+/// doctor, a CLAUDE_PM_* variable and a config key, and the README lists every flag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flags_variables_config_keys_and_readme_agree_with_the_settings_table() {
+    let readme = include_str!("../../../../README.md");
+    let options = readme
+        .split("OPTIONS:")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .unwrap();
+    let mut readme_flags: Vec<&str> = options
+        .split_whitespace()
+        .filter(|w| w.starts_with("--"))
+        .collect();
+    readme_flags.sort();
+    let mut table: Vec<String> = claude_manager::SETTINGS.iter().map(|s| s.flag()).collect();
+    table.extend(["--config".to_owned(), "--events".to_owned()]);
+    table.sort();
+    assert_eq!(
+        readme_flags, table,
+        "README OPTIONS and the settings table differ"
+    );
+    for command in ["run", "claude", "doctor"] {
+        let (out, _, _) = pm(&[command, "--help"], &[]).await;
+        let help = out.join("\n");
+        for s in claude_manager::SETTINGS {
+            assert!(
+                help.contains(&s.flag()),
+                "{command} --help lacks {}",
+                s.flag()
+            );
+        }
+    }
+    // Doctor without the real CLI's `--version` (a second per call); a variable given below
+    // for the claude binary comes later and wins.
+    let doctor = |args: Vec<String>, var: Option<(String, &'static str)>| async move {
+        let args: Vec<&str> = std::iter::once("doctor")
+            .chain(args.iter().map(String::as_str))
+            .collect();
+        let mut env = vec![("CLAUDE_PM_CLAUDE_BIN", "/bin/true".to_owned())];
+        if let Some((name, value)) = var {
+            env.push((leak(name), value.to_owned()));
+        }
+        let (_, err, exit) = pm(&args, &env).await;
+        (code(&exit), err)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for s in claude_manager::SETTINGS {
+        let value = match s.value_name {
+            _ if s.key == "nice" => "5",
+            "CORES" => "1",
+            "SIZE" => "64M",
+            "N" => "20",
+            "DUR" => "5s",
+            "POLICY" => "never",
+            "MODE" => "auto",
+            "DIR" => "/sys/fs/cgroup/unified",
+            "PATH" => "/bin/true",
+            "HOW" => "env",
+            "KEY=VALUE" => "A=1",
+            "KEY" => "HOME",
+            other => panic!("no sample value for {other}"),
+        };
+        // A bad value through each source is refused, naming the key as that source spells it.
+        let bad = if s.value_name == "PATH" { "" } else { "x\u{1}" };
+        let (status, err) = doctor(vec![s.flag(), bad.to_owned()], None).await;
+        assert_eq!(status, 125, "{}: {err}", s.flag());
+        assert!(err.contains(&s.flag()), "{err}");
+        let (status, err) = doctor(vec![s.flag(), value.to_owned()], None).await;
+        assert_eq!(status, 0, "{} {value}: {err}", s.flag());
+        if !s.repeatable {
+            let (status, err) = doctor(vec![], Some((s.variable(), bad))).await;
+            assert_eq!(status, 125, "{}: {err}", s.variable());
+            assert!(err.contains(&s.variable()), "{err}");
+            let (status, err) = doctor(vec![], Some((s.variable(), value))).await;
+            assert_eq!(status, 0, "{}={value}: {err}", s.variable());
+        }
+        let file = dir.path().join(format!("{}.toml", s.key));
+        let config = vec!["--config".to_owned(), file.display().to_string()];
+        std::fs::write(&file, format!("{} = {value:?}\n", s.key)).unwrap();
+        let (status, err) = doctor(config.clone(), None).await;
+        assert_eq!(status, 0, "{} in a config file: {err}", s.key);
+        let toml_bad = bad.replace('\u{1}', "\\u0001");
+        std::fs::write(&file, format!("{} = \"{toml_bad}\"\n", s.key)).unwrap();
+        let (status, err) = doctor(config, None).await;
+        assert_eq!(status, 125, "{err}");
+        assert!(err.contains(&format!("{} in ", s.key)), "{err}");
+    }
+}
+
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
 }
 
 /// What reaches the claude child, seen by a stand-in "claude" that prints its environment.

@@ -7,6 +7,7 @@
 
 mod cli;
 mod integrity;
+mod settings;
 
 /// Heavy tests run one at a time (the machine has two cores).
 pub(crate) static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

@@ -143,20 +143,16 @@ struct ChildPlan<'a> {
     err_errno: AtomicI32,
 }
 
-fn spawn_now(request: SpawnRequest, stack: &mut [u8]) -> Result<Spawned> {
-    let SpawnRequest {
-        program,
-        argv,
-        envp,
-        cwd,
-        stdio,
-        extra_fds,
-        actions,
-        new_session,
-        survive_parent,
-    } = request;
-
-    // Move every source descriptor above every target so dup2 in the child never clobbers one.
+/// Every descriptor the child gets, duplicated above every target so dup2 in the child never
+/// clobbers one: the duplicates (held until the child has exec'd) and the (source, target) moves.
+#[expect(
+    clippy::type_complexity,
+    reason = "two lists built together, returned once"
+)]
+fn descriptor_moves(
+    stdio: [StdFd; 3],
+    extra_fds: Vec<(OwnedFd, RawFd)>,
+) -> Result<(Vec<OwnedFd>, Vec<(RawFd, RawFd)>)> {
     let max_target = extra_fds.iter().map(|(_, t)| *t).max().unwrap_or(2).max(2);
     let floor = max_target + 1;
     let mut held: Vec<OwnedFd> = Vec::new();
@@ -173,11 +169,22 @@ fn spawn_now(request: SpawnRequest, stack: &mut [u8]) -> Result<Spawned> {
         moves.push((high.as_raw_fd(), target));
         held.push(high);
     }
+    Ok((held, moves))
+}
 
+/// Rlimits, control-file writes and the nice value, as the child's plain slices need them.
+#[expect(clippy::type_complexity, reason = "the child plan's three raw lists")]
+fn child_actions(
+    actions: &[ChildAction],
+) -> (
+    Vec<(libc::c_int, u64, u64)>,
+    Vec<(RawFd, *const u8, usize)>,
+    Option<i32>,
+) {
     let mut rlimits = Vec::new();
     let mut writes = Vec::new();
     let mut nice = None;
-    for action in &actions {
+    for action in actions {
         match action {
             ChildAction::Rlimit {
                 resource,
@@ -190,6 +197,52 @@ fn spawn_now(request: SpawnRequest, stack: &mut [u8]) -> Result<Spawned> {
             ChildAction::Nice(n) => nice = Some(*n),
         }
     }
+    (rlimits, writes, nice)
+}
+
+/// `clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD)` running [`child_main`] over `plan` on
+/// `stack`; returns when the child has exec'd or exited.
+fn clone_child(plan: &ChildPlan<'_>, stack: &mut [u8]) -> Result<(libc::pid_t, OwnedFd)> {
+    let stack_top = {
+        let top = stack.as_mut_ptr_range().end as usize;
+        (top & !15) as *mut libc::c_void
+    };
+    let mut pidfd: libc::c_int = -1;
+    let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD;
+    // SAFETY: the child runs `child_main` on its own stack inside our address space while this
+    // thread is suspended (CLONE_VFORK) until it execs or exits; `plan` and everything it points
+    // to outlive that. `child_main` only makes async-signal-safe system calls.
+    let pid = unsafe {
+        libc::clone(
+            child_main,
+            stack_top,
+            flags,
+            plan as *const ChildPlan<'_> as *mut libc::c_void,
+            &mut pidfd as *mut libc::c_int,
+        )
+    };
+    if pid < 0 {
+        return Err(Error::last_os("clone a child process"));
+    }
+    // SAFETY: with CLONE_PIDFD the kernel stored a new, owned descriptor here.
+    Ok((pid, unsafe { OwnedFd::from_raw_fd(pidfd) }))
+}
+
+fn spawn_now(request: SpawnRequest, stack: &mut [u8]) -> Result<Spawned> {
+    let SpawnRequest {
+        program,
+        argv,
+        envp,
+        cwd,
+        stdio,
+        extra_fds,
+        actions,
+        new_session,
+        survive_parent,
+    } = request;
+
+    let (held, moves) = descriptor_moves(stdio, extra_fds)?;
+    let (rlimits, writes, nice) = child_actions(&actions);
 
     let argv_ptrs: Vec<*const libc::c_char> = argv
         .iter()
@@ -220,29 +273,7 @@ fn spawn_now(request: SpawnRequest, stack: &mut [u8]) -> Result<Spawned> {
         err_errno: AtomicI32::new(0),
     };
 
-    let stack_top = {
-        let top = stack.as_mut_ptr_range().end as usize;
-        (top & !15) as *mut libc::c_void
-    };
-    let mut pidfd: libc::c_int = -1;
-    let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD;
-    // SAFETY: the child runs `child_main` on its own stack inside our address space while this
-    // thread is suspended (CLONE_VFORK) until it execs or exits; `plan` and everything it points
-    // to outlive that. `child_main` only makes async-signal-safe system calls.
-    let pid = unsafe {
-        libc::clone(
-            child_main,
-            stack_top,
-            flags,
-            &plan as *const ChildPlan<'_> as *mut libc::c_void,
-            &mut pidfd as *mut libc::c_int,
-        )
-    };
-    if pid < 0 {
-        return Err(Error::last_os("clone a child process"));
-    }
-    // SAFETY: with CLONE_PIDFD the kernel stored a new, owned descriptor here.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    let (pid, pidfd) = clone_child(&plan, stack)?;
     drop(held);
 
     let step = plan.err_step.load(Ordering::SeqCst);

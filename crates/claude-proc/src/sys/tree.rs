@@ -325,35 +325,15 @@ impl ProcRoot {
     }
 }
 
-/// The five fields of `/proc/<pid>/stat` the tree needs. The command name (field 2) may hold
-/// spaces and parentheses, so fields are counted from the last `)`.
-/// [`parse_stat`] for the fuzz targets.
-pub(crate) fn parse_stat_for_fuzz(bytes: &[u8]) -> bool {
-    parse_stat(bytes).is_some()
-}
-
+/// The entry of `/proc/<pid>/stat` bytes, through the workspace's one stat parser.
 fn parse_stat(bytes: &[u8]) -> Option<Entry> {
-    let open = bytes.iter().position(|b| *b == b'(')?;
-    let close = bytes.iter().rposition(|b| *b == b')')?;
-    let pid = std::str::from_utf8(bytes.get(..open)?)
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    let rest = std::str::from_utf8(bytes.get(close + 1..)?).ok()?;
-    let mut fields = rest.split_ascii_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let ppid = fields.next()?.parse().ok()?;
-    let pgrp = fields.next()?.parse().ok()?;
-    // session, tty_nr, tpgid, flags, minflt, cminflt, majflt, cmajflt, utime, stime, cutime,
-    // cstime, priority, nice, num_threads, itrealvalue: 16 fields, then starttime.
-    let start = fields.nth(16)?.parse().ok()?;
+    let s = crate::proc_stat::parse_proc_stat(bytes).ok()?;
     Some(Entry {
-        pid,
-        ppid,
-        pgrp,
-        start,
-        alive: !matches!(state, 'Z' | 'X' | 'x'),
+        pid: s.pid,
+        ppid: s.ppid,
+        pgrp: s.pgrp,
+        start: s.starttime,
+        alive: s.alive(),
     })
 }
 
@@ -480,43 +460,7 @@ mod tests {
         assert_eq!(pids, vec![101, 102, 103]);
     }
 
-    #[test]
-    fn stat_with_hostile_command_name() {
-        let line =
-            b"4242 (a) b (c) S 1 4242 4242 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 987654 1000 10\n";
-        let e = parse_stat(line).unwrap();
-        assert_eq!(
-            (e.pid, e.ppid, e.pgrp, e.start, e.alive),
-            (4242, 1, 4242, 987654, true)
-        );
-        let zombie = b"7 (z) Z 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 5 0 0\n";
-        assert!(!parse_stat(zombie).unwrap().alive);
-        assert!(parse_stat(b"7 (z) S 1 7").is_none());
-        assert!(parse_stat(b"").is_none());
-    }
-
-    #[test]
-    fn stat_of_this_process_parses() {
-        let bytes = std::fs::read("/proc/self/stat").unwrap();
-        let e = parse_stat(&bytes).unwrap();
-        assert_eq!(e.pid, std::process::id());
-        assert!(e.start > 0);
-    }
-
     proptest! {
-        #[test]
-        fn stat_parser_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
-            let _ = parse_stat(&bytes);
-        }
-
-        #[test]
-        fn stat_parser_reads_generated_lines(pid in 1u32..4_000_000, ppid in 0u32..4_000_000,
-                                             start in any::<u64>(), comm in "[ -~]{0,15}") {
-            let line = format!("{pid} ({comm}) S {ppid} {pid} {pid} 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 {start} 0 0 0\n");
-            let e = parse_stat(line.as_bytes()).unwrap();
-            prop_assert_eq!((e.pid, e.ppid, e.pgrp, e.start), (pid, ppid, pid, start));
-        }
-
         #[test]
         fn environ_contains_never_panics(block in proptest::collection::vec(any::<u8>(), 0..256),
                                          entry in proptest::collection::vec(any::<u8>(), 0..32)) {

@@ -132,7 +132,7 @@ async fn a_failing_hook_aborts_the_spawn_and_starts_nothing() {
 async fn a_hook_can_attribute_an_exit_to_its_enforcer() {
     let mut h = hook(|_| Ok(()));
     h.enforced = Some(StopCause::LimitExceeded {
-        limit: "memory".into(),
+        limit: claude_proc::LimitKind::Memory,
     });
     let spawned = Arc::clone(&h.spawned);
     let config = sh("kill -KILL $$").hook(Arc::new(h)).build().unwrap();
@@ -142,7 +142,7 @@ async fn a_hook_can_attribute_an_exit_to_its_enforcer() {
         info.reason,
         ExitReason::Enforced {
             cause: StopCause::LimitExceeded {
-                limit: "memory".into()
+                limit: claude_proc::LimitKind::Memory
             },
             exit: RawExit {
                 code: None,

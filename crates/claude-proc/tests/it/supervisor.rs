@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use claude_proc::{
-    Backoff, Outcome, ProcessStatus, RestartMode, RestartPolicy, StopCause, Supervisor,
+    Backoff, GiveUpReason, Outcome, ProcessStatus, RestartMode, RestartPolicy, StopCause,
+    Supervisor,
 };
 
 use crate::support::*;
@@ -21,6 +22,7 @@ fn policy(mode: RestartMode) -> RestartPolicy {
         reset_after: Duration::from_secs(60),
         breaker_threshold: 10,
         breaker_open_for: Duration::from_secs(60),
+        rate_limit_pause: Duration::ZERO,
     }
 }
 
@@ -45,7 +47,13 @@ async fn on_failure_restarts_until_the_window_limit() {
     .unwrap();
     let mut events = sup.events();
     let exit = sup.wait().await.unwrap();
-    assert_eq!(exit.outcome, Outcome::GaveUp { restarts: 3 });
+    assert_eq!(
+        exit.outcome,
+        Outcome::GaveUp(GiveUpReason::TooManyRestarts {
+            restarts: 3,
+            window: Duration::from_secs(60)
+        })
+    );
     assert_eq!(exit.runs, 4);
     assert_eq!(exit.restarts, 3);
     let delays = backoff_delays(&mut events);
@@ -101,29 +109,50 @@ async fn always_restarts_and_stop_ends_supervision() {
 }
 
 #[tokio::test]
-async fn a_non_retryable_cause_opens_the_breaker_at_once() {
-    let mut p = policy(RestartMode::OnFailure);
-    p.breaker_open_for = Duration::from_secs(30);
-    let mut sup = Supervisor::start(sh("sleep 100").build().unwrap(), p).unwrap();
-    let mut status = sup.watch_status();
+async fn an_auth_failure_is_not_restarted_without_a_credential_to_refresh() {
+    let mut sup = Supervisor::start(
+        sh("sleep 100").build().unwrap(),
+        policy(RestartMode::Always),
+    )
+    .unwrap();
     let run = sup.next_run().await.unwrap();
     sup.restart_with(StopCause::AuthFailed);
-    let backing_off = status
-        .wait_for(|s| matches!(s, ProcessStatus::BackingOff { .. }))
-        .await
-        .unwrap()
-        .clone();
-    match backing_off {
-        // The breaker holds the restart for its whole open period, not the 20 ms backoff.
-        ProcessStatus::BackingOff { delay, .. } => {
-            assert!(delay > Duration::from_secs(29), "{delay:?}")
-        }
-        other => panic!("{other:?}"),
-    }
+    let exit = sup.wait().await.unwrap();
+    assert_eq!(exit.outcome, Outcome::GaveUp(GiveUpReason::AuthFailed));
+    assert_eq!((exit.runs, exit.restarts), (1, 0));
     assert!(!alive(run.pid));
+}
+
+#[tokio::test]
+async fn consecutive_failures_open_the_breaker_for_its_whole_period() {
+    let mut p = policy(RestartMode::OnFailure);
+    p.breaker_threshold = 2;
+    p.breaker_open_for = Duration::from_secs(30);
+    let mut sup = Supervisor::start(sh("exit 1").build().unwrap(), p).unwrap();
+    let mut status = sup.watch_status();
+    // The first failure backs off briefly; the second opens the breaker.
+    let mut delays = Vec::new();
+    loop {
+        let s = status
+            .wait_for(|s| matches!(s, ProcessStatus::BackingOff { .. }))
+            .await
+            .unwrap()
+            .clone();
+        if let ProcessStatus::BackingOff { delay, .. } = s {
+            delays.push(delay);
+        }
+        if delays.len() == 2 {
+            break;
+        }
+        status
+            .wait_for(|s| !matches!(s, ProcessStatus::BackingOff { .. }))
+            .await
+            .unwrap();
+    }
+    assert!(delays[0] <= Duration::from_millis(20), "{delays:?}");
+    assert!(delays[1] >= Duration::from_secs(30), "{delays:?}");
     let exit = sup.stop().await.unwrap();
-    assert_eq!(exit.outcome, Outcome::Stopped);
-    assert_eq!(exit.runs, 1);
+    assert_eq!((exit.outcome, exit.runs), (Outcome::Stopped, 2));
 }
 
 #[tokio::test]
@@ -161,7 +190,10 @@ async fn a_program_that_vanished_is_a_spawn_failure_with_backoff() {
     let mut events = sup.events();
     let exit = sup.wait().await.unwrap();
     // Every attempt failed at execve, was reported as Failed, and was retried with backoff.
-    assert_eq!(exit.outcome, Outcome::GaveUp { restarts: 3 });
+    assert!(matches!(
+        exit.outcome,
+        Outcome::GaveUp(GiveUpReason::TooManyRestarts { restarts: 3, .. })
+    ));
     assert!(exit.last.is_none());
     let error = exit.last_error.unwrap();
     assert!(

@@ -1,0 +1,237 @@
+//! One session's supervision, in stages: wait for a slot, **prepare** the run (a credential and
+//! the process configuration, `prepare.rs`), **spawn** it and **watch** it (health, timeout,
+//! requests, the API through the CLI's output, `watch.rs`), **classify** how it ended
+//! (`classify.rs`), then let the restart engine ([`claude_proc::RestartState`], the only place
+//! restart rules live) decide what follows.
+
+mod classify;
+mod prepare;
+mod probe;
+mod watch;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use claude_limits::{LimitsHook, Mechanism};
+use claude_proc::{Decision, GiveUpReason, RestartState, RunOutcome};
+use tokio::sync::{broadcast, mpsc, watch as watch_channel, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+use crate::events::{EventKind, LimitAction, ManagerEvent, SessionState};
+use crate::metrics::Metrics;
+use crate::report::{ClaudeOutcome, ExitKind, SessionReport};
+use crate::spec::{Program, SessionSpec};
+use crate::Run;
+
+/// Commands from the handle.
+#[derive(Debug)]
+pub(crate) enum Cmd {
+    Stop,
+    Restart,
+}
+
+pub(crate) struct SessionTask {
+    pub(crate) spec: SessionSpec,
+    pub(crate) binary: PathBuf,
+    pub(crate) limits: Option<Arc<LimitsHook>>,
+    pub(crate) slots: Arc<Semaphore>,
+    pub(crate) events: broadcast::Sender<ManagerEvent>,
+    pub(crate) state: watch_channel::Sender<SessionState>,
+    pub(crate) cmd: mpsc::UnboundedReceiver<Cmd>,
+    pub(crate) runs: mpsc::UnboundedSender<Run>,
+    pub(crate) metrics: Arc<Metrics>,
+    /// The caller asked for a restart of the run now ending ([`Cmd::Restart`]).
+    pub(crate) restart_requested: bool,
+}
+
+/// How one run ended, as the loop and the report need it.
+pub(crate) struct RunResult {
+    pub(crate) kind: ExitKind,
+    pub(crate) code: Option<i32>,
+    pub(crate) signal: Option<i32>,
+    pub(crate) by_manager: bool,
+    pub(crate) detail: String,
+    /// What the restart engine decides on.
+    pub(crate) outcome: RunOutcome,
+    pub(crate) rate_limited: bool,
+}
+
+/// What a session adds up over its runs.
+#[derive(Default)]
+pub(crate) struct Totals {
+    pub(crate) runs: u32,
+    pub(crate) cpu: Duration,
+    pub(crate) max_rss: u64,
+    pub(crate) claude: Arc<Mutex<ClaudeOutcome>>,
+}
+
+impl SessionTask {
+    pub(crate) fn emit(&self, kind: EventKind) {
+        let _ = self.events.send(ManagerEvent {
+            session: self.spec.name.clone(),
+            at: SystemTime::now(),
+            kind,
+        });
+    }
+
+    pub(crate) fn set_state(&self, to: SessionState) {
+        let from = self.state.borrow().clone();
+        if from != to {
+            self.state.send_replace(to.clone());
+            self.emit(EventKind::State { from, to });
+        }
+    }
+
+    pub(crate) async fn run(mut self) -> SessionReport {
+        let started = Instant::now();
+        let workdir = self.workdir();
+        let mut engine = RestartState::new(self.spec.restart.clone())
+            .with_credential_refresh(self.spec.credentials.is_some());
+        let mut totals = Totals::default();
+        let mut refresh = false;
+        let mut last: Option<RunResult> = None;
+        self.report_limits();
+        loop {
+            let Some(permit) = self.wait_for_slot().await else {
+                last.get_or_insert_with(|| RunResult::stopped_before_start("stopped while queued"));
+                break;
+            };
+            totals.runs += 1;
+            let run_started = Instant::now();
+            let workdir = workdir.as_ref().map(|d| d.path());
+            let end = match self.prepare(refresh, workdir).await {
+                Err(end) => end,
+                Ok(config) => self.spawn_and_watch(&config, &mut totals).await,
+            };
+            drop(permit);
+            self.metrics.exit(end.kind);
+            let engine_end = claude_proc::RunEnd::new(end.outcome, run_started.elapsed())
+                .rate_limited(end.rate_limited);
+            let decision = engine.on_run_end(engine_end, Instant::now());
+            let end = last.insert(end);
+            match decision {
+                Decision::Restart {
+                    delay,
+                    refresh_credential,
+                } => {
+                    self.metrics.restart();
+                    refresh = refresh_credential;
+                    if refresh {
+                        tracing::warn!(session = %self.spec.name, "auth failed: refreshing and restarting");
+                    }
+                    if !self.back_off(delay).await {
+                        end.kind = ExitKind::Stopped;
+                        break;
+                    }
+                }
+                Decision::GiveUp(reason @ GiveUpReason::TooManyRestarts { .. }) => {
+                    end.detail = format!("{}; {reason}", end.detail);
+                    break;
+                }
+                _ => break,
+            }
+        }
+        self.set_state(SessionState::Finished);
+        let end = last.unwrap_or_else(|| RunResult::stopped_before_start("never started"));
+        let report = self.report(end, &totals, engine.restarts(), started.elapsed());
+        self.emit(EventKind::Exit(report.clone()));
+        drop(workdir);
+        report
+    }
+
+    /// A slot under the live-process cap; `None` if a stop arrived first (a restart request
+    /// while queued changes nothing).
+    async fn wait_for_slot(&mut self) -> Option<OwnedSemaphorePermit> {
+        self.set_state(SessionState::Queued);
+        loop {
+            tokio::select! {
+                permit = Arc::clone(&self.slots).acquire_owned() => return permit.ok(),
+                cmd = self.cmd.recv() => match cmd {
+                    Some(Cmd::Restart) => continue,
+                    _ => return None,
+                },
+            }
+        }
+    }
+
+    /// Wait `delay` before the next run; false if a stop arrived meanwhile (a restart request
+    /// ends the wait early).
+    async fn back_off(&mut self, delay: Duration) -> bool {
+        if delay.is_zero() {
+            return true;
+        }
+        self.set_state(SessionState::BackingOff { delay });
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => true,
+            cmd = self.cmd.recv() => matches!(cmd, Some(Cmd::Restart)),
+        }
+    }
+
+    fn report(
+        &self,
+        end: RunResult,
+        totals: &Totals,
+        restarts: u32,
+        wall: Duration,
+    ) -> SessionReport {
+        let claude = matches!(self.spec.program, Program::Claude { .. })
+            .then(|| totals.claude.lock().map(|o| o.clone()).unwrap_or_default());
+        SessionReport {
+            name: self.spec.name.clone(),
+            reason: end.kind,
+            code: end.code,
+            signal: end.signal,
+            signal_sent_by_manager: end.by_manager,
+            cpu_time: totals.cpu,
+            max_rss_bytes: totals.max_rss,
+            wall,
+            restarts,
+            detail: end.detail,
+            claude,
+        }
+    }
+
+    /// The session's own directory (config dir and, if asked, HOME), removed at the end.
+    fn workdir(&self) -> Option<tempfile::TempDir> {
+        if !self.spec.isolation.config_dir && !self.spec.isolation.home {
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("claude-pm-{}-", sanitize(&self.spec.name)))
+            .tempdir()
+            .ok()?;
+        std::fs::create_dir_all(dir.path().join(".claude")).ok()?;
+        Some(dir)
+    }
+
+    /// One `limit` event per limit and mechanism, before the first run.
+    fn report_limits(&self) {
+        if let Some(hook) = &self.limits {
+            for e in &hook.report().entries {
+                let action = match e.mechanism {
+                    Mechanism::NotEnforced => LimitAction::NotEnforced,
+                    _ => LimitAction::Applied,
+                };
+                self.emit(EventKind::Limit {
+                    limit: e.limit,
+                    mechanism: e.mechanism,
+                    action,
+                });
+            }
+        }
+    }
+}
+
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(40)
+        .collect()
+}

@@ -1,0 +1,107 @@
+//! Stage 1, prepare: a credential (refreshed when the last one was rejected) and the process
+//! configuration of the next run.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use claude_auth::{Credential, CredentialHook};
+use claude_proc::{EnvPolicy, OutputMode, ProcessConfig, ProcessConfigBuilder, RunOutcome};
+
+use super::{RunResult, SessionTask};
+use crate::report::ExitKind;
+use crate::spec::{is_claude_setting, Program};
+
+impl SessionTask {
+    /// The configuration of the next run, or how the run failed before it could start.
+    pub(super) async fn prepare(
+        &self,
+        refresh: bool,
+        workdir: Option<&Path>,
+    ) -> Result<ProcessConfig, RunResult> {
+        let credential = self.credential(refresh).await?;
+        let mut b = self.builder(workdir);
+        if let Some(credential) = credential {
+            b = b.hook(Arc::new(CredentialHook::new(
+                credential,
+                self.spec.delivery,
+            )));
+        }
+        if let Some(limits) = &self.limits {
+            b = b.hook(Arc::clone(limits) as Arc<dyn claude_proc::SpawnHook>);
+        }
+        b.build().map_err(|e| RunResult::spawn_failed(&e))
+    }
+
+    /// The spec's credential, checked; none without a source.
+    async fn credential(&self, refresh: bool) -> Result<Option<Credential>, RunResult> {
+        let Some(source) = &self.spec.credentials else {
+            return Ok(None);
+        };
+        let got = if refresh {
+            source.refresh_token().await
+        } else {
+            source.get_token().await
+        };
+        match got.and_then(|c| source.validate_token(&c).map(|()| c)) {
+            Ok(c) => Ok(Some(c)),
+            Err(e) => Err(RunResult {
+                kind: ExitKind::AuthFailed,
+                code: None,
+                signal: None,
+                by_manager: false,
+                detail: format!("no usable credential: {e}"),
+                outcome: RunOutcome::FailedPermanently,
+                rate_limited: false,
+            }),
+        }
+    }
+
+    /// Program, arguments, environment and streams; hooks are added by the caller.
+    fn builder(&self, workdir: Option<&Path>) -> ProcessConfigBuilder {
+        let spec = &self.spec;
+        let (program, args, claude) = match &spec.program {
+            Program::Command { program, args } => (program.clone(), args.clone(), false),
+            Program::Claude { args, .. } => (self.binary.clone(), args.clone(), true),
+        };
+        let mut b = ProcessConfig::builder(program)
+            .args(args)
+            .stdin(spec.stdin)
+            .stderr(spec.stderr)
+            .grace(spec.grace);
+        if let Some(cwd) = &spec.cwd {
+            b = b.cwd(cwd);
+        }
+        if claude {
+            // A clean environment: the CLI's settings pass, credentials only through the hook.
+            b = b.env_policy(EnvPolicy::Clean);
+            for (name, _) in std::env::vars_os() {
+                if name.to_str().is_some_and(is_claude_setting) {
+                    b = b.pass_env(name);
+                }
+            }
+            b = b.env("CLAUDE_CODE_ENTRYPOINT", "sdk-claude-pm");
+            // The manager watches stdout, so it is always piped as lines.
+            b = b.stdout(match spec.stdout {
+                OutputMode::Lines { .. } => spec.stdout,
+                _ => OutputMode::lines(),
+            });
+        } else {
+            b = b.env_policy(EnvPolicy::Inherit).stdout(spec.stdout);
+        }
+        if let Some(dir) = workdir {
+            if spec.isolation.config_dir {
+                b = b.env("CLAUDE_CONFIG_DIR", dir.join(".claude"));
+            }
+            if spec.isolation.home {
+                b = b.env("HOME", dir);
+            }
+        }
+        for (k, v) in &spec.env {
+            b = b.env(k, v);
+        }
+        for k in &spec.pass_env {
+            b = b.pass_env(k);
+        }
+        b
+    }
+}

@@ -1,0 +1,422 @@
+//! The settings table: every setting declared once. Its flag (`--disk-io`), variable
+//! (`CLAUDE_PM_DISK_IO`) and TOML key (`disk_io`) are derived from the key; its parser turns text
+//! into the typed value and writes it where it belongs; the range checks are the owning type's
+//! own ([`claude_limits::ResourceLimits::validate`], [`claude_proc::RestartPolicy`]'s fields), so
+//! no range is written twice.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use claude_auth::Delivery;
+use claude_limits::{CgroupV2Root, LimitMode, ResourceLimits};
+use claude_proc::RestartMode;
+
+use crate::manager::ManagerConfig;
+use crate::spec::{HealthSpec, Program, SessionSpec};
+use crate::units::{parse_duration, parse_size};
+
+/// What a setting writes into: the session's spec and the manager's configuration.
+pub(crate) struct Target<'a> {
+    pub(crate) spec: &'a mut SessionSpec,
+    pub(crate) manager: &'a mut ManagerConfig,
+}
+
+type Apply = fn(&mut Target<'_>, &str) -> Result<(), String>;
+
+/// One setting as operators write it.
+#[non_exhaustive]
+pub struct Setting {
+    /// The key in a config file (`disk_io`); the flag is the key with `-` (`--disk-io`), the
+    /// variable `CLAUDE_PM_` and the key in upper case unless [`Setting::variable`] says
+    /// otherwise.
+    pub key: &'static str,
+    /// What the value looks like in help (`SIZE`, `DUR`, `N`).
+    pub value_name: &'static str,
+    /// One line of help.
+    pub help: &'static str,
+    /// Whether it may be given more than once (every value counts, in order).
+    pub repeatable: bool,
+    /// Its value may hold a secret (`--env TOKEN=...`): errors show only what is before `=`.
+    pub secret_value: bool,
+    variable: Option<&'static str>,
+    apply: Apply,
+}
+
+impl std::fmt::Debug for Setting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Setting")
+            .field("key", &self.key)
+            .field("value_name", &self.value_name)
+            .field("repeatable", &self.repeatable)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Setting {
+    /// The long flag without dashes in front (`disk-io`).
+    pub fn long(&self) -> String {
+        self.key.replace('_', "-")
+    }
+
+    /// The flag as typed (`--disk-io`).
+    pub fn flag(&self) -> String {
+        format!("--{}", self.long())
+    }
+
+    /// The environment variable (`CLAUDE_PM_DISK_IO`).
+    pub fn variable(&self) -> String {
+        match self.variable {
+            Some(name) => name.to_owned(),
+            None => format!("CLAUDE_PM_{}", self.key.to_ascii_uppercase()),
+        }
+    }
+
+    pub(crate) fn apply(&self, target: &mut Target<'_>, value: &str) -> Result<(), String> {
+        (self.apply)(target, value)
+    }
+
+    /// `value` as it may appear in an error message.
+    pub(crate) fn shown(&self, value: &str) -> String {
+        match (self.secret_value, value.split_once('=')) {
+            (true, Some((name, _))) => format!("{name}=[hidden]"),
+            (true, None) => "[hidden]".to_owned(),
+            (false, _) => value.to_owned(),
+        }
+    }
+}
+
+/// The settings of `claude-pm run`, `claude`, `doctor` and of every session of `serve`.
+pub const SETTINGS: &[Setting] = &[
+    Setting {
+        key: "cpus",
+        value_name: "CORES",
+        help: "CPU limit of the whole tree, in cores (0.5 = half a core)",
+        repeatable: false,
+        secret_value: false,
+        variable: None,
+        apply: |t, v| {
+            let cores = parse_cores(v)?;
+            limit(t, |l| l.max_cpu = Some(cores))
+        },
+    },
+    Setting {
+        key: "memory",
+        value_name: "SIZE",
+        help: "Memory limit of the whole tree",
+        repeatable: false,
+        secret_value: false,
+        variable: None,
+        apply: |t, v| {
+            let bytes = parse_size(v)?;
+            limit(t, |l| l.max_memory = Some(bytes))
+        },
+    },
+    Setting {
+        key: "disk_io",
+        value_name: "SIZE",
+        help: "Disk IO limit of the tree, bytes per second",
+        repeatable: false,
+        secret_value: false,
+        variable: None,
+        apply: |t, v| {
+            let rate = parse_size(v)?;
+            limit(t, |l| l.max_disk_io = Some(rate))
+        },
+    },
+    Setting {
+        key: "pids",
+        value_name: "N",
+        help: "Processes and threads in the tree",
+        repeatable: false,
+        secret_value: false,
+        variable: None,
+        apply: |t, v| {
+            let n = parse_count(v)?;
+            limit(t, |l| l.max_pids = Some(n))
+        },
+    },
+    Setting {
+        key: "nofile",
+        value_name: "N",
+        help: "Open files per process",
+        repeatable: false,
+        secret_value: false,
+        variable: None,
+        apply: |t, v| {
+            let n = parse_count(v)?;
+            limit(t, |l| l.max_open_files = Some(n))
+        },
+    },
+    Setting {
+        key: "nice",
+        value_name: "N",
+        help: "Nice value (-20..19)",
+        repeatable: false,
+        secret_value: false,
+        variable: None,
+        apply: |t, v| {
+            let n: i32 = v
+                .trim()
+                .parse()
+                .map_err(|_| "not a whole number".to_owned())?;
+            limit(t, |l| l.nice = Some(n))
+        },
+    },
+    Setting {
+        key: "timeout",
+        value_name: "DUR",
+        help: "Wall-clock limit of each run",
+        repeatable: false,
+        secret_value: false,
+        variable: None,
+        apply: |t, v| {
+            let d = parse_positive_duration(v)?;
+            limit(t, |l| l.timeout = Some(d))
+        },
+    },
+    Setting {
+        key: "grace",
+        value_name: "DUR",
+        help: "SIGTERM-to-SIGKILL grace",
+        repeatable: false,
+        secret_value: false,
+        variable: None,
+        apply: |t, v| {
+            t.spec.grace = parse_positive_duration(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        key: "restart",
+        value_name: "POLICY",
+        help: "When a run is started again: never, on-failure or always",
+        repeatable: false,
+        secret_value: false,
+        variable: None,
+        apply: |t, v| {
+            t.spec.restart.mode = choice(v, &RestartMode::ALL, |m| m.name())?;
+            Ok(())
+        },
+    },
+    Setting {
+        key: "max_restarts",
+        value_name: "N",
+        help: "Restarts allowed within the restart window (5 minutes)",
+        repeatable: false,
+        secret_value: false,
+        variable: None,
+        apply: |t, v| {
+            let n = parse_count(v)?;
+            t.spec.restart.max_restarts = u32::try_from(n).map_err(|_| too_large(u32::MAX))?;
+            Ok(())
+        },
+    },
+    Setting {
+        key: "health_interval",
+        value_name: "DUR",
+        help: "How often the tree is sampled",
+        repeatable: false,
+        secret_value: false,
+        variable: None,
+        apply: |t, v| {
+            let d = parse_positive_duration(v)?;
+            t.spec
+                .health
+                .get_or_insert_with(HealthSpec::default)
+                .interval = d;
+            Ok(())
+        },
+    },
+    Setting {
+        key: "hang_after",
+        value_name: "DUR",
+        help: "Hung after this long without progress while work is in flight",
+        repeatable: false,
+        secret_value: false,
+        variable: None,
+        apply: |t, v| {
+            let d = parse_positive_duration(v)?;
+            t.spec
+                .health
+                .get_or_insert_with(HealthSpec::default)
+                .hang_after = Some(d);
+            Ok(())
+        },
+    },
+    Setting {
+        key: "limits",
+        value_name: "MODE",
+        help: "How limits are enforced: auto, cgroup or soft",
+        repeatable: false,
+        secret_value: false,
+        variable: None,
+        apply: |t, v| {
+            t.spec.limit_options.mode = choice(v, &LimitMode::ALL, |m| m.name())?;
+            Ok(())
+        },
+    },
+    Setting {
+        key: "cgroup_v2_parent",
+        value_name: "DIR",
+        help: "A delegated cgroup v2 directory to create each run's cgroup in",
+        repeatable: false,
+        secret_value: false,
+        variable: None,
+        apply: |t, v| {
+            let dir = PathBuf::from(non_empty(v)?);
+            if !dir.is_absolute() {
+                return Err("must be an absolute path".into());
+            }
+            t.spec.limit_options.cgroup_v2 = Some(CgroupV2Root::new(dir));
+            Ok(())
+        },
+    },
+    Setting {
+        key: "max_live",
+        value_name: "N",
+        help: "Sessions with a live process at once; more wait their turn (0: no cap)",
+        repeatable: false,
+        secret_value: false,
+        variable: None,
+        apply: |t, v| {
+            let n = v
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| "not a whole number".to_owned())?;
+            t.manager.max_live = usize::try_from(n).map_err(|_| too_large(usize::MAX))?;
+            Ok(())
+        },
+    },
+    Setting {
+        key: "claude_binary",
+        value_name: "PATH",
+        help: "The claude binary (default: claude on PATH)",
+        repeatable: false,
+        secret_value: false,
+        variable: Some(claude_proc::CLAUDE_BIN_ENV),
+        apply: |t, v| {
+            let path = PathBuf::from(non_empty(v)?);
+            if let Program::Claude { binary, .. } = &mut t.spec.program {
+                *binary = Some(path);
+            }
+            Ok(())
+        },
+    },
+    Setting {
+        key: "delivery",
+        value_name: "HOW",
+        help: "How the credential reaches claude: env (a variable) or fd (descriptor 3)",
+        repeatable: false,
+        secret_value: false,
+        variable: None,
+        apply: |t, v| {
+            t.spec.delivery = match v.trim() {
+                "env" => Delivery::Env,
+                "fd" => Delivery::Fd(3),
+                _ => return Err("must be env or fd".into()),
+            };
+            Ok(())
+        },
+    },
+    Setting {
+        key: "env",
+        value_name: "KEY=VALUE",
+        help: "Set a variable in the child (repeatable)",
+        repeatable: true,
+        secret_value: true,
+        variable: None,
+        apply: |t, v| {
+            let (k, val) = v.split_once('=').ok_or("must be KEY=VALUE")?;
+            if !valid_var_name(k) {
+                return Err(format!("{k:?} is not a variable name"));
+            }
+            t.spec.env.push((k.into(), val.into()));
+            Ok(())
+        },
+    },
+    Setting {
+        key: "pass_env",
+        value_name: "KEY",
+        help: "Copy a variable from this environment into the child (repeatable)",
+        repeatable: true,
+        secret_value: false,
+        variable: None,
+        apply: |t, v| {
+            if !valid_var_name(v) {
+                return Err("not a variable name".into());
+            }
+            t.spec.pass_env.push(v.into());
+            Ok(())
+        },
+    },
+];
+
+/// The setting called `key` (`disk_io` or `disk-io`).
+pub fn setting(key: &str) -> Option<&'static Setting> {
+    let key = key.replace('-', "_");
+    SETTINGS.iter().find(|s| s.key == key)
+}
+
+/// Write into the limits, then check them with their own validation (the one place ranges
+/// live); only the why of its error is kept, the caller names the key.
+fn limit(t: &mut Target<'_>, put: impl FnOnce(&mut ResourceLimits)) -> Result<(), String> {
+    put(&mut t.spec.limits);
+    t.spec.limits.validate().map_err(|e| match e {
+        claude_limits::Error::InvalidLimit { why, .. } => why,
+        other => other.to_string(),
+    })
+}
+
+fn parse_cores(v: &str) -> Result<f64, String> {
+    v.trim()
+        .parse::<f64>()
+        .map_err(|_| "not a number of cores".to_owned())
+}
+
+fn parse_count(v: &str) -> Result<u64, String> {
+    let t = v.trim();
+    t.parse::<u64>().map_err(|_| {
+        if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+            too_large(u64::MAX)
+        } else {
+            "not a whole number".to_owned()
+        }
+    })
+}
+
+fn too_large(max: impl std::fmt::Display) -> String {
+    format!("too large (at most {max})")
+}
+
+fn parse_positive_duration(v: &str) -> Result<Duration, String> {
+    let d = parse_duration(v)?;
+    if d.is_zero() {
+        return Err("must be positive".into());
+    }
+    Ok(d)
+}
+
+fn non_empty(v: &str) -> Result<&str, String> {
+    if v.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
+    Ok(v)
+}
+
+/// One of `all` by its name.
+fn choice<T: Copy>(v: &str, all: &[T], name: fn(T) -> &'static str) -> Result<T, String> {
+    let v = v.trim().replace('_', "-");
+    all.iter().copied().find(|m| name(*m) == v).ok_or_else(|| {
+        let names: Vec<&str> = all.iter().map(|m| name(*m)).collect();
+        match names.split_last() {
+            Some((last, rest)) => format!("must be {} or {last}", rest.join(", ")),
+            None => "no value is accepted".into(),
+        }
+    })
+}
+
+pub(crate) fn valid_var_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
