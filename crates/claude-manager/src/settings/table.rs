@@ -53,6 +53,38 @@ impl std::fmt::Debug for Setting {
 }
 
 impl Setting {
+    const fn new(
+        key: &'static str,
+        value_name: &'static str,
+        help: &'static str,
+        apply: Apply,
+    ) -> Setting {
+        Setting {
+            key,
+            value_name,
+            help,
+            repeatable: false,
+            secret_value: false,
+            variable: None,
+            apply,
+        }
+    }
+
+    const fn repeatable(mut self) -> Setting {
+        self.repeatable = true;
+        self
+    }
+
+    const fn secret_value(mut self) -> Setting {
+        self.secret_value = true;
+        self
+    }
+
+    const fn with_variable(mut self, name: &'static str) -> Setting {
+        self.variable = Some(name);
+        self
+    }
+
     /// The long flag without dashes in front (`disk-io`).
     pub fn long(&self) -> String {
         self.key.replace('_', "-")
@@ -87,138 +119,80 @@ impl Setting {
 
 /// The settings of `claude-pm run`, `claude`, `doctor` and of every session of `serve`.
 pub const SETTINGS: &[Setting] = &[
-    Setting {
-        key: "cpus",
-        value_name: "CORES",
-        help: "CPU limit of the whole tree, in cores (0.5 = half a core)",
-        repeatable: false,
-        secret_value: false,
-        variable: None,
-        apply: |t, v| {
+    Setting::new(
+        "cpus",
+        "CORES",
+        "CPU limit of the whole tree, in cores (0.5 = half a core)",
+        |t, v| {
             let cores = parse_cores(v)?;
             limit(t, |l| l.max_cpu = Some(cores))
         },
-    },
-    Setting {
-        key: "memory",
-        value_name: "SIZE",
-        help: "Memory limit of the whole tree",
-        repeatable: false,
-        secret_value: false,
-        variable: None,
-        apply: |t, v| {
+    ),
+    Setting::new(
+        "memory",
+        "SIZE",
+        "Memory limit of the whole tree",
+        |t, v| {
             let bytes = parse_size(v)?;
             limit(t, |l| l.max_memory = Some(bytes))
         },
-    },
-    Setting {
-        key: "disk_io",
-        value_name: "SIZE",
-        help: "Disk IO limit of the tree, bytes per second",
-        repeatable: false,
-        secret_value: false,
-        variable: None,
-        apply: |t, v| {
+    ),
+    Setting::new(
+        "disk_io",
+        "SIZE",
+        "Disk IO limit of the tree, bytes per second",
+        |t, v| {
             let rate = parse_size(v)?;
             limit(t, |l| l.max_disk_io = Some(rate))
         },
-    },
-    Setting {
-        key: "pids",
-        value_name: "N",
-        help: "Processes and threads in the tree",
-        repeatable: false,
-        secret_value: false,
-        variable: None,
-        apply: |t, v| {
-            let n = parse_count(v)?;
-            limit(t, |l| l.max_pids = Some(n))
-        },
-    },
-    Setting {
-        key: "nofile",
-        value_name: "N",
-        help: "Open files per process",
-        repeatable: false,
-        secret_value: false,
-        variable: None,
-        apply: |t, v| {
-            let n = parse_count(v)?;
-            limit(t, |l| l.max_open_files = Some(n))
-        },
-    },
-    Setting {
-        key: "nice",
-        value_name: "N",
-        help: "Nice value (-20..19)",
-        repeatable: false,
-        secret_value: false,
-        variable: None,
-        apply: |t, v| {
-            let n: i32 = v
-                .trim()
-                .parse()
-                .map_err(|_| "not a whole number".to_owned())?;
-            limit(t, |l| l.nice = Some(n))
-        },
-    },
-    Setting {
-        key: "timeout",
-        value_name: "DUR",
-        help: "Wall-clock limit of each run",
-        repeatable: false,
-        secret_value: false,
-        variable: None,
-        apply: |t, v| {
-            let d = parse_positive_duration(v)?;
-            limit(t, |l| l.timeout = Some(d))
-        },
-    },
-    Setting {
-        key: "grace",
-        value_name: "DUR",
-        help: "SIGTERM-to-SIGKILL grace",
-        repeatable: false,
-        secret_value: false,
-        variable: None,
-        apply: |t, v| {
-            t.spec.grace = parse_positive_duration(v)?;
-            Ok(())
-        },
-    },
-    Setting {
-        key: "restart",
-        value_name: "POLICY",
-        help: "When a run is started again: never, on-failure or always",
-        repeatable: false,
-        secret_value: false,
-        variable: None,
-        apply: |t, v| {
+    ),
+    Setting::new("pids", "N", "Processes and threads in the tree", |t, v| {
+        let n = parse_count(v)?;
+        limit(t, |l| l.max_pids = Some(n))
+    }),
+    Setting::new("nofile", "N", "Open files per process", |t, v| {
+        let n = parse_count(v)?;
+        limit(t, |l| l.max_open_files = Some(n))
+    }),
+    Setting::new("nice", "N", "Nice value (-20..19)", |t, v| {
+        let n: i32 = v
+            .trim()
+            .parse()
+            .map_err(|_| "not a whole number".to_owned())?;
+        limit(t, |l| l.nice = Some(n))
+    }),
+    Setting::new("timeout", "DUR", "Wall-clock limit of each run", |t, v| {
+        let d = parse_positive_duration(v)?;
+        limit(t, |l| l.timeout = Some(d))
+    }),
+    Setting::new("grace", "DUR", "SIGTERM-to-SIGKILL grace", |t, v| {
+        t.spec.grace = parse_positive_duration(v)?;
+        Ok(())
+    }),
+    Setting::new(
+        "restart",
+        "POLICY",
+        "When a run is started again: never, on-failure or always",
+        |t, v| {
             t.spec.restart.mode = choice(v, &RestartMode::ALL, |m| m.name())?;
             Ok(())
         },
-    },
-    Setting {
-        key: "max_restarts",
-        value_name: "N",
-        help: "Restarts allowed within the restart window (5 minutes)",
-        repeatable: false,
-        secret_value: false,
-        variable: None,
-        apply: |t, v| {
+    ),
+    Setting::new(
+        "max_restarts",
+        "N",
+        "Restarts allowed within the restart window (5 minutes)",
+        |t, v| {
             let n = parse_count(v)?;
             t.spec.restart.max_restarts = u32::try_from(n).map_err(|_| too_large(u32::MAX))?;
             Ok(())
         },
-    },
-    Setting {
-        key: "health_interval",
-        value_name: "DUR",
-        help: "How often the tree is sampled",
-        repeatable: false,
-        secret_value: false,
-        variable: None,
-        apply: |t, v| {
+    ),
+    Setting::new(
+        "health_interval",
+        "DUR",
+        "How often the tree is sampled",
+        |t, v| {
             let d = parse_positive_duration(v)?;
             t.spec
                 .health
@@ -226,15 +200,12 @@ pub const SETTINGS: &[Setting] = &[
                 .interval = d;
             Ok(())
         },
-    },
-    Setting {
-        key: "hang_after",
-        value_name: "DUR",
-        help: "Hung after this long without progress while work is in flight",
-        repeatable: false,
-        secret_value: false,
-        variable: None,
-        apply: |t, v| {
+    ),
+    Setting::new(
+        "hang_after",
+        "DUR",
+        "Hung after this long without progress while work is in flight",
+        |t, v| {
             let d = parse_positive_duration(v)?;
             t.spec
                 .health
@@ -242,27 +213,21 @@ pub const SETTINGS: &[Setting] = &[
                 .hang_after = Some(d);
             Ok(())
         },
-    },
-    Setting {
-        key: "limits",
-        value_name: "MODE",
-        help: "How limits are enforced: auto, cgroup or soft",
-        repeatable: false,
-        secret_value: false,
-        variable: None,
-        apply: |t, v| {
+    ),
+    Setting::new(
+        "limits",
+        "MODE",
+        "How limits are enforced: auto, cgroup or soft",
+        |t, v| {
             t.spec.limit_options.mode = choice(v, &LimitMode::ALL, |m| m.name())?;
             Ok(())
         },
-    },
-    Setting {
-        key: "cgroup_v2_parent",
-        value_name: "DIR",
-        help: "A delegated cgroup v2 directory to create each run's cgroup in",
-        repeatable: false,
-        secret_value: false,
-        variable: None,
-        apply: |t, v| {
+    ),
+    Setting::new(
+        "cgroup_v2_parent",
+        "DIR",
+        "A delegated cgroup v2 directory to create each run's cgroup in",
+        |t, v| {
             let dir = PathBuf::from(non_empty(v)?);
             if !dir.is_absolute() {
                 return Err("must be an absolute path".into());
@@ -270,15 +235,12 @@ pub const SETTINGS: &[Setting] = &[
             t.spec.limit_options.cgroup_v2 = Some(CgroupV2Root::new(dir));
             Ok(())
         },
-    },
-    Setting {
-        key: "max_live",
-        value_name: "N",
-        help: "Sessions with a live process at once; more wait their turn (0: no cap)",
-        repeatable: false,
-        secret_value: false,
-        variable: None,
-        apply: |t, v| {
+    ),
+    Setting::new(
+        "max_live",
+        "N",
+        "Sessions with a live process at once; more wait their turn (0: no cap)",
+        |t, v| {
             let n = v
                 .trim()
                 .parse::<u64>()
@@ -286,30 +248,25 @@ pub const SETTINGS: &[Setting] = &[
             t.manager.max_live = usize::try_from(n).map_err(|_| too_large(usize::MAX))?;
             Ok(())
         },
-    },
-    Setting {
-        key: "claude_binary",
-        value_name: "PATH",
-        help: "The claude binary (default: claude on PATH)",
-        repeatable: false,
-        secret_value: false,
-        variable: Some(claude_proc::CLAUDE_BIN_ENV),
-        apply: |t, v| {
+    ),
+    Setting::new(
+        "claude_binary",
+        "PATH",
+        "The claude binary (default: claude on PATH)",
+        |t, v| {
             let path = PathBuf::from(non_empty(v)?);
             if let Program::Claude { binary, .. } = &mut t.spec.program {
                 *binary = Some(path);
             }
             Ok(())
         },
-    },
-    Setting {
-        key: "delivery",
-        value_name: "HOW",
-        help: "How the credential reaches claude: env (a variable) or fd (descriptor 3)",
-        repeatable: false,
-        secret_value: false,
-        variable: None,
-        apply: |t, v| {
+    )
+    .with_variable(claude_proc::CLAUDE_BIN_ENV),
+    Setting::new(
+        "delivery",
+        "HOW",
+        "How the credential reaches claude: env (a variable) or fd (descriptor 3)",
+        |t, v| {
             t.spec.delivery = match v.trim() {
                 "env" => Delivery::Env,
                 "fd" => Delivery::Fd(3),
@@ -317,15 +274,12 @@ pub const SETTINGS: &[Setting] = &[
             };
             Ok(())
         },
-    },
-    Setting {
-        key: "env",
-        value_name: "KEY=VALUE",
-        help: "Set a variable in the child (repeatable)",
-        repeatable: true,
-        secret_value: true,
-        variable: None,
-        apply: |t, v| {
+    ),
+    Setting::new(
+        "env",
+        "KEY=VALUE",
+        "Set a variable in the child (repeatable)",
+        |t, v| {
             let (k, val) = v.split_once('=').ok_or("must be KEY=VALUE")?;
             if !valid_var_name(k) {
                 return Err(format!("{k:?} is not a variable name"));
@@ -333,22 +287,22 @@ pub const SETTINGS: &[Setting] = &[
             t.spec.env.push((k.into(), val.into()));
             Ok(())
         },
-    },
-    Setting {
-        key: "pass_env",
-        value_name: "KEY",
-        help: "Copy a variable from this environment into the child (repeatable)",
-        repeatable: true,
-        secret_value: false,
-        variable: None,
-        apply: |t, v| {
+    )
+    .repeatable()
+    .secret_value(),
+    Setting::new(
+        "pass_env",
+        "KEY",
+        "Copy a variable from this environment into the child (repeatable)",
+        |t, v| {
             if !valid_var_name(v) {
                 return Err("not a variable name".into());
             }
             t.spec.pass_env.push(v.into());
             Ok(())
         },
-    },
+    )
+    .repeatable(),
 ];
 
 /// The setting called `key` (`disk_io` or `disk-io`).
