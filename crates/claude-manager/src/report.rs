@@ -155,7 +155,7 @@ pub(crate) fn code_and_signal(reason: &ExitReason) -> (Option<i32>, Option<i32>,
         ExitReason::Stopped { exit, .. } | ExitReason::Enforced { exit, .. } => {
             (exit.code, exit.signal, exit.signal.is_some())
         }
-        ExitReason::KilledAfterGrace { .. } => (None, Some(9), true),
+        ExitReason::KilledAfterGrace { .. } | ExitReason::Killed { .. } => (None, Some(9), true),
         _ => (None, None, false),
     }
 }

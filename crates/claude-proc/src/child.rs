@@ -64,6 +64,8 @@ impl ExitInfo {
 #[derive(Debug)]
 pub(crate) enum Command {
     Stop(StopCause),
+    /// SIGKILL the tree now, also in the middle of a stop sequence's grace period.
+    Kill(StopCause),
 }
 
 /// A running (or finished) child and its tree.
@@ -139,6 +141,12 @@ impl Child {
         let _ = self.cmd.send(Command::Stop(cause));
     }
 
+    /// SIGKILL the whole tree now, without a grace period; during a stop sequence this cuts its
+    /// wait short (a second Ctrl-C). The exit is [`crate::ExitReason::Killed`].
+    pub fn request_kill(&self, cause: StopCause) {
+        let _ = self.cmd.send(Command::Kill(cause));
+    }
+
     /// A cheap, clonable handle that can ask for the stop sequence from elsewhere (an
     /// enforcer task, a timer). It does not keep the child alive: dropping the [`Child`] still
     /// kills the tree.
@@ -180,6 +188,13 @@ impl Stopper {
         self.cmd
             .upgrade()
             .is_some_and(|cmd| cmd.send(Command::Stop(cause)).is_ok())
+    }
+
+    /// Request an immediate SIGKILL of the tree ([`Child::request_kill`]).
+    pub fn request_kill(&self, cause: StopCause) -> bool {
+        self.cmd
+            .upgrade()
+            .is_some_and(|cmd| cmd.send(Command::Kill(cause)).is_ok())
     }
 }
 

@@ -221,6 +221,11 @@ pub enum ExitReason {
         /// Why the stop was asked for.
         cause: StopCause,
     },
+    /// It was killed with SIGKILL at once, without (the rest of) a grace period: a forced stop.
+    Killed {
+        /// Why the kill was asked for.
+        cause: StopCause,
+    },
     /// An enforcer outside this crate ended it (for example a cgroup OOM kill), as a hook said.
     Enforced {
         /// What the enforcer did.
@@ -241,6 +246,7 @@ impl ExitReason {
         match self {
             ExitReason::Stopped { cause, .. }
             | ExitReason::KilledAfterGrace { cause }
+            | ExitReason::Killed { cause }
             | ExitReason::Enforced { cause, .. } => Some(cause),
             ExitReason::Exited { .. } | ExitReason::Signaled { .. } => None,
         }
@@ -265,6 +271,7 @@ impl fmt::Display for ExitReason {
             ExitReason::KilledAfterGrace { cause } => {
                 write!(f, "killed after the grace period ({cause})")
             }
+            ExitReason::Killed { cause } => write!(f, "killed at once ({cause})"),
             ExitReason::Enforced { cause, .. } => write!(f, "ended by enforcer ({cause})"),
         }
     }

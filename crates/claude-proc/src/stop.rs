@@ -23,6 +23,29 @@ use crate::stdin::ChildStdin;
 use crate::sys::pidfd;
 use crate::sys::tree::{self, Member, ProcRoot, TreeId};
 
+/// The next request from the handle; pending forever once the handle is gone and the channel
+/// drained (the caller took `None` already).
+async fn next_command(cmd: &mut Option<mpsc::UnboundedReceiver<Command>>) -> Option<Command> {
+    match cmd {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next kill request; stop requests meanwhile are ignored (one is under way).
+async fn next_kill(cmd: &mut Option<mpsc::UnboundedReceiver<Command>>) {
+    loop {
+        match cmd.as_mut() {
+            Some(rx) => match rx.recv().await {
+                Some(Command::Kill(_)) => return,
+                Some(Command::Stop(_)) => continue,
+                None => *cmd = None,
+            },
+            None => std::future::pending::<()>().await,
+        }
+    }
+}
+
 /// How often the tree is rescanned while waiting for descendants to go.
 const POLL: Duration = Duration::from_millis(10);
 /// How long the exit report waits for the stderr reader to reach end-of-file.
@@ -48,6 +71,26 @@ pub(crate) struct Monitor {
     /// Members seen by scans (pid, start time), to recognise their zombies later.
     seen: Vec<(u32, u64)>,
     done: bool,
+    /// Requests from the handle; a kill arriving during the stop sequence cuts it short.
+    cmd: Option<mpsc::UnboundedReceiver<Command>>,
+}
+
+/// How a wait of the stop sequence ended.
+enum Waited {
+    Done,
+    Deadline,
+    /// A kill was requested meanwhile.
+    Killed,
+}
+
+/// `now + d`, or an instant decades away when that cannot be represented: a huge grace period
+/// or timeout is a long wait, never an overflow.
+pub(crate) fn later(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d).unwrap_or_else(|| {
+        now.checked_add(Duration::from_secs(30 * 365 * 24 * 3600))
+            .unwrap_or(now)
+    })
 }
 
 impl Monitor {
@@ -84,6 +127,7 @@ impl Monitor {
             adopted: Vec::new(),
             seen: Vec::new(),
             done: false,
+            cmd: None,
         };
         // SAFETY: the OwnedFd is moved into the AsyncFd and stays open as long as it lives.
         match unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) } {
@@ -135,23 +179,28 @@ impl Monitor {
         })
     }
 
-    pub(crate) async fn run(mut self, mut cmd: mpsc::UnboundedReceiver<Command>) {
+    pub(crate) async fn run(mut self, cmd: mpsc::UnboundedReceiver<Command>) {
         enum Wake {
             Exited,
             Stop(StopCause),
+            Kill(StopCause),
             Dropped,
         }
+        let mut cmd = Some(cmd);
         let wake = tokio::select! {
             biased;
             () = self.exited() => Wake::Exited,
-            command = cmd.recv() => match command {
+            command = next_command(&mut cmd) => match command {
                 Some(Command::Stop(cause)) => Wake::Stop(cause),
+                Some(Command::Kill(cause)) => Wake::Kill(cause),
                 None => Wake::Dropped,
             },
         };
+        self.cmd = cmd;
         let reason = match wake {
             Wake::Exited => self.on_exit().await,
             Wake::Stop(cause) => self.stop_sequence(cause).await,
+            Wake::Kill(cause) => self.kill_now(cause).await,
             Wake::Dropped => {
                 let _ = self.cell.set(ProcessStatus::Stopping { pid: self.pid });
                 self.kill_all().await;
@@ -167,11 +216,18 @@ impl Monitor {
         self.finish(reason).await;
     }
 
-    /// The leader ended by itself.
-    async fn on_exit(&mut self) -> ExitReason {
+    async fn kill_now(&mut self, cause: StopCause) -> ExitReason {
+        let _ = self.cell.set(ProcessStatus::Stopping { pid: self.pid });
+        tracing::warn!(pid = self.pid, %cause, "killing the tree at once");
+        self.kill_all().await;
+        ExitReason::Killed { cause }
+    }
+
+    /// The leader ended by itself: how, attributed to an enforcer if a hook says so.
+    fn on_exit_reason(&mut self) -> ExitReason {
         let exit = self.peek_exit();
         let cause = self.hooks.iter_mut().find_map(|h| h.exited(&exit));
-        let reason = match (cause, exit) {
+        match (cause, exit) {
             (Some(cause), exit) => ExitReason::Enforced { cause, exit },
             (
                 None,
@@ -186,60 +242,81 @@ impl Monitor {
                     .as_ref()
                     .is_some_and(|fd| pidfd::core_dumped(fd.get_ref())),
             },
-        };
+        }
+    }
+
+    /// The leader ended by itself.
+    async fn on_exit(&mut self) -> ExitReason {
+        let reason = self.on_exit_reason();
         // Descendants that outlive the leader are part of the session: end them too.
         if !self.tree_empty() {
             let _ = self.cell.set(ProcessStatus::Stopping { pid: self.pid });
             self.signal_tree(libc::SIGTERM);
-            let deadline = Instant::now() + self.stop.grace;
-            if !self.wait_tree_empty(deadline).await {
+            if !self.wait_tree_empty(later(self.stop.grace)).await {
                 self.kill_all().await;
             }
         }
         reason
     }
 
-    /// Close stdin, wait; SIGTERM the tree, wait the grace period; SIGKILL the tree.
+    /// Wait for the leader's exit until `deadline`, or until a kill is requested.
+    async fn wait_exit_until(&mut self, deadline: Instant) -> Waited {
+        let exited = async {
+            if let Some(fd) = &self.pidfd {
+                let _ = fd.readable().await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            biased;
+            () = exited => Waited::Done,
+            () = tokio::time::sleep_until(deadline) => Waited::Deadline,
+            () = next_kill(&mut self.cmd) => Waited::Killed,
+        }
+    }
+
+    /// Close stdin, wait; SIGTERM the tree, wait the grace period; SIGKILL the tree. A kill
+    /// request at any wait skips to the SIGKILL.
     async fn stop_sequence(&mut self, cause: StopCause) -> ExitReason {
         let _ = self.cell.set(ProcessStatus::Stopping { pid: self.pid });
         tracing::info!(pid = self.pid, %cause, "stopping");
-        if let Some(stdin) = &self.stdin {
-            let closed = stdin.try_close();
-            if closed && !self.stop.stdin_wait.is_zero() {
-                let deadline = Instant::now() + self.stop.stdin_wait;
-                if tokio::time::timeout_at(deadline, self.exited())
-                    .await
-                    .is_ok()
-                {
+        let stdin_closed = self.stdin.as_ref().is_some_and(ChildStdin::try_close);
+        if stdin_closed && !self.stop.stdin_wait.is_zero() {
+            match self.wait_exit_until(later(self.stop.stdin_wait)).await {
+                Waited::Done => {
                     let exit = self.peek_exit();
                     // The leader left cleanly; give the rest of the tree the grace period.
                     if !self.tree_empty() {
                         self.signal_tree(libc::SIGTERM);
-                        let grace = Instant::now() + self.stop.grace;
-                        if !self.wait_tree_empty(grace).await {
+                        if !self.wait_tree_empty(later(self.stop.grace)).await {
                             self.kill_all().await;
                         }
                     }
                     return ExitReason::Stopped { cause, exit };
                 }
+                Waited::Killed => return self.kill_now(cause).await,
+                Waited::Deadline => {}
             }
         }
         self.signal_tree(libc::SIGTERM);
-        let deadline = Instant::now() + self.stop.grace;
-        if tokio::time::timeout_at(deadline, self.exited())
-            .await
-            .is_ok()
-        {
-            let exit = self.peek_exit();
-            if !self.wait_tree_empty(deadline).await {
-                tracing::warn!(pid = self.pid, "descendants outlived the grace period");
-                self.kill_all().await;
+        let deadline = later(self.stop.grace);
+        match self.wait_exit_until(deadline).await {
+            Waited::Done => {
+                let exit = self.peek_exit();
+                if !self.wait_tree_empty(deadline).await {
+                    tracing::warn!(pid = self.pid, "descendants outlived the grace period");
+                    self.kill_all().await;
+                }
+                ExitReason::Stopped { cause, exit }
             }
-            return ExitReason::Stopped { cause, exit };
+            Waited::Killed => self.kill_now(cause).await,
+            Waited::Deadline => {
+                tracing::warn!(pid = self.pid, "grace period over, killing the tree");
+                self.kill_all().await;
+                ExitReason::KilledAfterGrace { cause }
+            }
         }
-        tracing::warn!(pid = self.pid, "grace period over, killing the tree");
-        self.kill_all().await;
-        ExitReason::KilledAfterGrace { cause }
     }
 
     /// No member left, confirmed by a second scan (the kernel's `children` lists can miss an
@@ -284,13 +361,18 @@ impl Monitor {
         }
     }
 
-    /// Wait until no member is left (the leader excluded) or the deadline passes.
+    /// Wait until no member is left (the leader excluded) or the deadline passes (or a kill
+    /// is requested).
     async fn wait_tree_empty(&mut self, deadline: Instant) -> bool {
         loop {
             if self.tree_empty() {
                 return true;
             }
-            if Instant::now() >= deadline {
+            let kill = matches!(
+                self.cmd.as_mut().map(mpsc::UnboundedReceiver::try_recv),
+                Some(Ok(Command::Kill(_)))
+            );
+            if kill || Instant::now() >= deadline {
                 return false;
             }
             tokio::time::sleep(POLL.min(deadline.saturating_duration_since(Instant::now()))).await;

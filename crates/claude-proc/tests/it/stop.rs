@@ -37,6 +37,62 @@ async fn term_ignoring_child_is_killed_at_the_grace_deadline() {
     assert!(!alive(child.pid()));
 }
 
+/// A second request (a second Ctrl-C) cuts the grace period short: the tree is killed at
+/// once, not 30 s later; a kill with no stop under way kills at once too.
+#[tokio::test]
+async fn a_kill_request_cuts_the_grace_period_short() {
+    let mut child = term_ignoring_child(Duration::from_secs(30)).await;
+    let start = Instant::now();
+    child.request_stop(StopCause::Requested);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        alive(child.pid()),
+        "the child ignores SIGTERM: still in its grace period"
+    );
+    child.request_kill(StopCause::Requested);
+    let info = child.wait().await.unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(
+        info.reason,
+        ExitReason::Killed {
+            cause: StopCause::Requested
+        }
+    );
+    assert!(!alive(child.pid()));
+    let mut child = term_ignoring_child(Duration::from_secs(30)).await;
+    let start = Instant::now();
+    child.request_kill(StopCause::Timeout);
+    let info = child.wait().await.unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(
+        info.reason,
+        ExitReason::Killed {
+            cause: StopCause::Timeout
+        }
+    );
+}
+
+/// A grace period too long to add to the clock is a long wait, not a panic.
+#[tokio::test]
+async fn an_enormous_grace_period_does_not_overflow() {
+    let config = sh("sleep 30").grace(Duration::MAX).build().unwrap();
+    let mut child = spawn(&config).await.unwrap();
+    let info = child.stop().await.unwrap();
+    assert!(
+        matches!(info.reason, ExitReason::Stopped { .. }),
+        "{:?}",
+        info.reason
+    );
+}
+
 #[tokio::test]
 async fn term_respecting_child_stops_within_grace() {
     let config = sh("sleep 30")
