@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::output::{say, tell};
 use claude_manager::auth::{Credential, CredentialKind, Secret, StaticSource};
 use claude_manager::proc::{OutputMode, StdinMode, STREAM_JSON_ARGS};
 use claude_manager::{
@@ -16,13 +17,13 @@ const PROMPTS: [&str; 2] = ["ping", "what does a process supervisor do?"];
 
 pub(crate) async fn demo(sessions: usize) -> u8 {
     if sessions == 0 {
-        eprintln!("claude-pm: --sessions must be at least 1");
+        tell!("claude-pm: --sessions must be at least 1");
         return crate::exit::USAGE;
     }
     let bin = match pinned_cli().await {
         Ok(bin) => bin,
         Err(e) => {
-            eprintln!("claude-pm: {e}");
+            tell!("claude-pm: {e}");
             return 1;
         }
     };
@@ -32,13 +33,13 @@ pub(crate) async fn demo(sessions: usize) -> u8 {
     let api = match StandInApi::start().await {
         Ok(api) => api,
         Err(e) => {
-            eprintln!("claude-pm: {e}");
+            tell!("claude-pm: {e}");
             return 1;
         }
     };
     let cap = sessions.min(4);
-    println!("claude {version} at {}", bin.display());
-    println!(
+    say!("claude {version} at {}", bin.display());
+    say!(
         "stand-in API at {}; {sessions} sessions, at most {cap} live at once, each under \
          memory 1G / pids 256 / nofile 4096 with health checks\n",
         api.base_url()
@@ -56,7 +57,7 @@ pub(crate) async fn demo(sessions: usize) -> u8 {
         let handle = match manager.start(session_spec(i, &bin, &api)) {
             Ok(h) => h,
             Err(e) => {
-                eprintln!("claude-pm: {e}");
+                tell!("claude-pm: {e}");
                 return 1;
             }
         };
@@ -66,21 +67,21 @@ pub(crate) async fn demo(sessions: usize) -> u8 {
     for task in tasks {
         match task.await {
             Ok(row) => rows.push(row),
-            Err(e) => eprintln!("claude-pm: a session task failed: {e}"),
+            Err(e) => tell!("claude-pm: a session task failed: {e}"),
         }
     }
     printer.abort();
     let ok = summary(&rows) && rows.len() == sessions;
-    println!(
+    say!(
         "\nstand-in answered {} API calls; total {:.1}s",
         api.message_calls().len(),
         started.elapsed().as_secs_f64()
     );
     if ok {
-        println!("all {sessions} sessions answered every turn and ended cleanly; no process of theirs is left");
+        say!("all {sessions} sessions answered every turn and ended cleanly; no process of theirs is left");
         0
     } else {
-        println!("some sessions did not complete (see above)");
+        say!("some sessions did not complete (see above)");
         1
     }
 }
@@ -123,13 +124,13 @@ fn print_events(manager: &ProcessManager, started: Instant) -> tokio::task::Join
         while let Ok(e) = events.recv().await {
             let t = started.elapsed().as_secs_f64();
             match &e.kind {
-                EventKind::State { to, .. } => println!(
+                EventKind::State { to, .. } => say!(
                     "{t:6.2}s  {:<10} {}{}",
                     e.session,
                     to.as_str(),
                     to.pid().map(|p| format!(" (pid {p})")).unwrap_or_default()
                 ),
-                EventKind::Exit(r) => println!(
+                EventKind::Exit(r) => say!(
                     "{t:6.2}s  {:<10} exit: {}{}",
                     e.session,
                     r.reason,
@@ -143,9 +144,15 @@ fn print_events(manager: &ProcessManager, started: Instant) -> tokio::task::Join
 
 /// The table of sessions; whether every one answered every turn and left nothing running.
 fn summary(rows: &[Row]) -> bool {
-    println!(
+    say!(
         "\n{:<10} {:<9} {:>5} {:>10} {:>9} {:>7}  {:<8} answers",
-        "session", "state", "turns", "cost $", "peak MiB", "pid", "exit"
+        "session",
+        "state",
+        "turns",
+        "cost $",
+        "peak MiB",
+        "pid",
+        "exit"
     );
     let mut ok = true;
     for row in rows {
@@ -166,7 +173,7 @@ fn summary(rows: &[Row]) -> bool {
             .is_some_and(|r| r.reason == ExitKind::Exited && r.code == Some(0))
             && row.answers.len() == PROMPTS.len()
             && !left;
-        println!(
+        say!(
             "{:<10} {:<9} {:>5} {:>10.6} {:>9} {:>7}  {:<8} {}",
             row.name,
             if left { "LEFT" } else { "finished" },

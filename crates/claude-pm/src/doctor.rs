@@ -12,6 +12,7 @@ use claude_manager::{plan_limits, Program, SessionSpec};
 use serde_json::{json, Value};
 
 use crate::cli::SettingsArgs;
+use crate::output::say;
 use crate::supervise::{configure, describe};
 
 /// The cgroup layout of this host, in words.
@@ -117,7 +118,7 @@ pub(crate) async fn doctor(json_out: bool, settings: SettingsArgs) -> u8 {
         "claude_pm": env!("CARGO_PKG_VERSION"),
     });
     if json_out {
-        println!("{report}");
+        say!("{report}");
     } else {
         print_text(&report);
     }
@@ -126,45 +127,45 @@ pub(crate) async fn doctor(json_out: bool, settings: SettingsArgs) -> u8 {
 
 fn print_text(report: &Value) {
     let text = |v: &Value| v.as_str().unwrap_or("?").to_owned();
-    println!("claude-pm {}", text(&report["claude_pm"]));
+    say!("claude-pm {}", text(&report["claude_pm"]));
     let claude = &report["claude"];
     match claude["binary"].as_str() {
         Some(bin) if claude["version"].is_string() => {
-            println!(
+            say!(
                 "claude binary   {bin} (version {})",
                 text(&claude["version"])
             )
         }
-        Some(bin) => println!("claude binary   {bin}: {}", text(&claude["error"])),
-        None => println!("claude binary   not found: {}", text(&claude["error"])),
+        Some(bin) => say!("claude binary   {bin}: {}", text(&claude["error"])),
+        None => say!("claude binary   not found: {}", text(&claude["error"])),
     }
     let auth = &report["auth"];
     match auth.get("source") {
-        Some(source) => println!(
+        Some(source) => say!(
             "auth            {} from {} ({})",
             text(&auth["kind"]),
             text(source),
             text(&auth["credential"])
         ),
-        None => println!("auth            none: {}", text(&auth["error"])),
+        None => say!("auth            none: {}", text(&auth["error"])),
     }
-    println!("cgroups         {}", text(&report["cgroup"]));
+    say!("cgroups         {}", text(&report["cgroup"]));
     let limits = &report["limits"];
     match limits["for"].as_str() {
-        Some("these settings") => println!(
+        Some("these settings") => say!(
             "limits          as run would apply them ({} mode):",
             text(&limits["mode"])
         ),
-        _ => println!(
+        _ => say!(
             "limits          how each would be enforced here ({} mode):",
             text(&limits["mode"])
         ),
     }
     if let Some(error) = limits["error"].as_str() {
-        println!("  run would refuse to start: {error}");
+        say!("  run would refuse to start: {error}");
     }
     for l in limits["entries"].as_array().into_iter().flatten() {
-        println!(
+        say!(
             "  {:<12} {:<13} {}",
             text(&l["limit"]),
             text(&l["mechanism"]),

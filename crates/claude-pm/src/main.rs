@@ -1,19 +1,18 @@
 //! `claude-pm`: supervise the Claude Code CLI or any program from a shell. See the README for
 //! the surface; the exit statuses are one table in `exit.rs`.
-#![expect(
-    clippy::print_stdout,
-    reason = "a command-line tool prints its answers"
-)]
 
 mod cli;
 mod demo;
 mod doctor;
 mod exit;
+mod output;
 mod supervise;
 
 use std::process::ExitCode;
 
 use clap::Parser;
+
+use crate::output::tell;
 
 fn main() -> ExitCode {
     let cli = match cli::Cli::try_parse() {
@@ -37,7 +36,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("claude-pm: cannot start the runtime: {e}");
+            tell!("claude-pm: cannot start the runtime: {e}");
             return ExitCode::from(exit::USAGE);
         }
     };
@@ -49,7 +48,7 @@ fn main() -> ExitCode {
             cli::Command::Demo { sessions } => demo::demo(sessions).await,
         }
     });
-    ExitCode::from(code)
+    ExitCode::from(output::exit_status(code))
 }
 
 /// Logs to stderr when `CLAUDE_PM_LOG` is set (`info`, `debug`, ...); quiet otherwise.

@@ -14,6 +14,7 @@ use tokio::sync::broadcast;
 
 use crate::cli::{RunOptions, SettingsArgs};
 use crate::exit;
+use crate::output::tell;
 
 /// An error and every cause under it, as one line (`failed to read the config file x: No such
 /// file or directory (os error 2)`).
@@ -55,7 +56,7 @@ pub(crate) fn configure(
     load_settings(args)
         .and_then(|s| s.apply(&mut spec, &mut manager))
         .map_err(|e| {
-            eprintln!("claude-pm: {}", describe(&e));
+            tell!("claude-pm: {}", describe(&e));
             exit::USAGE
         })?;
     Ok((spec, manager))
@@ -63,7 +64,7 @@ pub(crate) fn configure(
 
 pub(crate) async fn run(options: RunOptions, program: Vec<String>) -> u8 {
     let Some((first, args)) = program.split_first() else {
-        eprintln!("claude-pm: run needs a program after --");
+        tell!("claude-pm: run needs a program after --");
         return exit::USAGE;
     };
     let name = Path::new(first)
@@ -97,14 +98,14 @@ pub(crate) async fn claude(options: RunOptions, args: Vec<String>) -> u8 {
             spec.credentials = Some(std::sync::Arc::new(chain));
         }
         Err(claude_manager::auth::Error::NoCredential { .. }) => {
-            eprintln!(
+            tell!(
                 "claude-pm: no credential found: set ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN \
                  (claude setup-token), or log in with claude"
             );
             return exit::USAGE;
         }
         Err(e) => {
-            eprintln!("claude-pm: {}", describe(&e));
+            tell!("claude-pm: {}", describe(&e));
             return exit::USAGE;
         }
     }
@@ -148,7 +149,7 @@ async fn foreground(
     let mut sink = match options.events.as_deref().map(EventSink::open).transpose() {
         Ok(sink) => sink,
         Err(e) => {
-            eprintln!("claude-pm: {e}");
+            tell!("claude-pm: {e}");
             return exit::USAGE;
         }
     };
@@ -164,17 +165,17 @@ async fn foreground(
         Err(claude_manager::Error::Process(
             e @ claude_manager::proc::Error::ProgramNotFound { .. },
         )) => {
-            eprintln!("claude-pm: {e}");
+            tell!("claude-pm: {e}");
             return exit::NOT_FOUND;
         }
         Err(claude_manager::Error::Process(
             e @ claude_manager::proc::Error::NotExecutable { .. },
         )) => {
-            eprintln!("claude-pm: {e}");
+            tell!("claude-pm: {e}");
             return exit::NOT_EXECUTABLE;
         }
         Err(e) => {
-            eprintln!("claude-pm: {}", describe(&e));
+            tell!("claude-pm: {}", describe(&e));
             return exit::USAGE;
         }
     };
@@ -189,12 +190,12 @@ async fn foreground(
     match report {
         Some(report) => {
             if !report.reason.eq(&claude_manager::ExitKind::Exited) {
-                eprintln!("claude-pm: {} ({})", report.reason, report.detail);
+                tell!("claude-pm: {} ({})", report.reason, report.detail);
             }
             exit::status(&report)
         }
         None => {
-            eprintln!("claude-pm: the session ended without a report");
+            tell!("claude-pm: the session ended without a report");
             exit::NO_REPORT
         }
     }
@@ -271,7 +272,7 @@ async fn pump(
         }
     }
     if drawn {
-        eprint!("\r\x1b[K");
+        crate::output::stderr_raw(b"\r\x1b[K");
     }
     if let Some(copy) = copy {
         let _ = copy.await;
@@ -308,8 +309,7 @@ fn draw(event: &ManagerEvent, started: Instant) -> bool {
         ),
         _ => return false,
     };
-    eprint!("\r\x1b[K{line}");
-    let _ = std::io::stderr().flush();
+    crate::output::stderr_raw(format!("\r\x1b[K{line}").as_bytes());
     true
 }
 
