@@ -44,6 +44,9 @@ pub struct ExitInfo {
     /// samples is missed). A peak of single processes, not of the tree's sum; `None` if the
     /// leader could not be reaped here.
     pub max_rss_bytes: Option<u64>,
+    /// The whole tree's use as a hook measured it (a cgroup's accounting: killed and orphaned
+    /// descendants included); empty without such a hook.
+    pub tree: crate::hook::TreeUsage,
 }
 
 impl ExitInfo {
@@ -81,6 +84,7 @@ pub struct Child {
     stdin: Option<ChildStdin>,
     stdout: Option<OutputReceiver>,
     stderr: Option<OutputReceiver>,
+    stop_probe: StopProbe,
 }
 
 impl Child {
@@ -147,6 +151,11 @@ impl Child {
         let _ = self.cmd.send(Command::Kill(cause));
     }
 
+    /// A handle that tells whether the leader is stopped and by which signal.
+    pub fn stop_probe(&self) -> StopProbe {
+        self.stop_probe.clone()
+    }
+
     /// A cheap, clonable handle that can ask for the stop sequence from elsewhere (an
     /// enforcer task, a timer). It does not keep the child alive: dropping the [`Child`] still
     /// kills the tree.
@@ -167,6 +176,28 @@ impl Child {
     pub async fn stop_with(&mut self, cause: StopCause) -> Result<ExitInfo> {
         self.request_stop(cause);
         self.wait().await
+    }
+}
+
+/// Tells whether a child's leader is stopped, and by which signal: a job-control stop
+/// (`SIGTSTP`, `SIGTTIN`, `SIGTTOU`) or `SIGSTOP`, which `/proc`'s `T` state cannot tell apart.
+/// Clonable; holds a duplicate of the leader's pidfd, so it never names a recycled pid.
+#[derive(Debug, Clone)]
+pub struct StopProbe {
+    pid: u32,
+    pidfd: Arc<OwnedFd>,
+}
+
+impl StopProbe {
+    /// The leader's pid.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The signal that stopped the leader, while it is stopped; `None` while it runs or once
+    /// it has exited.
+    pub fn stopped_by(&self) -> Option<i32> {
+        crate::sys::pidfd::stop_signal(&self.pidfd)
     }
 }
 
@@ -378,6 +409,7 @@ fn spawn_request(
         actions,
         new_session: config.new_session,
         survive_parent: config.survive_parent,
+        foreground_terminal: config.foreground_terminal && config.stdin == StdinMode::Inherit,
     };
     Ok((
         request,
@@ -478,6 +510,10 @@ async fn start_prepared(
         started,
         exit_tx,
     )?;
+    let stop_probe = StopProbe {
+        pid,
+        pidfd: Arc::new(monitor.duplicate_pidfd()?),
+    };
     let (stdin, stdout, stderr) = attach_streams(config, pid, ends, &mut monitor)?;
     cell.set(ProcessStatus::Running { pid })?;
     tokio::spawn(monitor.run(cmd_rx));
@@ -490,5 +526,6 @@ async fn start_prepared(
         stdin,
         stdout,
         stderr,
+        stop_probe,
     })
 }

@@ -120,6 +120,7 @@ pub struct ProcessConfig {
     pub(crate) hooks: Vec<Arc<dyn SpawnHook>>,
     pub(crate) new_session: bool,
     pub(crate) survive_parent: bool,
+    pub(crate) foreground_terminal: bool,
     pub(crate) stderr_tail: usize,
     pub(crate) output_buffer: usize,
 }
@@ -141,6 +142,7 @@ impl fmt::Debug for ProcessConfig {
             .field("stop", &self.stop)
             .field("hooks", &hooks)
             .field("new_session", &self.new_session)
+            .field("foreground_terminal", &self.foreground_terminal)
             .finish()
     }
 }
@@ -163,6 +165,7 @@ impl ProcessConfig {
                 hooks: Vec::new(),
                 new_session: false,
                 survive_parent: false,
+                foreground_terminal: false,
                 stderr_tail: 8 * 1024,
                 output_buffer: 64,
             },
@@ -365,6 +368,17 @@ impl ProcessConfigBuilder {
     /// watchdog, whose whole job is to act after the manager died, gets it.
     pub(crate) fn survive_parent(mut self) -> Self {
         self.config.survive_parent = true;
+        self
+    }
+
+    /// Take stdin's terminal: when stdin is inherited and is this process's controlling
+    /// terminal, the child makes its process group the terminal's foreground group before exec
+    /// (as a shell does for a foreground job, and as glibc's
+    /// `posix_spawn_file_actions_addtcsetpgrp_np` does), so it may read the terminal and change
+    /// its modes instead of being stopped by `SIGTTIN` or `SIGTTOU`. Done in the child, so no
+    /// read can come first. Ask for it only while this process holds the terminal's foreground.
+    pub fn foreground_terminal(mut self, yes: bool) -> Self {
+        self.config.foreground_terminal = yes;
         self
     }
 

@@ -165,6 +165,15 @@ pub enum Error {
         output: String,
     },
 
+    /// A binary taken for the Claude CLI answered `--version` with something else.
+    #[error("{program:?} is not Claude Code: its --version printed {output:?}")]
+    NotClaudeCode {
+        /// The binary.
+        program: PathBuf,
+        /// The first line it printed (truncated to 200 bytes).
+        output: String,
+    },
+
     /// The child ended unsuccessfully (returned by [`crate::ExitInfo::into_result`]).
     #[error("process {pid} ended: {reason}{}", tail_hint(.stderr_tail))]
     ChildFailed {

@@ -150,6 +150,42 @@ pub trait HookInstance: Send + Sync + 'static {
         None
     }
 
+    /// The whole tree is gone: what this hook measured of it (a cgroup's CPU and memory
+    /// accounting), read just before [`HookInstance::cleanup`].
+    fn usage(&self) -> TreeUsage {
+        TreeUsage::default()
+    }
+
     /// The whole tree is gone: release what `prepare` created (remove the cgroup).
     fn cleanup(&mut self) {}
+}
+
+/// A whole tree's resource use as a hook measured it (a cgroup counts every process that was
+/// ever in it, killed ones included), carried in [`crate::ExitInfo::tree`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct TreeUsage {
+    /// CPU time of the whole tree (`cpuacct.usage`, `cpu.stat`'s `usage_usec`).
+    pub cpu_time: Option<std::time::Duration>,
+    /// The tree's peak memory (`memory.max_usage_in_bytes`, `memory.peak`; page cache
+    /// included, as the memory limit counts it).
+    pub peak_memory_bytes: Option<u64>,
+}
+
+impl TreeUsage {
+    /// What a hook measured: CPU time and peak memory, either unknown.
+    pub fn new(cpu_time: Option<std::time::Duration>, peak_memory_bytes: Option<u64>) -> Self {
+        TreeUsage {
+            cpu_time,
+            peak_memory_bytes,
+        }
+    }
+
+    /// The larger of each figure of two measurements.
+    pub fn max(self, other: TreeUsage) -> TreeUsage {
+        TreeUsage {
+            cpu_time: self.cpu_time.max(other.cpu_time),
+            peak_memory_bytes: self.peak_memory_bytes.max(other.peak_memory_bytes),
+        }
+    }
 }

@@ -131,13 +131,13 @@ mod sys;
 mod watchdog;
 
 pub use backoff::{Backoff, BreakerState, CircuitBreaker};
-pub use child::{spawn, Child, ExitInfo, Stopper};
+pub use child::{spawn, Child, ExitInfo, StopProbe, Stopper};
 pub use config::{
     resolve_program, EnvPolicy, OutputMode, ProcessConfig, ProcessConfigBuilder, StdinMode,
     StopPolicy, ENV_ALLOWLIST, ENV_NEVER_PASSED, TREE_MARKER_VAR,
 };
 pub use error::{Error, HookError, Result};
-pub use hook::{ChildSetup, HookInstance, Rlimit, SpawnHook};
+pub use hook::{ChildSetup, HookInstance, Rlimit, SpawnHook, TreeUsage};
 pub use limit::LimitKind;
 pub use message::{
     parse_line, AssistantMessage, ContentBlock, ControlRequest, ControlResponse, RateLimitEvent,
@@ -145,14 +145,16 @@ pub use message::{
 };
 pub use output::{OutputEvent, OutputReceiver};
 pub use proc_stat::{parse_proc_stat, ProcStat};
-pub use resolve::{binary_version, parse_version, resolve_claude, CLAUDE_BIN_ENV};
+pub use resolve::{binary_version, claude_version, parse_version, resolve_claude, CLAUDE_BIN_ENV};
 pub use restart::{
     Decision, GiveUpReason, RestartMode, RestartPolicy, RestartState, RunEnd, RunOutcome,
 };
 pub use session::{
     ClaudeSession, SessionControl, SessionEvent, Turn, SESSION_MAX_LINE, STREAM_JSON_ARGS,
 };
-pub use status::{ExitReason, ProcessStatus, RawExit, StatusEvent, StatusKind, StopCause};
+pub use status::{
+    signal_name, ExitReason, ProcessStatus, RawExit, StatusEvent, StatusKind, StopCause,
+};
 pub use stdin::ChildStdin;
 pub use supervisor::{Outcome, Run, Supervisor, SupervisorExit};
 pub use watchdog::start_watchdog;

@@ -27,6 +27,29 @@ pub fn resolve_claude(explicit: Option<&Path>) -> Result<PathBuf> {
 /// `2.1.328 (Claude Code)`). A binary that does not answer within `timeout` is stopped (its whole
 /// tree) and reported as [`Error::VersionTimeout`].
 pub async fn binary_version(binary: &Path, timeout: Duration) -> Result<String> {
+    let line = version_line(binary, timeout).await?;
+    parse_version(&line).ok_or_else(|| Error::VersionUnrecognized {
+        program: binary.to_path_buf(),
+        output: line.chars().take(200).collect(),
+    })
+}
+
+/// [`binary_version`] for the Claude Code CLI: its answer must read `X.Y.Z (Claude Code)`, so a
+/// binary that merely prints a version (`/bin/echo` says `echo (GNU coreutils) 9.1`) is
+/// [`Error::NotClaudeCode`].
+pub async fn claude_version(binary: &Path, timeout: Duration) -> Result<String> {
+    let line = version_line(binary, timeout).await?;
+    match parse_version(&line) {
+        Some(version) if line.contains("(Claude Code)") => Ok(version),
+        _ => Err(Error::NotClaudeCode {
+            program: binary.to_path_buf(),
+            output: line.chars().take(200).collect(),
+        }),
+    }
+}
+
+/// The first line `binary --version` prints.
+async fn version_line(binary: &Path, timeout: Duration) -> Result<String> {
     if timeout.is_zero() {
         return Err(Error::InvalidDuration {
             field: "version timeout",
@@ -65,10 +88,7 @@ pub async fn binary_version(binary: &Path, timeout: Duration) -> Result<String> 
         }
     };
     let _ = child.wait().await;
-    parse_version(&line).ok_or_else(|| Error::VersionUnrecognized {
-        program: binary.to_path_buf(),
-        output: line.chars().take(200).collect(),
-    })
+    Ok(line)
 }
 
 /// The first whitespace-separated token that looks like `N.N[.N...]`.

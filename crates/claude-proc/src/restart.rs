@@ -298,6 +298,12 @@ impl RestartState {
         self
     }
 
+    /// Change whether a credential refresh is possible (rule 3); a source may learn it only
+    /// after its first answer.
+    pub fn set_credential_refresh(&mut self, yes: bool) {
+        self.can_refresh = yes;
+    }
+
     /// The policy.
     pub fn policy(&self) -> &RestartPolicy {
         &self.policy

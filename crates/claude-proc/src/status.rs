@@ -253,6 +253,78 @@ impl ExitReason {
     }
 }
 
+/// The name of signal `n` (`SIGTERM`), for the signals a supervised process meets.
+pub fn signal_name(n: i32) -> Option<&'static str> {
+    Some(match n {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGSTOP => "SIGSTOP",
+        libc::SIGTSTP => "SIGTSTP",
+        libc::SIGTTIN => "SIGTTIN",
+        libc::SIGTTOU => "SIGTTOU",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        libc::SIGSYS => "SIGSYS",
+        _ => return None,
+    })
+}
+
+/// `signal 11 (SIGSEGV)`.
+fn signal_text(n: i32) -> String {
+    match signal_name(n) {
+        Some(name) => format!("signal {n} ({name})"),
+        None => format!("signal {n}"),
+    }
+}
+
+impl fmt::Display for RawExit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.code, self.signal) {
+            (Some(code), _) => write!(f, "exited with code {code}"),
+            (None, Some(signal)) => write!(f, "ended by {}", signal_text(signal)),
+            (None, None) => f.write_str("ended"),
+        }
+    }
+}
+
+impl ExitReason {
+    /// How the process ended, without why a stop was asked for (the caller reports that):
+    /// `exited with code 3`, `killed by signal 11 (SIGSEGV)`, `exited with code 0 when asked to
+    /// stop`, `killed with SIGKILL after the grace period`.
+    pub fn how(&self) -> String {
+        match self {
+            ExitReason::Exited { code } => format!("exited with code {code}"),
+            ExitReason::Signaled {
+                signal,
+                core_dumped,
+            } => format!(
+                "killed by {}{}",
+                signal_text(*signal),
+                if *core_dumped { ", core dumped" } else { "" }
+            ),
+            ExitReason::Stopped { exit, .. } => format!("{exit} when asked to stop"),
+            ExitReason::KilledAfterGrace { .. } => {
+                "killed with SIGKILL after the grace period".into()
+            }
+            ExitReason::Killed { .. } => "killed with SIGKILL at once".into(),
+            ExitReason::Enforced { exit, .. } => exit.to_string(),
+        }
+    }
+}
+
 impl fmt::Display for ExitReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -261,7 +333,7 @@ impl fmt::Display for ExitReason {
                 signal,
                 core_dumped,
             } => {
-                write!(f, "killed by signal {signal}")?;
+                write!(f, "killed by {}", signal_text(*signal))?;
                 if *core_dumped {
                     f.write_str(" (core dumped)")?;
                 }

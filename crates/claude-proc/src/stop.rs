@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use crate::child::{Command, ExitInfo};
 use crate::config::StopPolicy;
 use crate::error::{Error, Result};
-use crate::hook::HookInstance;
+use crate::hook::{HookInstance, TreeUsage};
 use crate::output::Tail;
 use crate::status::{ExitReason, ProcessStatus, RawExit, StatusCell, StopCause};
 use crate::stdin::ChildStdin;
@@ -157,6 +157,16 @@ impl Monitor {
         self.stdin = stdin;
         self.readers = readers;
         self.tail = tail;
+    }
+
+    /// A second descriptor for the leader's pidfd (for a [`crate::StopProbe`]).
+    pub(crate) fn duplicate_pidfd(&self) -> Result<OwnedFd> {
+        self.pidfd
+            .as_ref()
+            .ok_or(Error::MonitorGone { pid: self.pid })?
+            .get_ref()
+            .try_clone()
+            .map_err(|e| Error::os("duplicate the pidfd", e))
     }
 
     async fn exited(&self) {
@@ -425,6 +435,12 @@ impl Monitor {
             }
         })
         .await;
+        // A hook's accounting of the whole tree (a cgroup's), read before it is removed.
+        let tree = self
+            .hooks
+            .iter()
+            .map(|h| h.usage())
+            .fold(TreeUsage::default(), TreeUsage::max);
         for hook in &mut self.hooks {
             hook.cleanup();
         }
@@ -439,6 +455,7 @@ impl Monitor {
             cpu_time: usage.map(|u| timeval(u.ru_utime) + timeval(u.ru_stime)),
             // ru_maxrss is in KiB.
             max_rss_bytes: usage.and_then(|u| u64::try_from(u.ru_maxrss).ok().map(|k| k * 1024)),
+            tree,
         };
         tracing::info!(pid = self.pid, %reason, "exited");
         let _ = self.cell.set(ProcessStatus::Exited { reason });

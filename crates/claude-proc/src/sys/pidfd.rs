@@ -99,6 +99,25 @@ pub(crate) fn reap_with_usage(pidfd: &OwnedFd) -> Option<libc::rusage> {
     (rc == 0 && unsafe { info.si_pid() } != 0).then_some(usage)
 }
 
+/// The signal that stopped the child, while it is stopped (`WSTOPPED | WNOWAIT`: the state
+/// stays reportable and exit statuses are untouched); `None` while it runs or once it is gone.
+pub(crate) fn stop_signal(pidfd: &OwnedFd) -> Option<i32> {
+    // SAFETY: waitid on a pidfd we own with a zeroed siginfo we own.
+    let (rc, info) = unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let rc = libc::waitid(
+            libc::P_PIDFD,
+            pidfd.as_raw_fd() as libc::id_t,
+            &mut info,
+            libc::WSTOPPED | libc::WNOHANG | libc::WNOWAIT,
+        );
+        (rc, info)
+    };
+    // SAFETY: si_pid and si_status are valid for SIGCHLD siginfo filled by waitid.
+    (rc == 0 && unsafe { info.si_pid() } != 0 && info.si_code == libc::CLD_STOPPED)
+        .then(|| unsafe { info.si_status() })
+}
+
 /// Whether the kernel said "core dumped" (needs a separate non-reaping query).
 pub(crate) fn core_dumped(pidfd: &OwnedFd) -> bool {
     // SAFETY: as in `try_wait`.

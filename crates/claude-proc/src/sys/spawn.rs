@@ -39,6 +39,8 @@ pub(crate) struct SpawnRequest {
     pub(crate) new_session: bool,
     /// Skip the parent-death signal (the watchdog must outlive a killed manager).
     pub(crate) survive_parent: bool,
+    /// Put the child's process group in the foreground of stdin's terminal before exec.
+    pub(crate) foreground_terminal: bool,
 }
 
 /// A created child.
@@ -130,6 +132,7 @@ struct ChildPlan<'a> {
     cwd: *const libc::c_char,
     new_session: bool,
     survive_parent: bool,
+    foreground_terminal: bool,
     parent: libc::pid_t,
     /// (source, target): sources are all above every target, so order does not matter.
     moves: &'a [(RawFd, RawFd)],
@@ -239,6 +242,7 @@ fn spawn_now(request: SpawnRequest, stack: &mut [u8]) -> Result<Spawned> {
         actions,
         new_session,
         survive_parent,
+        foreground_terminal,
     } = request;
 
     let (held, moves) = descriptor_moves(stdio, extra_fds)?;
@@ -262,6 +266,7 @@ fn spawn_now(request: SpawnRequest, stack: &mut [u8]) -> Result<Spawned> {
         cwd: cwd.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
         new_session,
         survive_parent,
+        foreground_terminal,
         // SAFETY: getpid has no preconditions.
         parent: unsafe { libc::getpid() },
         moves: &moves,
@@ -451,6 +456,16 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         }
         if !plan.cwd.is_null() && libc::chdir(plan.cwd) != 0 {
             fail(plan, STEP_CHDIR);
+        }
+        if plan.foreground_terminal && libc::isatty(0) == 1 {
+            // A background group may change the terminal's foreground group only with SIGTTOU
+            // blocked (the mask is cleared for the program below). Not our controlling
+            // terminal: nothing to take, not a failure.
+            let mut ttou: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut ttou);
+            libc::sigaddset(&mut ttou, libc::SIGTTOU);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &ttou, std::ptr::null_mut());
+            libc::tcsetpgrp(0, libc::getpid());
         }
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
