@@ -102,9 +102,58 @@ impl Default for MonitorConfig {
 pub struct Signals {
     in_flight: AtomicBool,
     output: AtomicU64,
+    /// Stops an enforcer holds (the soft limits' SIGSTOP duty cycle).
+    held: AtomicU64,
+    /// Which signal stopped the leader, for telling job control from a fault.
+    stop_probe: Mutex<Option<claude_proc::StopProbe>>,
+}
+
+/// Who stopped a stopped root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StoppedBy {
+    /// An enforcer of this manager (throttling): expected, not a fault.
+    Enforcer,
+    /// A job-control signal (`SIGTSTP`, `SIGTTIN`, `SIGTTOU`): suspended, not a fault.
+    JobControl(i32),
+    /// Anything else (`SIGSTOP` from outside, or unknown).
+    Other,
 }
 
 impl Signals {
+    /// An enforcer stops (`true`) or continues (`false`) the tree: a stop it holds is no
+    /// fault. Calls nest.
+    pub fn set_held_stopped(&self, held: bool) {
+        if held {
+            self.held.fetch_add(1, Ordering::SeqCst);
+        } else {
+            let _ = self
+                .held
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        }
+    }
+
+    /// Tell stops apart through the leader's [`claude_proc::StopProbe`].
+    pub fn set_stop_probe(&self, probe: claude_proc::StopProbe) {
+        if let Ok(mut slot) = self.stop_probe.lock() {
+            *slot = Some(probe);
+        }
+    }
+
+    pub(crate) fn stopped_by(&self) -> StoppedBy {
+        if self.held.load(Ordering::SeqCst) > 0 {
+            return StoppedBy::Enforcer;
+        }
+        let signal = self
+            .stop_probe
+            .lock()
+            .ok()
+            .and_then(|p| p.as_ref().and_then(claude_proc::StopProbe::stopped_by));
+        match signal {
+            Some(s @ (libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU)) => StoppedBy::JobControl(s),
+            _ => StoppedBy::Other,
+        }
+    }
+
     /// Whether work (a turn) is in flight.
     pub fn set_in_flight(&self, yes: bool) {
         self.in_flight.store(yes, Ordering::Relaxed);
@@ -116,17 +165,26 @@ impl Signals {
     }
 }
 
-/// Liveness and thresholds over one sample (no history needed).
+/// Liveness and thresholds over one sample (no history needed). A stopped root is unhealthy
+/// unless an enforcer holds it (throttling) or job control suspended it (degraded).
 fn judge_sample(
     tree: &TreeSample,
     thresholds: &Thresholds,
+    signals: &Signals,
     unhealthy: &mut Vec<HealthReason>,
     degraded: &mut Vec<HealthReason>,
 ) {
     if let Some(root) = tree.root() {
         match root.state {
             ProcState::Zombie => unhealthy.push(HealthReason::Exited { pid: root.pid }),
-            ProcState::Stopped => unhealthy.push(HealthReason::Stopped { pid: root.pid }),
+            ProcState::Stopped => match signals.stopped_by() {
+                StoppedBy::Enforcer => {}
+                StoppedBy::JobControl(signal) => degraded.push(HealthReason::Suspended {
+                    pid: root.pid,
+                    signal,
+                }),
+                StoppedBy::Other => unhealthy.push(HealthReason::Stopped { pid: root.pid }),
+            },
             _ => {}
         }
     }
@@ -270,6 +328,7 @@ impl HealthChecker for HealthMonitor {
                 judge_sample(
                     &tree,
                     &self.config.thresholds,
+                    &self.signals,
                     &mut unhealthy,
                     &mut degraded,
                 );
@@ -318,7 +377,13 @@ fn next_tick(now: Instant, interval: Duration) -> Instant {
     let since = now.saturating_duration_since(epoch).as_nanos();
     let ticks = since / interval_ns + 1;
     let at = u64::try_from(ticks.saturating_mul(interval_ns)).unwrap_or(u64::MAX);
-    (epoch + Duration::from_nanos(at)).max(now + interval / 2)
+    let floor = now
+        .checked_add(interval / 2)
+        .unwrap_or_else(|| crate::probe::after(interval));
+    epoch
+        .checked_add(Duration::from_nanos(at))
+        .unwrap_or(floor)
+        .max(floor)
 }
 
 /// The monitoring loop's state: what it publishes to and what it remembers between samples.
@@ -395,8 +460,18 @@ impl Loop {
     fn judge(&mut self, tree: &TreeSample) -> HealthStatus {
         let (mut unhealthy, mut degraded) = (Vec::new(), Vec::new());
         let thresholds = &self.config.thresholds;
-        judge_sample(tree, thresholds, &mut unhealthy, &mut degraded);
-        let in_flight = self.signals.in_flight.load(Ordering::Relaxed);
+        judge_sample(
+            tree,
+            thresholds,
+            &self.signals,
+            &mut unhealthy,
+            &mut degraded,
+        );
+        // A root held stopped (an enforcer, job control) makes no progress and is not expected
+        // to: it is not hanging.
+        let paused = tree.root().is_some_and(|r| r.state == ProcState::Stopped)
+            && self.signals.stopped_by() != StoppedBy::Other;
+        let in_flight = self.signals.in_flight.load(Ordering::Relaxed) && !paused;
         if let (Some(threshold), Some(prev)) = (thresholds.idle_cpu_percent, &self.previous) {
             let cpu = tree.rates_since(prev).cpu_percent;
             if !in_flight && cpu >= threshold {

@@ -72,7 +72,7 @@ pub use error::{Error, Result};
 pub use hang::{Activity, HangConfig, HangDetector};
 pub use probe::{Probe, ProbeRole, ProbeRunner, ProbeSpec, ProbeVerdict};
 pub use sample::{
-    context_switches, io_bytes, Fields, ProcRoot, ProcState, ProcessSample, Rates, Sampler, Totals,
-    TreeSample, TreeWatch,
+    context_switches, io_bytes, CpuLedger, Fields, ProcRoot, ProcState, ProcessSample, Rates,
+    Sampler, Totals, TreeSample, TreeWatch,
 };
 pub use status::{HealthReason, HealthStatus};

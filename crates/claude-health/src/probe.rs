@@ -55,6 +55,15 @@ pub enum ProbeRole {
     Readiness,
 }
 
+/// `d` from now; decades from now for a `d` too long to add (a setting's typo is a long wait,
+/// never an overflow panic).
+pub(crate) fn after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(30 * 365 * 24 * 3600)))
+        .unwrap_or(now)
+}
+
 /// The verdict of a probe so far.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProbeVerdict {
@@ -96,7 +105,7 @@ impl ProbeRunner {
             role,
             spec,
             probe,
-            next_due: Instant::now() + spec.initial_delay,
+            next_due: after(spec.initial_delay),
             failures: 0,
             successes: 0,
             verdict: ProbeVerdict::Pending,
@@ -124,7 +133,7 @@ impl ProbeRunner {
             Ok(result) => result,
             Err(_) => Err(format!("timed out after {:?}", self.spec.timeout)),
         };
-        self.next_due = Instant::now() + self.spec.period;
+        self.next_due = after(self.spec.period);
         self.record(outcome);
         &self.verdict
     }

@@ -76,6 +76,14 @@ pub enum HealthReason {
         /// Its pid.
         pid: u32,
     },
+    /// Job control suspended the watched process (`SIGTSTP`, `SIGTTIN`, `SIGTTOU`): degraded,
+    /// never acted on; it goes on when continued.
+    Suspended {
+        /// Its pid.
+        pid: u32,
+        /// The stop signal.
+        signal: i32,
+    },
     /// Descendants that exited and nobody reaped (degrades).
     ZombieDescendants {
         /// How many.
@@ -124,6 +132,11 @@ impl fmt::Display for HealthReason {
         match self {
             HealthReason::Exited { pid } => write!(f, "process {pid} exited"),
             HealthReason::Stopped { pid } => write!(f, "process {pid} is stopped"),
+            HealthReason::Suspended { pid, signal } => write!(
+                f,
+                "process {pid} is suspended ({})",
+                claude_proc::signal_name(*signal).unwrap_or("job control")
+            ),
             HealthReason::ZombieDescendants { count } => {
                 write!(f, "{count} unreaped zombie descendant(s)")
             }

@@ -7,7 +7,7 @@ mod parse;
 mod procdir;
 mod sampler;
 
-pub use model::{Fields, ProcState, ProcessSample, Rates, Totals, TreeSample};
+pub use model::{CpuLedger, Fields, ProcState, ProcessSample, Rates, Totals, TreeSample};
 pub use parse::{context_switches, io_bytes};
 pub use procdir::ProcRoot;
 pub use sampler::{Sampler, TreeWatch};

@@ -178,3 +178,83 @@ impl Default for Fields {
         Fields::ALL
     }
 }
+
+/// The CPU time of every process a tree ever had, from repeated samples: a process that has
+/// exited keeps the time it had at its last sample (what it used after that, at most one
+/// interval's worth, is not seen). Unlike the kernel's accounting at reap, this counts
+/// descendants reaped by someone else (orphans a subreaper or init collected), which is how a
+/// killed tree's work is measured where no cgroup counts it.
+#[derive(Debug, Clone, Default)]
+pub struct CpuLedger {
+    /// Each live process's CPU time at the last sample.
+    last: std::collections::HashMap<u32, Duration>,
+    /// What processes no longer in the tree had used.
+    gone: Duration,
+}
+
+impl CpuLedger {
+    /// Fold in a sample of the tree.
+    pub fn observe(&mut self, sample: &TreeSample) {
+        let mut now = std::collections::HashMap::with_capacity(sample.processes.len());
+        for p in &sample.processes {
+            match self.last.remove(&p.pid) {
+                // The same pid with less CPU time is a new process: the old one is done.
+                Some(before) if p.cpu_time < before => self.gone += before,
+                _ => {}
+            }
+            now.insert(p.pid, p.cpu_time);
+        }
+        self.gone += self.last.values().sum::<Duration>();
+        self.last = now;
+    }
+
+    /// The tree's CPU time so far.
+    pub fn total(&self) -> Duration {
+        self.gone + self.last.values().sum::<Duration>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(processes: &[(u32, u64)]) -> TreeSample {
+        TreeSample {
+            at: Instant::now(),
+            processes: processes
+                .iter()
+                .map(|&(pid, secs)| ProcessSample {
+                    pid,
+                    ppid: 1,
+                    name: "x".into(),
+                    state: ProcState::Running,
+                    cpu_time: Duration::from_secs(secs),
+                    rss_bytes: 0,
+                    threads: 1,
+                    open_fds: None,
+                    read_bytes: None,
+                    write_bytes: None,
+                    voluntary_switches: 0,
+                    involuntary_switches: 0,
+                    wchan: None,
+                })
+                .collect(),
+            totals: Totals::default(),
+        }
+    }
+
+    #[test]
+    fn a_ledger_keeps_what_exited_processes_used() {
+        let mut ledger = CpuLedger::default();
+        ledger.observe(&tree(&[(10, 1), (11, 2)]));
+        assert_eq!(ledger.total(), Duration::from_secs(3));
+        // 11 exited (its 2 s stay), 12 appeared.
+        ledger.observe(&tree(&[(10, 4), (12, 1)]));
+        assert_eq!(ledger.total(), Duration::from_secs(7));
+        // 12's pid now belongs to a new process (less CPU than before): both count.
+        ledger.observe(&tree(&[(10, 4), (12, 0)]));
+        assert_eq!(ledger.total(), Duration::from_secs(5 + 1 + 1));
+        ledger.observe(&tree(&[]));
+        assert_eq!(ledger.total(), Duration::from_secs(7));
+    }
+}
