@@ -67,6 +67,10 @@ impl TokenManager for Checked {
         let credential = self.inner.refresh_token().await?;
         self.checked(credential).await
     }
+
+    fn can_refresh(&self) -> bool {
+        self.inner.can_refresh()
+    }
 }
 
 #[cfg(test)]

@@ -27,6 +27,14 @@ pub trait TokenManager: Send + Sync {
     /// Get a fresh credential (for example after the API answered 401).
     async fn refresh_token(&self) -> Result<Credential>;
 
+    /// Whether [`TokenManager::refresh_token`] can give a different credential than the last
+    /// (an OAuth refresh, a helper run again, a file another process updates). A supervisor
+    /// asks before it restarts a run whose credential was rejected: with a fixed key there is
+    /// nothing to try. Defaults to `true`, the cautious answer for a source that may refresh.
+    fn can_refresh(&self) -> bool {
+        true
+    }
+
     /// Check a credential: format for its kind and expiry. Override to add a remote check.
     fn validate_token(&self, credential: &Credential) -> Result<()> {
         credential.validate(SystemTime::now())
@@ -104,6 +112,10 @@ impl TokenManager for EnvSource {
             source_name: self.name(),
         })
     }
+
+    fn can_refresh(&self) -> bool {
+        false
+    }
 }
 
 /// A fixed credential (from configuration or a secret manager).
@@ -133,6 +145,10 @@ impl TokenManager for StaticSource {
         Err(Error::RefreshUnsupported {
             source_name: self.name(),
         })
+    }
+
+    fn can_refresh(&self) -> bool {
+        false
     }
 }
 
@@ -307,6 +323,16 @@ impl TokenManager for TokenChain {
         Err(Error::NoCredential {
             looked: looked.join(", "),
         })
+    }
+
+    /// Whether the source that answered last can refresh (before any answer: whether any
+    /// source can).
+    fn can_refresh(&self) -> bool {
+        let winner = self.report().map(|r| r.source);
+        self.sources
+            .iter()
+            .filter(|s| winner.as_deref().is_none_or(|w| w == s.name()))
+            .any(|s| s.can_refresh())
     }
 
     /// Refresh through the source that answered last (or the first that has a credential).
