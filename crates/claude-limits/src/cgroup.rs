@@ -116,6 +116,21 @@ impl Cgroup {
             .unwrap_or_default()
     }
 
+    /// A file holding one number (`cpuacct.usage`, `memory.peak`); `None` if absent.
+    pub(crate) fn number(&self, file: &str) -> Option<u64> {
+        self.read(file).and_then(|t| t.trim().parse().ok())
+    }
+
+    /// `key N` from a flat-keyed file; `None` if the file or the key is absent.
+    pub(crate) fn keyed(&self, file: &str, key: &str) -> Option<u64> {
+        self.read(file).and_then(|t| {
+            t.lines().find_map(|l| {
+                let (k, v) = l.split_once(' ')?;
+                (k == key).then(|| v.trim().parse().ok())?
+            })
+        })
+    }
+
     /// `key N` from a flat-keyed file (`memory.oom_control`, `pids.events`).
     pub(crate) fn counter(&self, file: &str, key: &str) -> u64 {
         self.read(file)

@@ -2,11 +2,13 @@
 //! created and configured in the parent; the child only writes `0` to their `cgroup.procs` and
 //! sets rlimits and its nice value between clone and exec.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use claude_health::Signals;
 use claude_proc::{
     Child, ChildSetup, ExitInfo, HookError, HookInstance, RawExit, Rlimit, SpawnHook, StopCause,
-    Stopper,
+    Stopper, TreeUsage,
 };
 
 use crate::cgroup::{Cgroup, Controller};
@@ -228,18 +230,43 @@ struct Applied {
     cpu_time: bool,
     file_size: bool,
     soft: Option<SoftLimits>,
+    signals: Option<Arc<Signals>>,
     enforcer: Option<SoftEnforcer>,
 }
 
 impl HookInstance for Applied {
     fn spawned(&mut self, _pid: u32, stopper: &Stopper) {
         if let Some(limits) = self.soft.take() {
-            self.enforcer = Some(SoftEnforcer::start(stopper.clone(), limits));
+            self.enforcer = Some(SoftEnforcer::start_reporting(
+                stopper.clone(),
+                limits,
+                self.signals.take(),
+            ));
         }
     }
 
     fn tree_members(&self) -> Vec<u32> {
         self.cgroups.iter().flat_map(Cgroup::members).collect()
+    }
+
+    /// The cgroups' accounting of the whole tree: CPU time (`cpuacct.usage` where cpuacct is
+    /// mounted with cpu, `cpu.stat` on v2) and peak memory (`memory.max_usage_in_bytes`,
+    /// `memory.peak`).
+    fn usage(&self) -> TreeUsage {
+        let mut usage = TreeUsage::default();
+        for c in &self.cgroups {
+            let (cpu, memory) = match c.controller {
+                Controller::Cpu => (c.number("cpuacct.usage").map(Duration::from_nanos), None),
+                Controller::Memory => (None, c.number("memory.max_usage_in_bytes")),
+                Controller::Unified => (
+                    c.keyed("cpu.stat", "usage_usec").map(Duration::from_micros),
+                    c.number("memory.peak"),
+                ),
+                _ => (None, None),
+            };
+            usage = usage.max(TreeUsage::new(cpu, memory));
+        }
+        usage
     }
 
     fn exited(&mut self, exit: &RawExit) -> Option<StopCause> {
@@ -284,12 +311,52 @@ impl HookInstance for Applied {
     }
 }
 
+/// A [`LimitsHook`] for one run whose health monitor reads `signals` (see
+/// [`LimitsHook::for_run`]).
+#[derive(Debug, Clone)]
+pub struct LimitsForRun {
+    hook: Arc<LimitsHook>,
+    signals: Arc<Signals>,
+}
+
+impl SpawnHook for LimitsForRun {
+    fn name(&self) -> &str {
+        "claude-limits"
+    }
+
+    fn prepare(&self, setup: &mut ChildSetup) -> Result<Box<dyn HookInstance>, HookError> {
+        self.hook
+            .prepare_run(setup, Some(Arc::clone(&self.signals)))
+    }
+}
+
+impl LimitsHook {
+    /// This hook for one run whose health monitor reads `signals`: the soft enforcer tells it
+    /// while it holds the tree stopped, so throttling is not taken for a fault.
+    pub fn for_run(self: &Arc<Self>, signals: Arc<Signals>) -> LimitsForRun {
+        LimitsForRun {
+            hook: Arc::clone(self),
+            signals,
+        }
+    }
+}
+
 impl SpawnHook for LimitsHook {
     fn name(&self) -> &str {
         "claude-limits"
     }
 
     fn prepare(&self, setup: &mut ChildSetup) -> Result<Box<dyn HookInstance>, HookError> {
+        self.prepare_run(setup, None)
+    }
+}
+
+impl LimitsHook {
+    fn prepare_run(
+        &self,
+        setup: &mut ChildSetup,
+        signals: Option<Arc<Signals>>,
+    ) -> Result<Box<dyn HookInstance>, HookError> {
         let mut created = Vec::new();
         if let Err(e) = self.cgroups(setup, &mut created) {
             for cg in &created {
@@ -325,6 +392,7 @@ impl SpawnHook for LimitsHook {
             cpu_time: l.max_cpu_time.is_some(),
             file_size: l.max_file_size.is_some(),
             soft: self.soft_limits(),
+            signals,
             enforcer: None,
         }))
     }

@@ -74,6 +74,7 @@ mod cgroup_v1;
 mod cgroup_v2;
 mod error;
 mod hook;
+mod host;
 mod limits;
 mod plan;
 mod soft;
@@ -81,6 +82,8 @@ mod soft;
 pub use cgroup_v1::CgroupV1Root;
 pub use cgroup_v2::{system_v2_parent, v2_controllers, v2_settings, CgroupV2Root};
 pub use error::{Error, Result};
-pub use hook::{block_device_of, run_with_timeout, LimitMode, LimitOptions, LimitsHook};
+pub use hook::{
+    block_device_of, run_with_timeout, LimitMode, LimitOptions, LimitsForRun, LimitsHook,
+};
 pub use limits::{Enforcement, LimitKind, LimitReport, Mechanism, ResourceLimits};
 pub use soft::{SoftEnforcer, SoftLimits};

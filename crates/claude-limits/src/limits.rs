@@ -6,6 +6,7 @@ use std::time::Duration;
 pub use claude_proc::LimitKind;
 
 use crate::error::{Error, Result};
+use crate::host::Host;
 
 /// Limits for one supervised process tree. `None` means no limit.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -50,90 +51,161 @@ impl ResourceLimits {
     /// The smallest file-size limit (one page).
     pub const MIN_FILE_SIZE: u64 = 4096;
 
-    /// Check every value: finite, positive, above a sane minimum. Errors name the limit.
+    /// Check every value: finite, positive, above a sane minimum, and within what this host
+    /// and this process can give a child (the CPUs there are, `kernel.pid_max`, the hard
+    /// limits a non-root process cannot raise, the nice values it may not lower to). Errors
+    /// name the limit and the bound.
     pub fn validate(&self) -> Result<()> {
-        let check = |kind: LimitKind, value: Option<String>, why: Option<String>| match why {
-            Some(why) => Err(Error::InvalidLimit {
-                limit: kind,
-                value: value.unwrap_or_default(),
-                why,
-            }),
-            None => Ok(()),
-        };
-        let below = |what: &str| format!("must be at least {what}");
-        if let Some(cpu) = self.max_cpu {
-            let bad = !cpu.is_finite() || cpu < Self::MIN_CPU;
-            check(
+        self.validate_on(Host::current())
+    }
+
+    pub(crate) fn validate_on(&self, host: &Host) -> Result<()> {
+        let secs = |d: Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
+        let checks = [
+            (
                 LimitKind::Cpu,
-                Some(cpu.to_string()),
-                bad.then(|| format!("must be a number of cores >= {}", Self::MIN_CPU)),
-            )?;
-        }
-        if let Some(memory) = self.max_memory {
-            check(
+                self.max_cpu.map(|c| (c.to_string(), check_cpu(c, host))),
+            ),
+            (
                 LimitKind::Memory,
-                Some(memory.to_string()),
-                (memory < Self::MIN_MEMORY).then(|| below(&size(Self::MIN_MEMORY))),
-            )?;
-        }
-        if let Some(io) = self.max_disk_io {
-            check(
+                self.max_memory
+                    .map(|m| (m.to_string(), at_least(m, Self::MIN_MEMORY, size))),
+            ),
+            (
                 LimitKind::DiskIo,
-                Some(io.to_string()),
-                (io < Self::MIN_DISK_IO)
-                    .then(|| below(&format!("{} per second", size(Self::MIN_DISK_IO)))),
-            )?;
-        }
-        if let Some(timeout) = self.timeout {
-            check(
-                LimitKind::Timeout,
-                Some(format!("{} ms", timeout.as_millis())),
-                timeout.is_zero().then(|| "must be positive".to_owned()),
-            )?;
-        }
-        if let Some(pids) = self.max_pids {
-            check(
-                LimitKind::Pids,
-                Some(pids.to_string()),
-                (pids < Self::MIN_PIDS).then(|| below(&Self::MIN_PIDS.to_string())),
-            )?;
-        }
-        if let Some(files) = self.max_open_files {
-            check(
-                LimitKind::OpenFiles,
-                Some(files.to_string()),
-                (files < Self::MIN_OPEN_FILES).then(|| below(&Self::MIN_OPEN_FILES.to_string())),
-            )?;
-        }
-        if let Some(nice) = self.nice {
-            check(
-                LimitKind::Nice,
-                Some(nice.to_string()),
-                (!Self::NICE.contains(&nice)).then(|| {
-                    format!(
-                        "must be within {}..={}",
-                        Self::NICE.start(),
-                        Self::NICE.end()
+                self.max_disk_io.map(|r| {
+                    (
+                        r.to_string(),
+                        at_least(r, Self::MIN_DISK_IO, |b| format!("{} per second", size(b))),
                     )
                 }),
-            )?;
-        }
-        if let Some(cpu_time) = self.max_cpu_time {
-            check(
+            ),
+            (
+                LimitKind::Timeout,
+                self.timeout.map(|t| (millis(t), positive(t))),
+            ),
+            (
+                LimitKind::Pids,
+                self.max_pids.map(|p| (p.to_string(), check_pids(p, host))),
+            ),
+            (
+                LimitKind::OpenFiles,
+                self.max_open_files
+                    .map(|n| (n.to_string(), check_open_files(n, host))),
+            ),
+            (
+                LimitKind::Nice,
+                self.nice.map(|n| (n.to_string(), check_nice(n, host))),
+            ),
+            (
                 LimitKind::CpuTime,
-                Some(format!("{} ms", cpu_time.as_millis())),
-                cpu_time.is_zero().then(|| "must be positive".to_owned()),
-            )?;
-        }
-        if let Some(bytes) = self.max_file_size {
-            check(
+                self.max_cpu_time.map(|t| {
+                    (
+                        millis(t),
+                        positive(t).or_else(|| below_hard(secs(t), host.cpu_hard, host, "seconds")),
+                    )
+                }),
+            ),
+            (
                 LimitKind::FileSize,
-                Some(bytes.to_string()),
-                (bytes < Self::MIN_FILE_SIZE).then(|| below(&size(Self::MIN_FILE_SIZE))),
-            )?;
+                self.max_file_size.map(|b| {
+                    (
+                        b.to_string(),
+                        at_least(b, Self::MIN_FILE_SIZE, size)
+                            .or_else(|| below_hard(b, host.fsize_hard, host, "bytes")),
+                    )
+                }),
+            ),
+            (
+                LimitKind::CoreSize,
+                self.max_core_size
+                    .map(|b| (b.to_string(), below_hard(b, host.core_hard, host, "bytes"))),
+            ),
+        ];
+        for (limit, checked) in checks {
+            if let Some((value, Some(why))) = checked {
+                return Err(Error::InvalidLimit { limit, value, why });
+            }
         }
         Ok(())
     }
+}
+
+fn millis(d: Duration) -> String {
+    format!("{} ms", d.as_millis())
+}
+
+fn positive(d: Duration) -> Option<String> {
+    d.is_zero().then(|| "must be positive".to_owned())
+}
+
+fn at_least(value: u64, min: u64, show: fn(u64) -> String) -> Option<String> {
+    (value < min).then(|| format!("must be at least {}", show(min)))
+}
+
+fn check_cpu(cores: f64, host: &Host) -> Option<String> {
+    if !cores.is_finite() || cores < ResourceLimits::MIN_CPU {
+        return Some(format!(
+            "must be a number of cores >= {}",
+            ResourceLimits::MIN_CPU
+        ));
+    }
+    (cores > f64::from(host.cpus))
+        .then(|| format!("must be at most {}, the CPUs of this host", host.cpus))
+}
+
+fn check_pids(pids: u64, host: &Host) -> Option<String> {
+    if pids < ResourceLimits::MIN_PIDS {
+        return Some(format!("must be at least {}", ResourceLimits::MIN_PIDS));
+    }
+    (pids > host.pid_max).then(|| {
+        format!(
+            "must be at most {}, this host's kernel.pid_max",
+            host.pid_max
+        )
+    })
+}
+
+fn check_open_files(files: u64, host: &Host) -> Option<String> {
+    if files < ResourceLimits::MIN_OPEN_FILES {
+        return Some(format!(
+            "must be at least {}",
+            ResourceLimits::MIN_OPEN_FILES
+        ));
+    }
+    if files > host.nr_open {
+        return Some(format!(
+            "must be at most {}, this host's fs.nr_open",
+            host.nr_open
+        ));
+    }
+    below_hard(files, host.nofile_hard, host, "descriptors")
+}
+
+fn check_nice(nice: i32, host: &Host) -> Option<String> {
+    if !ResourceLimits::NICE.contains(&nice) {
+        return Some(format!(
+            "must be within {}..={}",
+            ResourceLimits::NICE.start(),
+            ResourceLimits::NICE.end()
+        ));
+    }
+    (nice < host.nice_floor).then(|| {
+        format!(
+            "must be at least {}: a lower nice value needs root (or RLIMIT_NICE)",
+            host.nice_floor
+        )
+    })
+}
+
+/// A non-root process cannot give a child more than its own hard limit.
+fn below_hard(value: u64, hard: u64, host: &Host, unit: &str) -> Option<String> {
+    let ceiling = host.rlimit_ceiling(hard, u64::MAX);
+    (value > ceiling).then(|| {
+        format!(
+            "must be at most {ceiling} {unit}, this process's hard limit (only root may raise it)"
+        )
+    })
 }
 
 /// What enforces a limit.

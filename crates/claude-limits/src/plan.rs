@@ -4,6 +4,7 @@
 use crate::cgroup_v2::{check_parent, v2_controllers};
 use crate::error::{Error, Result};
 use crate::hook::{LimitMode, LimitOptions};
+use crate::host::{writable, Host as HostBounds};
 use crate::limits::{LimitKind, LimitReport, Mechanism, ResourceLimits};
 
 /// What this host and these options allow.
@@ -16,8 +17,15 @@ struct Host<'a> {
 }
 
 impl Host<'_> {
+    /// Whether a v1 cgroup of `controller` can be made here: mounted, and this process's own
+    /// cgroup of it writable by this user (a non-root user usually cannot).
     fn v1(&self, controller: &str) -> bool {
-        self.cgroups && self.options.cgroup_v1.own_dir(controller).is_some()
+        self.cgroups
+            && self
+                .options
+                .cgroup_v1
+                .own_dir(controller)
+                .is_some_and(|dir| writable(&dir))
     }
 
     fn no_cgroup(&self, controller: &str) -> String {
@@ -37,21 +45,15 @@ impl Host<'_> {
     }
 }
 
-/// Whether this process runs as root (who is exempt from `RLIMIT_NPROC`).
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
 /// Choose a mechanism for every limit in `limits` (validated by the caller).
 pub(crate) fn plan(limits: &ResourceLimits, options: &LimitOptions) -> Result<LimitReport> {
     let cgroups = options.mode != LimitMode::Soft;
     let io_device = options.io_device.is_some();
     let v2 = cgroups
-        && options
-            .cgroup_v2
-            .as_ref()
-            .is_some_and(|root| check_parent(root, &v2_controllers(limits, io_device)).is_ok());
+        && options.cgroup_v2.as_ref().is_some_and(|root| {
+            check_parent(root, &v2_controllers(limits, io_device)).is_ok()
+                && writable(root.parent())
+        });
     let host = Host {
         options,
         cgroups,
@@ -166,7 +168,7 @@ fn pids(host: &Host<'_>, report: &mut LimitReport) -> Result<()> {
         report.push(kind, Mechanism::CgroupV2, None);
     } else if host.v1("pids") {
         report.push(kind, Mechanism::CgroupV1, None);
-    } else if !is_root() {
+    } else if !HostBounds::current().root {
         let note = "RLIMIT_NPROC counts every process of the user, not only this tree";
         report.push(kind, Mechanism::Rlimit, Some(note.to_owned()));
     } else {

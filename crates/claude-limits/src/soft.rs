@@ -14,7 +14,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use claude_health::{Fields, Sampler, TreeSample};
+use claude_health::{Fields, Sampler, Signals, TreeSample};
 use claude_proc::{StopCause, Stopper};
 use tokio::time::Instant;
 
@@ -42,13 +42,23 @@ impl Default for SoftLimits {
     }
 }
 
-/// Pids this enforcer stopped, to be continued whatever happens.
+/// Pids this enforcer stopped, to be continued whatever happens; and the health monitor's
+/// signals, told while the tree is held (a stop it holds is throttling, not a fault).
 #[derive(Debug, Default)]
-struct Stopped(Mutex<Vec<u32>>);
+struct Stopped {
+    pids: Mutex<Vec<u32>>,
+    signals: Option<Arc<Signals>>,
+}
 
 impl Stopped {
     fn stop(&self, tree: &TreeSample) {
-        if let Ok(mut stopped) = self.0.lock() {
+        if let Ok(mut stopped) = self.pids.lock() {
+            if stopped.is_empty() {
+                // Told before the first SIGSTOP, so no sample sees an unexplained stop.
+                if let Some(signals) = &self.signals {
+                    signals.set_held_stopped(true);
+                }
+            }
             for p in &tree.processes {
                 signal(p.pid, libc::SIGSTOP);
                 if !stopped.contains(&p.pid) {
@@ -59,9 +69,16 @@ impl Stopped {
     }
 
     fn resume(&self) {
-        if let Ok(mut stopped) = self.0.lock() {
+        if let Ok(mut stopped) = self.pids.lock() {
+            if stopped.is_empty() {
+                return;
+            }
             for pid in stopped.drain(..) {
                 signal(pid, libc::SIGCONT);
+            }
+            // Cleared after every SIGCONT went out.
+            if let Some(signals) = &self.signals {
+                signals.set_held_stopped(false);
             }
         }
     }
@@ -93,7 +110,20 @@ impl Drop for SoftEnforcer {
 impl SoftEnforcer {
     /// Enforce `limits` on the tree of `stopper`'s child.
     pub fn start(stopper: Stopper, limits: SoftLimits) -> SoftEnforcer {
-        let stopped = Arc::new(Stopped::default());
+        Self::start_reporting(stopper, limits, None)
+    }
+
+    /// [`SoftEnforcer::start`], telling `signals` (the run's health monitor's) while it holds
+    /// the tree stopped, so the monitor does not take its own throttling for a fault.
+    pub fn start_reporting(
+        stopper: Stopper,
+        limits: SoftLimits,
+        signals: Option<Arc<Signals>>,
+    ) -> SoftEnforcer {
+        let stopped = Arc::new(Stopped {
+            pids: Mutex::default(),
+            signals,
+        });
         let task = tokio::spawn(run(stopper, limits, Arc::clone(&stopped)));
         SoftEnforcer { task, stopped }
     }
