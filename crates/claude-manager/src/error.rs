@@ -61,5 +61,22 @@ pub enum Error {
     },
 }
 
+/// An error and every cause under it, as one line for people (`failed to start "x": execve
+/// failed: Exec format error (os error 8)`); a cause whose text the line already holds is not
+/// repeated.
+pub fn describe_error(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -82,7 +82,7 @@ pub use claude_health as health;
 pub use claude_limits as limits;
 pub use claude_proc as proc;
 
-pub use error::{Error, Result};
+pub use error::{describe_error, Error, Result};
 pub use events::{EventKind, LimitAction, ManagerEvent, SessionState};
 pub use manager::{ManagerConfig, ProcessManager, Run, SessionHandle, SessionInfo};
 pub use metrics::MetricsSnapshot;
@@ -90,7 +90,7 @@ pub use plan::plan_limits;
 pub use report::{ClaudeOutcome, ExitKind, SessionReport};
 pub use settings::{setting, Setting, Settings, SettingsSource, MAX_CONFIG_BYTES, SETTINGS};
 pub use spec::{HealthSpec, Isolation, Program, SessionSpec};
-pub use units::{parse_duration, parse_size};
+pub use units::{parse_duration, parse_size, MAX_DURATION};
 
 /// Start the watchdog (once per process) that, if this process is killed outright, SIGKILLs
 /// every process of its sessions' trees (descendants and `setsid` escapees included: they

@@ -10,10 +10,10 @@ use tokio::sync::{broadcast, mpsc, watch, Semaphore};
 use tracing::Instrument;
 
 use crate::error::{Error, Result};
-use crate::events::{ManagerEvent, SessionState};
+use crate::events::{EventKind, ManagerEvent, SessionState};
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::plan::plan_limits;
-use crate::report::SessionReport;
+use crate::report::{ExitKind, SessionReport};
 use crate::session::{Cmd, SessionTask};
 use crate::spec::{Program, SessionSpec};
 
@@ -54,8 +54,12 @@ pub struct Run {
     /// Stderr, likewise.
     pub stderr: Option<OutputReceiver>,
     /// Tell hang detection when work is in flight ([`Signals::set_in_flight`]); Claude
-    /// sessions are tracked from their output without this.
+    /// sessions are tracked from their output without this, and another program's run counts
+    /// as in flight from its start when the spec asks for hang detection.
     pub signals: Arc<Signals>,
+    /// Whether the leader is stopped, and by which signal (job control: a terminal front end
+    /// passes `SIGTSTP` and the terminal on).
+    pub stop_probe: claude_proc::StopProbe,
 }
 
 struct Entry {
@@ -148,23 +152,32 @@ impl ProcessManager {
             limits,
             slots: Arc::clone(&self.slots),
             events: self.events.clone(),
-            state: state_tx,
+            state: state_tx.clone(),
             cmd: cmd_rx,
             runs: runs_tx,
             metrics: Arc::clone(&self.metrics),
             restart_requested: false,
+            api_log: None,
         };
         self.metrics.session_started();
         tracing::info!(session = %name, id, "session starting");
         let span = tracing::info_span!("session", name = %name, id);
-        tokio::spawn(
-            async move {
-                let report = task.run().await;
-                tracing::info!(reason = %report.reason, restarts = report.restarts, "session over");
-                done_tx.send_replace(Some(report));
-            }
-            .instrument(span),
-        );
+        let ending = Ending {
+            name: name.clone(),
+            state: state_tx,
+            events: self.events.clone(),
+        };
+        tokio::spawn(async move {
+            // The session runs in its own task so that a bug there (a panic) still ends with a
+            // report and an exit event, never with a session its owner waits on forever; its
+            // tree dies with the task's state (claude-proc kills a dropped child's tree).
+            let report = match tokio::spawn(task.run().instrument(span)).await {
+                Ok(report) => report,
+                Err(e) => ending.failed(e),
+            };
+            tracing::info!(session = %report.name, reason = %report.reason, restarts = report.restarts, "session over");
+            done_tx.send_replace(Some(report));
+        });
         if let Ok(mut sessions) = self.sessions.lock() {
             // Forget finished sessions beyond the last thousand.
             let finished = sessions
@@ -239,6 +252,37 @@ impl ProcessManager {
     }
 }
 
+/// What finishing a session needs if its task failed.
+struct Ending {
+    name: String,
+    state: watch::Sender<SessionState>,
+    events: broadcast::Sender<ManagerEvent>,
+}
+
+impl Ending {
+    /// The report and exit event of a session whose task panicked.
+    fn failed(self, error: tokio::task::JoinError) -> SessionReport {
+        let why = match error.try_into_panic() {
+            Ok(panic) => panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_owned()),
+            Err(e) => e.to_string(),
+        };
+        tracing::error!(session = %self.name, %why, "the session's task failed");
+        let mut report = SessionReport::new(&self.name, ExitKind::InternalError);
+        report.detail = format!("the supervision of this session failed: {why}");
+        self.state.send_replace(SessionState::Finished);
+        let _ = self.events.send(ManagerEvent {
+            session: self.name,
+            at: std::time::SystemTime::now(),
+            kind: EventKind::Exit(report.clone()),
+        });
+        report
+    }
+}
+
 /// One session. Dropping the handle stops the session (its tree is stopped gracefully in the
 /// background); keep it for as long as the session should live.
 #[derive(Debug)]
@@ -297,6 +341,12 @@ impl SessionHandle {
         let _ = self.cmd.send(Cmd::Stop);
     }
 
+    /// Stop without a grace period: SIGKILL the whole tree now, also while a graceful stop is
+    /// under way (what a second Ctrl-C asks for). No further run starts.
+    pub fn kill(&self) {
+        let _ = self.cmd.send(Cmd::Kill);
+    }
+
     /// Stop gracefully (the tree gets the stop sequence) and wait for the report.
     pub async fn stop(&mut self) -> Result<SessionReport> {
         self.request_stop();
@@ -314,5 +364,34 @@ impl SessionHandle {
             .await
             .map_err(|_| gone())?;
         report.clone().ok_or_else(gone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bug that panics in a session's task ends the session with a report and an exit event;
+    /// its owner is never left waiting (claude-pm would have hung, deaf to SIGTERM).
+    #[tokio::test]
+    async fn a_panicking_session_task_still_reports_and_finishes() {
+        let manager = ProcessManager::new(ManagerConfig::default());
+        let mut events = manager.subscribe();
+        let spec = SessionSpec::command(crate::session::tests::PANIC_NAME, "/bin/true", [""; 0]);
+        let mut handle = manager.start(spec).unwrap();
+        let report = tokio::time::timeout(std::time::Duration::from_secs(5), handle.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(report.reason, ExitKind::InternalError);
+        assert!(report.detail.contains("injected"), "{}", report.detail);
+        let mut exit = None;
+        while let Ok(e) = events.try_recv() {
+            if let EventKind::Exit(r) = e.kind {
+                exit = Some(r);
+            }
+        }
+        assert_eq!(exit.map(|r| r.reason), Some(ExitKind::InternalError));
+        assert_eq!(manager.list()[0].state, SessionState::Finished);
     }
 }

@@ -31,6 +31,9 @@ pub enum ExitKind {
     SpawnFailed,
     /// Stopped on request.
     Stopped,
+    /// The manager's own supervision of the session failed (a bug: the report's detail says
+    /// what); the session's processes were killed.
+    InternalError,
 }
 
 impl ExitKind {
@@ -48,6 +51,7 @@ impl ExitKind {
             ExitKind::AuthFailed => "auth_failed",
             ExitKind::SpawnFailed => "spawn_failed",
             ExitKind::Stopped => "stopped",
+            ExitKind::InternalError => "internal_error",
         }
     }
 
@@ -112,15 +116,20 @@ pub struct SessionReport {
     pub signal: Option<i32>,
     /// Whether the manager (stop sequence or an enforcer) sent that signal.
     pub signal_sent_by_manager: bool,
-    /// CPU time of all runs' trees (the leader and what it reaped, per run).
+    /// CPU time of all runs' whole trees: the cgroup's accounting where the session has a CPU
+    /// cgroup; otherwise the higher of the sampled ledger (every process the tree had, killed
+    /// and orphaned ones included, up to their last sample) and the kernel's accounting of the
+    /// leader and what it reaped.
     pub cpu_time: Duration,
-    /// The highest RSS of any run: the tree's sampled total, or the kernel's peak of the leader
-    /// or a descendant it reaped (read at exit, so short bursts between samples count), whichever
-    /// is higher.
+    /// The highest peak memory of any run's whole tree: the memory cgroup's peak where the
+    /// session has a memory cgroup (page cache included, as the limit counts it); otherwise the
+    /// higher of the largest sampled tree RSS and the kernel's peak of the largest single
+    /// process (read at exit, so a burst between samples counts).
     pub max_rss_bytes: u64,
     /// From the first start to the end.
     pub wall: Duration,
-    /// Restarts (runs - 1, or 0).
+    /// Restarts: runs whose process was started, less the first (a run that failed before its
+    /// process could start, such as a refresh that failed, is not one).
     pub restarts: u32,
     /// A human sentence: the last exit, a spawn error, the stderr tail's last line.
     pub detail: String,

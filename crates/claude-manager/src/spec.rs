@@ -43,6 +43,37 @@ impl Program {
         }
     }
 
+    /// Whether `flag` has `value` (`--flag value` or `--flag=value`).
+    fn has_option(&self, flag: &str, value: &str) -> bool {
+        let Program::Claude { args, .. } = self else {
+            return false;
+        };
+        let joined = format!("{flag}={value}");
+        args.windows(2).any(|w| w[0] == flag && w[1] == value) || args.iter().any(|a| *a == *joined)
+    }
+
+    /// Whether the CLI reports API errors on stdout as they happen (stream-json output: its
+    /// `api_retry` lines). In json and text output it prints nothing until it gives up, minutes
+    /// later; the manager then learns of them from the CLI's debug log.
+    pub(crate) fn reports_api_errors(&self) -> bool {
+        self.has_option("--output-format", "stream-json")
+    }
+
+    /// Whether the caller already asked for the CLI's debug output (the manager then leaves
+    /// it alone).
+    pub(crate) fn debugs(&self) -> bool {
+        match self {
+            Program::Claude { args, .. } => args.iter().any(|a| {
+                let a = a.to_string_lossy();
+                a == "-d"
+                    || a == "--debug"
+                    || a.starts_with("--debug=")
+                    || a.starts_with("--debug-file")
+            }),
+            Program::Command { .. } => false,
+        }
+    }
+
     /// Whether this is a one-shot `claude -p` run (work is in flight from the start until its
     /// result), as opposed to a stream-json session fed turns on stdin.
     pub(crate) fn is_one_shot_claude(&self) -> bool {
@@ -61,7 +92,8 @@ pub struct HealthSpec {
     /// How often the tree is sampled.
     pub interval: Duration,
     /// Work in flight with no progress (output, CPU, IO) for this long: hung, then restarted
-    /// per the policy. `None`: no hang detection.
+    /// per the policy. For Claude, work is in flight during a turn; for any other program,
+    /// for the whole run. `None`: no hang detection.
     pub hang_after: Option<Duration>,
     /// Tree RSS above this is unhealthy (the session is stopped and restarted per policy).
     pub max_rss_bytes: Option<u64>,
@@ -135,6 +167,10 @@ pub struct SessionSpec {
     pub isolation: Isolation,
     /// The child's stdin.
     pub stdin: StdinMode,
+    /// With an inherited stdin that is the manager's controlling terminal: each run's process
+    /// group takes the terminal's foreground before exec, as a shell's foreground job (set it
+    /// only while the manager holds the foreground; `claude-pm` does for an interactive run).
+    pub foreground_terminal: bool,
     /// The child's stdout: `Lines` or `Chunks` hand it to the caller through each [`crate::Run`];
     /// `Inherit` passes it through untouched.
     pub stdout: OutputMode,
@@ -180,6 +216,7 @@ impl SessionSpec {
             delivery: Delivery::Env,
             isolation: Isolation::default(),
             stdin: StdinMode::Null,
+            foreground_terminal: false,
             stdout: OutputMode::Inherit,
             stderr: OutputMode::Inherit,
         }
@@ -216,6 +253,27 @@ impl SessionSpec {
         spec.isolation.config_dir = true;
         spec.stdout = OutputMode::lines();
         spec
+    }
+}
+
+/// The variables that configure the CLI's debug log: set by a caller, the manager leaves
+/// the CLI's debugging to them.
+pub(crate) const CLI_DEBUG_VARS: [&str; 3] = ["DEBUG", "DEBUG_SDK", "CLAUDE_CODE_DEBUG_LOGS_DIR"];
+
+impl SessionSpec {
+    /// Whether the caller configures the CLI's debug log (arguments, `env`, `pass_env`, or the
+    /// manager's own environment for the variables that pass).
+    pub(crate) fn configures_cli_debugging(&self) -> bool {
+        self.program.debugs()
+            || self
+                .env
+                .iter()
+                .any(|(k, _)| CLI_DEBUG_VARS.iter().any(|v| k == v))
+            || self
+                .pass_env
+                .iter()
+                .any(|k| CLI_DEBUG_VARS.iter().any(|v| k == v))
+            || std::env::var_os("CLAUDE_CODE_DEBUG_LOGS_DIR").is_some()
     }
 }
 

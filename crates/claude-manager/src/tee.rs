@@ -12,17 +12,55 @@ use crate::report::ClaudeOutcome;
 /// An API failure the CLI reported (as a retry in progress or in its result).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ApiTrouble {
-    /// 401 or 403: the credential is not accepted.
-    Auth,
+    /// 401 or 403: the credential is not accepted (the HTTP status).
+    Auth(u16),
     /// 429 or 529: rate limited or overloaded.
     RateLimited,
 }
 
 fn trouble(status: Option<u16>) -> Option<ApiTrouble> {
     match status? {
-        401 | 403 => Some(ApiTrouble::Auth),
+        s @ (401 | 403) => Some(ApiTrouble::Auth(s)),
         429 | 529 => Some(ApiTrouble::RateLimited),
         _ => None,
+    }
+}
+
+/// The HTTP status of an API error the CLI's debug log reports as it happens
+/// (`... [ERROR] API error (attempt 1/11): 401 ...`).
+pub(crate) fn api_error_status(line: &str) -> Option<u16> {
+    let rest = line.split("API error (attempt ").nth(1)?;
+    let status = rest.split_once("): ")?.1;
+    status.get(..3)?.parse().ok()
+}
+
+/// Follow the CLI's debug log at `path` (the manager asked for it with `--debug-file`) and
+/// report every API error that calls for action, until the task is aborted with its run.
+pub(crate) async fn follow_api_log(
+    path: std::path::PathBuf,
+    trouble_tx: mpsc::UnboundedSender<ApiTrouble>,
+) {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut offset = 0u64;
+    let mut partial = String::new();
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+    loop {
+        tick.tick().await;
+        let Ok(mut file) = std::fs::File::open(&path) else {
+            continue;
+        };
+        let mut fresh = Vec::new();
+        if file.seek(SeekFrom::Start(offset)).is_err() || file.read_to_end(&mut fresh).is_err() {
+            continue;
+        }
+        offset += fresh.len() as u64;
+        partial.push_str(&String::from_utf8_lossy(&fresh));
+        while let Some(end) = partial.find('\n') {
+            let line: String = partial.drain(..=end).collect();
+            if let Some(t) = trouble(api_error_status(&line)) {
+                let _ = trouble_tx.send(t);
+            }
+        }
     }
 }
 
@@ -69,6 +107,33 @@ pub(crate) async fn tee(
                 // The caller stopped reading: keep draining so the child never blocks.
                 forward = None;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn api_errors_are_read_from_the_debug_log() {
+        let line =
+            "2026-11-30T12:32:17.981Z [ERROR] API error (attempt 1/11): 401 401 {\"error\":{}}";
+        assert_eq!(api_error_status(line), Some(401));
+        assert_eq!(
+            api_error_status("[ERROR] API error (attempt 3/11): 529 overloaded"),
+            Some(529)
+        );
+        assert_eq!(api_error_status("[DEBUG] nothing to see"), None);
+        assert_eq!(api_error_status("API error (attempt 1/11): x"), None);
+        assert_eq!(trouble(api_error_status(line)), Some(ApiTrouble::Auth(401)));
+    }
+
+    proptest! {
+        #[test]
+        fn the_log_parser_never_panics(line in ".{0,120}") {
+            let _ = api_error_status(&line);
         }
     }
 }

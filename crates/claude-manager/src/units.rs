@@ -51,6 +51,10 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{text:?} is too large"))
 }
 
+/// The longest duration a setting takes (365 days): longer is a typo, and an instant that far
+/// ahead may not be representable.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// Parse a duration: a number with a unit (`1500ms`, `30s`, `10m`, `2h`, or `1h 30m`; parsed
 /// by `humantime`). A bare number is refused: it is ambiguous.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {

@@ -1,12 +1,27 @@
 //! Stage 4, classify: how a run ended, in the report's terms ([`ExitKind`], code, signal,
 //! detail) and in the restart engine's ([`RunOutcome`]).
 
-use claude_proc::{ExitInfo, RunOutcome, StopCause};
+use claude_proc::{ExitInfo, ExitReason, RunOutcome, StopCause};
 
 use super::watch::Seen;
 use super::{RunResult, SessionTask, Totals};
 use crate::events::{EventKind, LimitAction};
 use crate::report::{code_and_signal, ExitKind};
+
+/// How a run ended, for people: the reason's name says why (`timeout`, `memory_limit`), so the
+/// detail says how, adding why only where the name does not carry it (what was unhealthy).
+fn detail(kind: ExitKind, reason: &ExitReason) -> String {
+    let how = reason.how();
+    match reason.cause() {
+        Some(StopCause::Unhealthy { reason }) | Some(StopCause::Other { reason }) => {
+            format!("{reason}; {how}")
+        }
+        Some(cause @ StopCause::LimitExceeded { .. }) if kind == ExitKind::Signaled => {
+            format!("{cause}; {how}")
+        }
+        _ => how,
+    }
+}
 
 impl RunResult {
     /// A run whose process could not be started: 127 for a missing program, 126 otherwise.
@@ -20,7 +35,7 @@ impl RunResult {
             code: Some(code),
             signal: None,
             by_manager: false,
-            detail: e.to_string(),
+            detail: crate::error::describe_error(e),
             outcome: if e.is_permanent() {
                 RunOutcome::FailedPermanently
             } else {
@@ -40,6 +55,30 @@ impl RunResult {
             outcome: RunOutcome::StopRequested,
             rate_limited: false,
         }
+    }
+}
+
+impl Totals {
+    /// Add a finished run's CPU time and peak memory, each from the best source there is:
+    /// - CPU: the cgroup's accounting of the whole tree where one exists; otherwise the higher of
+    ///   the samples' ledger (every process the tree had, killed and orphaned ones included) and
+    ///   the kernel's accounting at reap (the leader and what it reaped, short runs included);
+    /// - peak memory: the memory cgroup's peak of the whole tree where one exists (page cache
+    ///   included, as the limit counts it); otherwise the higher of the largest sampled tree
+    ///   total and the kernel's peak of the largest single process (bursts between samples).
+    pub(crate) fn add_run(&mut self, info: &ExitInfo) {
+        let sampled_cpu = std::mem::take(&mut self.run_cpu).total();
+        let cpu = info
+            .tree
+            .cpu_time
+            .unwrap_or_else(|| sampled_cpu.max(info.cpu_time.unwrap_or_default()));
+        self.cpu += cpu;
+        let sampled_rss = std::mem::take(&mut self.run_rss);
+        let peak = info
+            .tree
+            .peak_memory_bytes
+            .unwrap_or_else(|| sampled_rss.max(info.max_rss_bytes.unwrap_or(0)));
+        self.max_rss = self.max_rss.max(peak);
     }
 }
 
@@ -64,13 +103,10 @@ impl SessionTask {
                 rate_limited: seen.rate_limited,
             };
         };
-        totals.cpu += info.cpu_time.unwrap_or_default();
-        // The kernel's peak of any single process the leader reaped covers what fell between
-        // samples (and runs shorter than the health interval).
-        totals.max_rss = totals.max_rss.max(info.max_rss_bytes.unwrap_or(0));
+        totals.add_run(&info);
         let (code, signal, by_manager) = code_and_signal(&info.reason);
         let mut kind = ExitKind::of(&info.reason);
-        if seen.auth_failed
+        if seen.auth_rejected.is_some()
             && matches!(kind, ExitKind::Exited | ExitKind::AuthFailed)
             && code != Some(0)
         {
@@ -100,7 +136,13 @@ impl SessionTask {
             code,
             signal,
             by_manager,
-            detail: format!("{}{tail}", info.reason),
+            detail: match seen.auth_rejected.filter(|_| kind == ExitKind::AuthFailed) {
+                Some(status) => format!(
+                    "the API rejected the credential (HTTP {status}); {}{tail}",
+                    info.reason.how()
+                ),
+                None => format!("{}{tail}", detail(kind, &info.reason)),
+            },
             outcome,
             rate_limited: seen.rate_limited,
         }

@@ -25,9 +25,11 @@ use crate::spec::{Program, SessionSpec};
 use crate::Run;
 
 /// Commands from the handle.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Cmd {
     Stop,
+    /// Stop without a grace period (a second Ctrl-C), also while a stop is under way.
+    Kill,
     Restart,
 }
 
@@ -43,6 +45,8 @@ pub(crate) struct SessionTask {
     pub(crate) metrics: Arc<Metrics>,
     /// The caller asked for a restart of the run now ending ([`Cmd::Restart`]).
     pub(crate) restart_requested: bool,
+    /// Where the CLI writes its debug log, when the manager reads API errors from there.
+    pub(crate) api_log: Option<PathBuf>,
 }
 
 /// How one run ended, as the loop and the report need it.
@@ -60,10 +64,17 @@ pub(crate) struct RunResult {
 /// What a session adds up over its runs.
 #[derive(Default)]
 pub(crate) struct Totals {
+    /// Runs attempted (a slot taken), 1 for the first.
     pub(crate) runs: u32,
+    /// Runs whose process was spawned (or tried to be).
+    pub(crate) started: u32,
     pub(crate) cpu: Duration,
     pub(crate) max_rss: u64,
     pub(crate) claude: Arc<Mutex<ClaudeOutcome>>,
+    /// This run's largest sampled tree RSS.
+    pub(crate) run_rss: u64,
+    /// This run's CPU time from the samples (exited processes kept).
+    pub(crate) run_cpu: claude_health::CpuLedger,
 }
 
 impl SessionTask {
@@ -84,10 +95,19 @@ impl SessionTask {
     }
 
     pub(crate) async fn run(mut self) -> SessionReport {
+        #[cfg(test)]
+        if self.spec.name == tests::PANIC_NAME {
+            // Fault injection for the test that a failing session task still reports.
+            panic!("injected for the test");
+        }
         let started = Instant::now();
         let workdir = self.workdir();
-        let mut engine = RestartState::new(self.spec.restart.clone())
-            .with_credential_refresh(self.spec.credentials.is_some());
+        if let (Some(dir), Program::Claude { .. }) = (&workdir, &self.spec.program) {
+            if !self.spec.program.reports_api_errors() && !self.spec.configures_cli_debugging() {
+                self.api_log = Some(dir.path().join("claude-pm-api.log"));
+            }
+        }
+        let mut engine = RestartState::new(self.spec.restart.clone());
         let mut totals = Totals::default();
         let mut refresh = false;
         let mut last: Option<RunResult> = None;
@@ -100,12 +120,34 @@ impl SessionTask {
             totals.runs += 1;
             let run_started = Instant::now();
             let workdir = workdir.as_ref().map(|d| d.path());
-            let end = match self.prepare(refresh, workdir).await {
-                Err(end) => end,
-                Ok(config) => self.spawn_and_watch(&config, &mut totals).await,
+            // What the health monitor, the soft enforcer and the caller share for this run.
+            let signals = Arc::new(claude_health::Signals::default());
+            let end = match self.prepare(refresh, workdir, &signals).await {
+                Err(mut end) => {
+                    if let Some(rejected) = last.as_ref().filter(|_| refresh) {
+                        // Keep why the last credential was refused; the refresh failing is
+                        // the second half of the story.
+                        end.detail = format!(
+                            "{}; refreshing the credential failed: {}",
+                            rejected.detail, end.detail
+                        );
+                    }
+                    end
+                }
+                Ok(config) => {
+                    totals.started += 1;
+                    self.spawn_and_watch(&config, signals, &mut totals).await
+                }
             };
             drop(permit);
             self.metrics.exit(end.kind);
+            // Only a source that can give a different credential is worth a restart.
+            engine.set_credential_refresh(
+                self.spec
+                    .credentials
+                    .as_ref()
+                    .is_some_and(|c| c.can_refresh()),
+            );
             let engine_end = claude_proc::RunEnd::new(end.outcome, run_started.elapsed())
                 .rate_limited(end.rate_limited);
             let decision = engine.on_run_end(engine_end, Instant::now());
@@ -134,7 +176,10 @@ impl SessionTask {
         }
         self.set_state(SessionState::Finished);
         let end = last.unwrap_or_else(|| RunResult::stopped_before_start("never started"));
-        let report = self.report(end, &totals, engine.restarts(), started.elapsed());
+        // Restarts are runs that started after the first, not decisions whose run could not
+        // even be prepared.
+        let restarts = totals.started.saturating_sub(1);
+        let report = self.report(end, &totals, restarts, started.elapsed());
         self.emit(EventKind::Exit(report.clone()));
         drop(workdir);
         report
@@ -234,4 +279,10 @@ fn sanitize(name: &str) -> String {
         })
         .take(40)
         .collect()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    /// A session of this name panics in its task (fault injection).
+    pub(crate) const PANIC_NAME: &str = "panic in the session task (test)";
 }

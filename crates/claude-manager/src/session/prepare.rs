@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use claude_auth::{Credential, CredentialHook};
+use claude_health::Signals;
 use claude_proc::{EnvPolicy, OutputMode, ProcessConfig, ProcessConfigBuilder, RunOutcome};
 
 use super::{RunResult, SessionTask};
@@ -17,6 +18,7 @@ impl SessionTask {
         &self,
         refresh: bool,
         workdir: Option<&Path>,
+        signals: &Arc<Signals>,
     ) -> Result<ProcessConfig, RunResult> {
         let credential = self.credential(refresh).await?;
         let mut b = self.builder(workdir);
@@ -27,7 +29,7 @@ impl SessionTask {
             )));
         }
         if let Some(limits) = &self.limits {
-            b = b.hook(Arc::clone(limits) as Arc<dyn claude_proc::SpawnHook>);
+            b = b.hook(Arc::new(limits.for_run(Arc::clone(signals))));
         }
         b.build().map_err(|e| RunResult::spawn_failed(&e))
     }
@@ -66,6 +68,7 @@ impl SessionTask {
         let mut b = ProcessConfig::builder(program)
             .args(args)
             .stdin(spec.stdin)
+            .foreground_terminal(spec.foreground_terminal)
             .stderr(spec.stderr)
             .grace(spec.grace);
         if let Some(cwd) = &spec.cwd {
@@ -80,6 +83,15 @@ impl SessionTask {
                 }
             }
             b = b.env("CLAUDE_CODE_ENTRYPOINT", "sdk-claude-pm");
+            if let Some(log) = &self.api_log {
+                // In json and text output the CLI is silent about API errors until it gives
+                // up, minutes later; its debug log, errors only, says at once. The arguments
+                // stay as given; the file is in the session's own directory, removed with it.
+                b = b
+                    .env("DEBUG_SDK", "1")
+                    .env("CLAUDE_CODE_DEBUG_LOGS_DIR", log)
+                    .env("CLAUDE_CODE_DEBUG_LOG_LEVEL", "error");
+            }
             // The manager watches stdout, so it is always piped as lines.
             b = b.stdout(match spec.stdout {
                 OutputMode::Lines { .. } => spec.stdout,

@@ -18,7 +18,7 @@ use super::probe::ControlPing;
 use super::{Cmd, RunResult, SessionTask, Totals};
 use crate::events::{EventKind, SessionState};
 use crate::spec::Program;
-use crate::tee::{tee, ApiTrouble};
+use crate::tee::{follow_api_log, tee, ApiTrouble};
 use crate::Run;
 
 /// A run being watched.
@@ -27,20 +27,23 @@ pub(super) struct Live {
     pid: u32,
     trouble: mpsc::UnboundedReceiver<ApiTrouble>,
     tee: Option<JoinHandle<()>>,
+    /// Follows the CLI's debug log for API errors (json and text output).
+    api_log: Option<JoinHandle<()>>,
     monitor: Option<HealthMonitor>,
 }
 
 /// What the watch saw besides the exit.
 #[derive(Default)]
 pub(super) struct Seen {
-    pub(super) auth_failed: bool,
+    /// The HTTP status with which the API rejected the credential (401, 403).
+    pub(super) auth_rejected: Option<u16>,
     pub(super) rate_limited: bool,
 }
 
 impl Seen {
     fn record(&mut self, trouble: ApiTrouble) {
         match trouble {
-            ApiTrouble::Auth => self.auth_failed = true,
+            ApiTrouble::Auth(status) => self.auth_rejected = Some(status),
             ApiTrouble::RateLimited => self.rate_limited = true,
         }
     }
@@ -75,15 +78,19 @@ impl SessionTask {
     pub(super) async fn spawn_and_watch(
         &mut self,
         config: &ProcessConfig,
+        signals: Arc<Signals>,
         totals: &mut Totals,
     ) -> RunResult {
         let child = match spawn(config).await {
             Ok(child) => child,
             Err(e) => return RunResult::spawn_failed(&e),
         };
-        let mut live = self.start_watching(child, totals);
+        let mut live = self.start_watching(child, signals, totals);
         let (info, mut seen) = self.watch(&mut live, totals).await;
         drop(live.monitor.take());
+        if let Some(task) = live.api_log.take() {
+            task.abort();
+        }
         if let Some(task) = live.tee.take() {
             // The tree is gone, so the pipe is at its end; the tee finishes promptly.
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
@@ -96,17 +103,32 @@ impl SessionTask {
 
     /// Publish the run (its streams, a stream-json session, its signals) and start the health
     /// monitor and, for Claude, the tee over its stdout.
-    fn start_watching(&mut self, mut child: Child, totals: &Totals) -> Live {
+    fn start_watching(&mut self, mut child: Child, signals: Arc<Signals>, totals: &Totals) -> Live {
         let pid = child.pid();
         self.metrics.run_started();
         self.set_state(SessionState::Running {
             pid,
             run: totals.runs,
         });
-        let signals = Arc::new(Signals::default());
+        signals.set_stop_probe(child.stop_probe());
+        // A program other than Claude has no turns to mark: with hang detection asked for, its
+        // whole run counts as work in flight (no output, CPU or IO for that long is a hang).
+        let hang_watch = self
+            .spec
+            .health
+            .as_ref()
+            .is_some_and(|h| h.hang_after.is_some());
+        if hang_watch && matches!(self.spec.program, Program::Command { .. }) {
+            signals.set_in_flight(true);
+        }
         let (trouble_tx, trouble) = mpsc::unbounded_channel();
         let mut stdout = child.take_stdout();
         let mut tee_task = None;
+        let api_log = self.api_log.clone().map(|path| {
+            // A fresh log per run: what an earlier run logged is not this run's trouble.
+            let _ = std::fs::remove_file(&path);
+            tokio::spawn(follow_api_log(path, trouble_tx.clone()))
+        });
         if matches!(self.spec.program, Program::Claude { .. }) {
             if self.spec.program.is_one_shot_claude() {
                 signals.set_in_flight(true);
@@ -142,12 +164,14 @@ impl SessionTask {
             session,
             stderr: child.take_stderr(),
             signals,
+            stop_probe: child.stop_probe(),
         });
         Live {
             child,
             pid,
             trouble,
             tee: tee_task,
+            api_log,
             monitor,
         }
     }
@@ -208,10 +232,20 @@ impl SessionTask {
             let cause = tokio::select! {
                 info = live.child.wait() => break info.ok(),
                 _ = sleep_until_opt(deadline), if !stopping => Some(StopCause::Timeout),
-                cmd = self.cmd.recv(), if !stopping => Some(self.on_command(cmd)),
+                cmd = self.cmd.recv() => match cmd {
+                    Some(Cmd::Kill) => {
+                        // Also in the middle of a stop: SIGKILL now.
+                        stopping = true;
+                        self.set_state(SessionState::Stopping { pid: live.pid });
+                        live.child.request_kill(StopCause::Requested);
+                        None
+                    }
+                    _ if stopping => None,
+                    cmd => Some(self.on_command(cmd)),
+                },
                 Some(t) = live.trouble.recv() => {
                     seen.record(t);
-                    let auth = t == ApiTrouble::Auth && self.spec.credentials.is_some();
+                    let auth = matches!(t, ApiTrouble::Auth(_)) && self.spec.credentials.is_some();
                     auth.then_some(StopCause::AuthFailed)
                 }
                 Some(()) = changed(&mut status) => self.on_health(status.as_ref()),
@@ -262,7 +296,8 @@ impl SessionTask {
             return;
         };
         let t = obs.sample.totals;
-        totals.max_rss = totals.max_rss.max(t.rss_bytes);
+        totals.run_rss = totals.run_rss.max(t.rss_bytes);
+        totals.run_cpu.observe(&obs.sample);
         self.emit(EventKind::Sample {
             cpu_percent: obs.rates.map_or(0.0, |r| r.cpu_percent),
             rss_bytes: t.rss_bytes,

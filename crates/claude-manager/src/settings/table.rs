@@ -13,7 +13,7 @@ use claude_proc::RestartMode;
 
 use crate::manager::ManagerConfig;
 use crate::spec::{HealthSpec, Program, SessionSpec};
-use crate::units::{parse_duration, parse_size};
+use crate::units::{parse_duration, parse_size, MAX_DURATION};
 
 /// What a setting writes into: the session's spec and the manager's configuration.
 pub(crate) struct Target<'a> {
@@ -204,7 +204,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting::new(
         "hang_after",
         "DUR",
-        "Hung after this long without progress while work is in flight",
+        "Hung after this long without output, CPU or IO progress (claude: during a turn)",
         |t, v| {
             let d = parse_positive_duration(v)?;
             t.spec
@@ -346,6 +346,9 @@ fn parse_positive_duration(v: &str) -> Result<Duration, String> {
     let d = parse_duration(v)?;
     if d.is_zero() {
         return Err("must be positive".into());
+    }
+    if d > MAX_DURATION {
+        return Err("must be at most 365 days".into());
     }
     Ok(d)
 }

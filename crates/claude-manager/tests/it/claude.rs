@@ -188,7 +188,9 @@ async fn a_401_mid_run_refreshes_restarts_and_succeeds() {
         "{:?}",
         started.elapsed()
     );
-    // A credential that keeps failing after its refresh is final.
+    // A fixed key the API rejects is final at once, whatever the policy: there is nothing to
+    // refresh (it used to "restart" to refresh it, report one restart no process made, and
+    // blame the refresh instead of the 401).
     let key = "sk-ant-api03-always-revoked-000000000000";
     api.respond_to(key, Behaviour::Unauthorized);
     let mut spec = one_shot(&api, "hopeless", "ping").await;
@@ -197,7 +199,61 @@ async fn a_401_mid_run_refreshes_restarts_and_succeeds() {
     spec.stdout = claude_manager::proc::OutputMode::Discard;
     let report = manager.start(spec).unwrap().wait().await.unwrap();
     assert_eq!(report.reason, ExitKind::AuthFailed, "{report:?}");
-    assert_eq!(report.restarts, 1);
+    assert_eq!(report.restarts, 0);
+    assert!(
+        report.detail.contains("rejected the credential (HTTP 401)")
+            && !report.detail.contains("refresh"),
+        "{}",
+        report.detail
+    );
+    let calls = api
+        .message_calls()
+        .iter()
+        .filter(|c| {
+            c.status == 401
+                && matches!(&c.auth, Some(AuthSeen::ApiKey(k)) if k.contains("always-revoked"))
+        })
+        .count();
+    assert_eq!(calls, 1, "one run, acted on at its first rejection");
+    assert_eq!(claude_left(&api), Vec::<u32>::new());
+}
+
+/// A rejected key is seen as fast in json and text output as in stream-json: those formats
+/// print nothing until the CLI has retried for minutes (179 s and 187 s, ending as `exited`),
+/// so the manager reads the CLI's debug log, which reports each attempt at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_key_is_seen_at_once_in_every_output_format() {
+    let api = StandInApi::start().await.unwrap();
+    let key = "sk-ant-api03-rejected-in-json-000000000";
+    api.respond_to(key, Behaviour::Unauthorized);
+    let manager = ProcessManager::new(ManagerConfig::default());
+    for format in ["json", "text"] {
+        let mut spec = one_shot(&api, format, "ping").await;
+        if let claude_manager::Program::Claude { args, .. } = &mut spec.program {
+            *args = vec![
+                "-p".into(),
+                "ping".into(),
+                "--output-format".into(),
+                format.into(),
+            ];
+        }
+        spec.credentials = Some(api_key(key));
+        spec.stdout = claude_manager::proc::OutputMode::Discard;
+        let started = std::time::Instant::now();
+        let report = manager.start(spec).unwrap().wait().await.unwrap();
+        assert_eq!(report.reason, ExitKind::AuthFailed, "{format}: {report:?}");
+        assert!(
+            report.detail.contains("HTTP 401"),
+            "{format}: {}",
+            report.detail
+        );
+        assert_eq!(report.restarts, 0);
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{format}: {:?}",
+            started.elapsed()
+        );
+    }
     assert_eq!(claude_left(&api), Vec::<u32>::new());
 }
 
@@ -221,22 +277,27 @@ async fn a_stalled_stream_is_detected_as_a_hang_and_the_restart_succeeds() {
     let mut events = manager.subscribe();
     let mut h = manager.start(spec).unwrap();
     let first = h.next_run().await.unwrap();
-    // Once the first run is hung, the API recovers.
-    let mut hung = false;
-    while let Ok(e) = events.recv().await {
-        if let claude_manager::EventKind::Health(status) = &e.kind {
-            if status
-                .reasons()
-                .iter()
-                .any(|r| matches!(r, claude_manager::health::HealthReason::Hung { .. }))
-            {
-                hung = true;
-                api.set_default(Behaviour::default());
-                break;
+    // Once the first run is hung, the API recovers. Bounded: a run that is never judged hung
+    // fails the test with what happened instead of waiting forever.
+    let mut seen = Vec::new();
+    let hung = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(e) = events.recv().await {
+            seen.push(e.to_json().to_string());
+            if let claude_manager::EventKind::Health(status) = &e.kind {
+                if status
+                    .reasons()
+                    .iter()
+                    .any(|r| matches!(r, claude_manager::health::HealthReason::Hung { .. }))
+                {
+                    return true;
+                }
             }
         }
-    }
-    assert!(hung);
+        false
+    })
+    .await;
+    assert_eq!(hung, Ok(true), "no hang seen; events: {seen:#?}");
+    api.set_default(Behaviour::default());
     let report = h.wait().await.unwrap();
     assert_succeeded(&report);
     assert_eq!(report.restarts, 1);
