@@ -22,18 +22,27 @@ pub(crate) enum Command {
     Run {
         #[command(flatten)]
         options: RunOptions,
-        /// The program and its arguments (after `--`).
-        #[arg(last = true, required = true, value_name = "PROGRAM [ARGS...]")]
-        program: Vec<String>,
+        /// The program and its arguments (after `--`), passed on byte for byte.
+        #[arg(
+            last = true,
+            required = true,
+            value_name = "PROGRAM [ARGS...]",
+            value_parser = clap::value_parser!(std::ffi::OsString)
+        )]
+        program: Vec<std::ffi::OsString>,
     },
     /// Supervise the claude CLI with credentials injected.
     #[command(after_help = crate::exit::help())]
     Claude {
         #[command(flatten)]
         options: RunOptions,
-        /// Arguments for claude, passed unchanged (after `--`).
-        #[arg(last = true, value_name = "CLAUDE ARGS")]
-        args: Vec<String>,
+        /// Arguments for claude, passed on byte for byte (after `--`).
+        #[arg(
+            last = true,
+            value_name = "CLAUDE ARGS",
+            value_parser = clap::value_parser!(std::ffi::OsString)
+        )]
+        args: Vec<std::ffi::OsString>,
     },
     /// The claude binary and version, the auth source (redacted), the cgroup mode, and how
     /// each limit would be enforced; with limit settings, exactly what `run` would apply.

@@ -84,7 +84,7 @@ async fn claude_binary(spec: &SessionSpec) -> Value {
     };
     match claude_manager::proc::resolve_claude(binary) {
         Ok(bin) => {
-            match claude_manager::proc::binary_version(&bin, Duration::from_secs(15)).await {
+            match claude_manager::proc::claude_version(&bin, Duration::from_secs(15)).await {
                 Ok(version) => json!({"binary": bin, "version": version}),
                 Err(e) => json!({"binary": bin, "version": null, "error": describe(&e)}),
             }
@@ -93,13 +93,21 @@ async fn claude_binary(spec: &SessionSpec) -> Value {
     }
 }
 
+/// The credential `claude-pm claude` would use, redacted, and whether it is usable (the same
+/// check `claude` makes before it starts).
 async fn auth() -> Value {
     let chain = TokenChain::cli_default(&|k| std::env::var_os(k));
     match chain.get_token().await {
-        Ok(_) => chain
-            .report()
-            .map(|r| json!({"source": r.source, "kind": r.kind.to_string(), "credential": r.redacted}))
-            .unwrap_or(json!(null)),
+        Ok(credential) => {
+            let mut v = chain
+                .report()
+                .map(|r| json!({"source": r.source, "kind": r.kind.to_string(), "credential": r.redacted}))
+                .unwrap_or(json!({}));
+            if let (Err(e), Some(obj)) = (chain.validate_token(&credential), v.as_object_mut()) {
+                obj.insert("error".into(), json!(describe(&e)));
+            }
+            v
+        }
         Err(e) => json!({"error": describe(&e)}),
     }
 }
@@ -122,7 +130,16 @@ pub(crate) async fn doctor(json_out: bool, settings: SettingsArgs) -> u8 {
     } else {
         print_text(&report);
     }
-    0
+    // Non-zero when `claude-pm claude` could not run here: no usable Claude CLI, no usable
+    // credential, or limits it would refuse.
+    let broken = report["claude"]["error"].is_string()
+        || report["auth"]["error"].is_string()
+        || report["limits"]["error"].is_string();
+    if broken {
+        1
+    } else {
+        0
+    }
 }
 
 fn print_text(report: &Value) {
@@ -140,14 +157,19 @@ fn print_text(report: &Value) {
         None => say!("claude binary   not found: {}", text(&claude["error"])),
     }
     let auth = &report["auth"];
-    match auth.get("source") {
-        Some(source) => say!(
+    match (auth.get("source"), auth["error"].as_str()) {
+        (Some(source), None) => say!(
             "auth            {} from {} ({})",
             text(&auth["kind"]),
             text(source),
             text(&auth["credential"])
         ),
-        None => say!("auth            none: {}", text(&auth["error"])),
+        (Some(source), Some(error)) => say!(
+            "auth            unusable {} from {}: {error}",
+            text(&auth["kind"]),
+            text(source)
+        ),
+        (None, _) => say!("auth            none: {}", text(&auth["error"])),
     }
     say!("cgroups         {}", text(&report["cgroup"]));
     let limits = &report["limits"];

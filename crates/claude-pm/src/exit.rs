@@ -14,18 +14,38 @@ pub(crate) const NOT_EXECUTABLE: u8 = 126;
 pub(crate) const NOT_FOUND: u8 = 127;
 /// A limit's enforcer killed the tree (memory, pids, CPU time).
 pub(crate) const LIMIT_KILL: u8 = 137;
+/// The credential was rejected (sysexits' `EX_NOPERM`).
+pub(crate) const AUTH_FAILED: u8 = 77;
+/// claude-pm stopped the tree as hung or unhealthy and it ended within the grace period
+/// (128 + SIGTERM, whatever code the child chose).
+pub(crate) const STOPPED_FOR_HEALTH: u8 = 143;
 /// The session ended without a report (the runtime shut down).
 pub(crate) const NO_REPORT: u8 = 1;
+/// The reader of claude-pm's stdout went away; the tree was stopped (128 + SIGPIPE, as a
+/// shell reports a pipeline member SIGPIPE ended).
+pub(crate) const READER_GONE: u8 = 141;
 
 /// Every status, what it means, in the order the README lists them.
 pub(crate) const CONTRACT: &[(&str, &str)] = &[
     ("N", "the child's own exit code"),
     ("124", "timeout"),
-    ("125", "claude-pm's own usage or configuration error"),
+    (
+        "125",
+        "claude-pm's own usage, configuration or internal error",
+    ),
     ("126", "not executable"),
     ("127", "not found"),
-    ("137", "a limit killed it"),
+    (
+        "137",
+        "a limit killed it, or it outlived the grace period of a stop claude-pm made",
+    ),
+    ("143", "claude-pm stopped it as hung or unhealthy"),
+    ("77", "the credential was rejected (auth_failed)"),
     ("128+N", "signal N that claude-pm did not send"),
+    (
+        "141",
+        "the reader of claude-pm's own stdout went away (the tree was stopped)",
+    ),
 ];
 
 /// The contract as help text (`claude-pm run --help`).
@@ -46,6 +66,13 @@ pub(crate) fn status(report: &SessionReport) -> u8 {
             Some(127) => NOT_FOUND,
             _ => NOT_EXECUTABLE,
         },
+        // claude-pm's own stop, whatever code the child chose on its way out.
+        ExitKind::Hung | ExitKind::Unhealthy => match report.signal {
+            Some(9) if report.signal_sent_by_manager => LIMIT_KILL,
+            _ => STOPPED_FOR_HEALTH,
+        },
+        ExitKind::AuthFailed => AUTH_FAILED,
+        ExitKind::InternalError => USAGE,
         _ => match (report.code, report.signal) {
             (Some(code), _) => u8::try_from(code.clamp(0, 255)).unwrap_or(1),
             (None, Some(signal)) => by_signal(signal),
@@ -82,6 +109,14 @@ mod tests {
         assert_eq!(status(&report(ExitKind::Stopped, Some(0), None)), 0);
         assert_eq!(status(&report(ExitKind::Stopped, None, Some(15))), 143);
         assert_eq!(status(&report(ExitKind::Exited, Some(300), None)), 255);
+        // claude-pm's own stops: a child that traps SIGTERM and exits 0 still reads as stopped.
+        assert_eq!(status(&report(ExitKind::Unhealthy, Some(0), None)), 143);
+        assert_eq!(status(&report(ExitKind::Hung, None, Some(15))), 143);
+        let mut killed = report(ExitKind::Hung, None, Some(9));
+        killed.signal_sent_by_manager = true;
+        assert_eq!(status(&killed), 137);
+        assert_eq!(status(&report(ExitKind::AuthFailed, Some(1), None)), 77);
+        assert_eq!(status(&report(ExitKind::InternalError, None, None)), 125);
     }
 
     #[test]

@@ -6,7 +6,10 @@ mod demo;
 mod doctor;
 mod exit;
 mod output;
+mod pump;
+mod status_line;
 mod supervise;
+mod terminal;
 
 use std::process::ExitCode;
 

@@ -43,6 +43,23 @@ pub(crate) fn stdout_line(args: fmt::Arguments<'_>) {
     }
 }
 
+/// Write `bytes` to stdout as they are (a child's output passing through); false once stdout
+/// failed (the error is remembered as for [`stdout_line`]).
+pub(crate) fn stdout_bytes(bytes: &[u8]) -> bool {
+    if STDOUT_FAILED.load(Ordering::Relaxed) != 0 {
+        return false;
+    }
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => true,
+        Err(e) => {
+            let errno = e.raw_os_error().unwrap_or(-1);
+            let _ = STDOUT_FAILED.compare_exchange(0, errno, Ordering::Relaxed, Ordering::Relaxed);
+            false
+        }
+    }
+}
+
 pub(crate) fn stderr_line(args: fmt::Arguments<'_>) {
     let mut err = std::io::stderr().lock();
     let _ = err.write_fmt(args).and_then(|()| err.write_all(b"\n"));
@@ -59,7 +76,7 @@ pub(crate) fn stderr_raw(bytes: &[u8]) {
 pub(crate) fn exit_status(status: u8) -> u8 {
     match STDOUT_FAILED.load(Ordering::Relaxed) {
         0 => status,
-        EPIPE => 141,
+        EPIPE => crate::exit::READER_GONE,
         errno => {
             tell!(
                 "claude-pm: cannot write to stdout: {}",

@@ -1,36 +1,21 @@
 //! `claude-pm run` and `claude-pm claude`: one supervised session in the foreground.
 
-use std::io::{IsTerminal, Write};
+use std::ffi::OsString;
+use std::io::IsTerminal;
 use std::path::Path;
-use std::time::Instant;
 
 use claude_manager::auth::{TokenChain, TokenManager};
-use claude_manager::proc::{OutputEvent, OutputMode, StdinMode};
-use claude_manager::{
-    EventKind, ManagerConfig, ManagerEvent, ProcessManager, SessionHandle, SessionSpec, Settings,
-    SettingsSource,
-};
-use tokio::sync::broadcast;
+use claude_manager::proc::{OutputMode, StdinMode};
+use claude_manager::{ManagerConfig, ProcessManager, SessionSpec, Settings, SettingsSource};
 
 use crate::cli::{RunOptions, SettingsArgs};
 use crate::exit;
 use crate::output::tell;
+use crate::pump::{pump, EventSink};
+use crate::status_line::StatusLine;
+use crate::terminal::Terminal;
 
-/// An error and every cause under it, as one line (`failed to read the config file x: No such
-/// file or directory (os error 2)`).
-pub(crate) fn describe(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let more = cause.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = cause.source();
-    }
-    text
-}
+pub(crate) use claude_manager::describe_error as describe;
 
 /// The settings in force: the config file, then `CLAUDE_PM_*`, then the flags.
 pub(crate) fn load_settings(args: &SettingsArgs) -> Result<Settings, claude_manager::Error> {
@@ -62,14 +47,20 @@ pub(crate) fn configure(
     Ok((spec, manager))
 }
 
-pub(crate) async fn run(options: RunOptions, program: Vec<String>) -> u8 {
+pub(crate) async fn run(options: RunOptions, program: Vec<OsString>) -> u8 {
     let Some((first, args)) = program.split_first() else {
         tell!("claude-pm: run needs a program after --");
         return exit::USAGE;
     };
+    if first.is_empty() {
+        tell!("claude-pm: run needs a program after --, not an empty name");
+        return exit::USAGE;
+    }
     let name = Path::new(first)
         .file_name()
-        .map_or_else(|| first.clone(), |n| n.to_string_lossy().into_owned());
+        .unwrap_or(first)
+        .to_string_lossy()
+        .into_owned();
     let mut spec = SessionSpec::command(name, first, args);
     spec.stdin = StdinMode::Inherit;
     spec.stdout = OutputMode::Inherit;
@@ -80,7 +71,7 @@ pub(crate) async fn run(options: RunOptions, program: Vec<String>) -> u8 {
     }
 }
 
-pub(crate) async fn claude(options: RunOptions, args: Vec<String>) -> u8 {
+pub(crate) async fn claude(options: RunOptions, args: Vec<OsString>) -> u8 {
     let mut spec = SessionSpec::claude("claude", args);
     spec.stdin = StdinMode::Inherit;
     spec.stderr = OutputMode::Inherit;
@@ -91,10 +82,18 @@ pub(crate) async fn claude(options: RunOptions, args: Vec<String>) -> u8 {
     };
     let chain = TokenChain::cli_default(&|k| std::env::var_os(k));
     match chain.get_token().await {
-        Ok(_) => {
-            if let Some(report) = chain.report() {
-                tracing::info!(source = %report.source, kind = %report.kind, "credential");
+        Ok(credential) => {
+            let source = chain.report().map(|r| r.source).unwrap_or_default();
+            // A malformed or expired credential is refused here, naming the problem, not
+            // after minutes of the CLI's own retries.
+            if let Err(e) = chain.validate_token(&credential) {
+                tell!(
+                    "claude-pm: the credential from {source} is unusable: {}",
+                    describe(&e)
+                );
+                return exit::USAGE;
             }
+            tracing::info!(%source, "credential");
             spec.credentials = Some(std::sync::Arc::new(chain));
         }
         Err(claude_manager::auth::Error::NoCredential { .. }) => {
@@ -112,48 +111,34 @@ pub(crate) async fn claude(options: RunOptions, args: Vec<String>) -> u8 {
     foreground(&options, spec, manager, true).await
 }
 
-/// Where `--events` go.
-enum EventSink {
-    Stderr,
-    File(std::fs::File),
-}
-
-impl EventSink {
-    fn open(target: &str) -> Result<EventSink, String> {
-        if target == "-" {
-            return Ok(EventSink::Stderr);
-        }
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(target)
-            .map(EventSink::File)
-            .map_err(|e| format!("invalid --events: {target:?} ({e})"))
-    }
-
-    fn write(&mut self, event: &ManagerEvent) {
-        let line = format!("{}\n", event.to_json());
-        let _ = match self {
-            EventSink::Stderr => std::io::stderr().write_all(line.as_bytes()),
-            EventSink::File(f) => f.write_all(line.as_bytes()),
-        };
-    }
-}
-
 async fn foreground(
     options: &RunOptions,
     spec: SessionSpec,
     config: ManagerConfig,
     forward_stdout: bool,
 ) -> u8 {
-    let mut sink = match options.events.as_deref().map(EventSink::open).transpose() {
+    let sink = match options.events.as_deref().map(EventSink::open).transpose() {
         Ok(sink) => sink,
         Err(e) => {
             tell!("claude-pm: {e}");
             return exit::USAGE;
         }
     };
-    let status_line = std::io::stderr().is_terminal() && !matches!(sink, Some(EventSink::Stderr));
+    // The status line only where the child cannot be an interactive program on the same
+    // terminal (stdin is not one): it has a row of its own there, never over the child's bytes.
+    let status_line = (std::io::stderr().is_terminal()
+        && !std::io::stdin().is_terminal()
+        && !sink.as_ref().is_some_and(EventSink::is_stderr))
+    .then(StatusLine::start)
+    .flatten();
+    // Job control when the child shares claude-pm's terminal; each run takes the terminal's
+    // foreground itself (before exec, so it never reads from the background first) while
+    // claude-pm holds it.
+    let terminal = matches!(spec.stdin, StdinMode::Inherit)
+        .then(Terminal::of_stdin)
+        .flatten();
+    let mut spec = spec;
+    spec.foreground_terminal = terminal.as_ref().is_some_and(Terminal::in_foreground);
     let _ = claude_manager::proc::become_subreaper();
     if let Err(e) = claude_manager::start_watchdog().await {
         tracing::warn!(error = %e, "no watchdog: a killed claude-pm may leave descendants");
@@ -179,175 +164,31 @@ async fn foreground(
             return exit::USAGE;
         }
     };
-    let report = pump(
+    let ended = pump(
         &mut handle,
         &mut events,
-        &mut sink,
+        sink,
         status_line,
         forward_stdout,
+        terminal,
     )
     .await;
-    match report {
+    match ended.report {
         Some(report) => {
-            if !report.reason.eq(&claude_manager::ExitKind::Exited) {
-                tell!("claude-pm: {} ({})", report.reason, report.detail);
+            if report.reason != claude_manager::ExitKind::Exited && !ended.reader_gone {
+                tell!("claude-pm: {}: {}", report.reason, report.detail);
             }
-            exit::status(&report)
+            if ended.reader_gone {
+                // The output module turns the failed write into the status: 141 for a reader
+                // that went away, 1 with a message for a full disk.
+                0
+            } else {
+                exit::status(&report)
+            }
         }
         None => {
             tell!("claude-pm: the session ended without a report");
             exit::NO_REPORT
-        }
-    }
-}
-
-/// Drive the session to its end: copy each run's stdout (Claude), write events, draw the
-/// status line, stop on SIGINT/SIGTERM.
-async fn pump(
-    handle: &mut SessionHandle,
-    events: &mut broadcast::Receiver<ManagerEvent>,
-    sink: &mut Option<EventSink>,
-    status_line: bool,
-    forward_stdout: bool,
-) -> Option<claude_manager::SessionReport> {
-    let started = Instant::now();
-    let mut signals = Signals::new();
-    let mut copy: Option<tokio::task::JoinHandle<()>> = None;
-    let mut runs_open = true;
-    let mut report = None;
-    let mut drawn = false;
-    loop {
-        tokio::select! {
-            // Runs first: a run is published before the exit event, and its stdout must be taken
-            // before the exit event ends this loop, or a quick child's output would be dropped
-            // (an unbiased select lost it about once in 300 runs).
-            biased;
-            run = handle.next_run(), if runs_open => match run {
-                Some(mut run) => {
-                    if forward_stdout {
-                        if let Some(mut out) = run.stdout.take() {
-                            let previous = copy.take();
-                            copy = Some(tokio::spawn(async move {
-                                if let Some(p) = previous { let _ = p.await; }
-                                let mut stdout = std::io::stdout();
-                                while let Some(event) = out.recv().await {
-                                    let bytes = match event {
-                                        OutputEvent::Line(mut l) => { l.push(b'\n'); l }
-                                        OutputEvent::Oversized { mut fragment, end } => {
-                                            if end { fragment.push(b'\n'); }
-                                            fragment
-                                        }
-                                        OutputEvent::Unterminated(b) | OutputEvent::Chunk(b) => b,
-                                        _ => Vec::new(),
-                                    };
-                                    if stdout.write_all(&bytes).and_then(|()| stdout.flush()).is_err() {
-                                        break;
-                                    }
-                                }
-                            }));
-                        }
-                    }
-                }
-                None => runs_open = false,
-            },
-            event = events.recv() => match event {
-                Ok(event) => {
-                    if let Some(sink) = sink.as_mut() {
-                        sink.write(&event);
-                    }
-                    if status_line {
-                        drawn |= draw(&event, started);
-                    }
-                    if let EventKind::Exit(r) = event.kind {
-                        report = Some(r);
-                        break;
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => break,
-            },
-            _ = signals.next() => {
-                handle.request_stop();
-            }
-        }
-    }
-    if drawn {
-        crate::output::stderr_raw(b"\r\x1b[K");
-    }
-    if let Some(copy) = copy {
-        let _ = copy.await;
-    }
-    match report {
-        Some(r) => Some(r),
-        None => handle.wait().await.ok(),
-    }
-}
-
-/// The live status line: state, pid, CPU%, RSS, elapsed. True if something was drawn.
-fn draw(event: &ManagerEvent, started: Instant) -> bool {
-    let elapsed = started.elapsed().as_secs_f64();
-    let line = match &event.kind {
-        EventKind::State { to, .. } => format!(
-            "[{}] {} pid {}  {:.1}s",
-            event.session,
-            to.as_str(),
-            to.pid().map_or("-".into(), |p| p.to_string()),
-            elapsed
-        ),
-        EventKind::Sample {
-            cpu_percent,
-            rss_bytes,
-            processes,
-            ..
-        } => format!(
-            "[{}] running  cpu {:>5.1}%  rss {:>6.1} MiB  procs {}  {:.1}s",
-            event.session,
-            cpu_percent,
-            *rss_bytes as f64 / (1 << 20) as f64,
-            processes,
-            elapsed
-        ),
-        _ => return false,
-    };
-    crate::output::stderr_raw(format!("\r\x1b[K{line}").as_bytes());
-    true
-}
-
-/// SIGINT and SIGTERM as a stream.
-struct Signals {
-    int: Option<tokio::signal::unix::Signal>,
-    term: Option<tokio::signal::unix::Signal>,
-}
-
-impl Signals {
-    fn new() -> Self {
-        use tokio::signal::unix::{signal, SignalKind};
-        Signals {
-            int: signal(SignalKind::interrupt()).ok(),
-            term: signal(SignalKind::terminate()).ok(),
-        }
-    }
-
-    async fn next(&mut self) {
-        let int = async {
-            match self.int.as_mut() {
-                Some(s) => {
-                    s.recv().await;
-                }
-                None => std::future::pending().await,
-            }
-        };
-        let term = async {
-            match self.term.as_mut() {
-                Some(s) => {
-                    s.recv().await;
-                }
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = int => {}
-            _ = term => {}
         }
     }
 }

@@ -393,9 +393,14 @@ async fn doctor_reports_exactly_the_mechanisms_run_applies() {
         ],
         &["--memory", "100M", "--timeout", "30s", "--limits", "cgroup"],
     ];
+    // A usable credential, so doctor finds nothing amiss (the suite points it at the real CLI).
+    let key = [(
+        "ANTHROPIC_API_KEY",
+        "sk-ant-api03-doctor-mechanisms-000000000".to_owned(),
+    )];
     for flags in cases {
         let doctor: Vec<&str> = ["doctor", "--json"].iter().chain(flags).copied().collect();
-        let (out, err, exit) = pm(&doctor, &[]).await;
+        let (out, err, exit) = pm(&doctor, &key).await;
         assert_eq!(code(&exit), 0, "{err}");
         let v: serde_json::Value = serde_json::from_str(&out.join("\n")).unwrap();
         assert_eq!(v["limits"]["for"], "these settings", "{v}");
@@ -501,20 +506,22 @@ async fn flags_variables_config_keys_and_readme_agree_with_the_settings_table() 
         let (status, err) = doctor(vec![s.flag(), bad.to_owned()], None).await;
         assert_eq!(status, 125, "{}: {err}", s.flag());
         assert!(err.contains(&s.flag()), "{err}");
+        // Accepted: not refused as a setting (doctor may still find the host lacking, status 1:
+        // /bin/true is no Claude CLI).
         let (status, err) = doctor(vec![s.flag(), value.to_owned()], None).await;
-        assert_eq!(status, 0, "{} {value}: {err}", s.flag());
+        assert_ne!(status, 125, "{} {value}: {err}", s.flag());
         if !s.repeatable {
             let (status, err) = doctor(vec![], Some((s.variable(), bad))).await;
             assert_eq!(status, 125, "{}: {err}", s.variable());
             assert!(err.contains(&s.variable()), "{err}");
             let (status, err) = doctor(vec![], Some((s.variable(), value))).await;
-            assert_eq!(status, 0, "{}={value}: {err}", s.variable());
+            assert_ne!(status, 125, "{}={value}: {err}", s.variable());
         }
         let file = dir.path().join(format!("{}.toml", s.key));
         let config = vec!["--config".to_owned(), file.display().to_string()];
         std::fs::write(&file, format!("{} = {value:?}\n", s.key)).unwrap();
         let (status, err) = doctor(config.clone(), None).await;
-        assert_eq!(status, 0, "{} in a config file: {err}", s.key);
+        assert_ne!(status, 125, "{} in a config file: {err}", s.key);
         let toml_bad = bad.replace('\u{1}', "\\u0001");
         std::fs::write(&file, format!("{} = \"{toml_bad}\"\n", s.key)).unwrap();
         let (status, err) = doctor(config, None).await;
@@ -583,7 +590,7 @@ async fn claude_child_environment_is_clean_but_for_settings_and_asked_variables(
 }
 
 /// A new pseudo-terminal: the master (owned) and the slave's path.
-fn open_pty() -> (std::fs::File, String) {
+pub(crate) fn open_pty() -> (std::fs::File, String) {
     use std::os::fd::FromRawFd;
     // SAFETY: posix_openpt returns a new descriptor or -1; grantpt/unlockpt/ptsname_r act on it.
     unsafe {
@@ -601,12 +608,24 @@ fn open_pty() -> (std::fs::File, String) {
 }
 
 /// On a terminal, stderr carries a live status line (state changes, then samples with CPU, RSS
-/// and process count), redrawn in place and cleared at the end. With stderr not a terminal (as
-/// in every other test here) nothing of it appears.
+/// and process count) on a row of its own: the bottom row is reserved with a scroll region and
+/// every draw saves and restores the cursor in one write, so the child's output, even half a
+/// line written before a pause, is never drawn over or split. At the end the region is reset.
+/// With stderr not a terminal (as in every other test here) nothing of it appears.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_terminal_gets_a_live_status_line_cleared_at_the_end() {
+async fn a_terminal_gets_a_live_status_line_on_its_own_row() {
     use std::io::Read;
+    use std::os::fd::AsRawFd;
     let (mut master, slave) = open_pty();
+    let size = libc::winsize {
+        ws_row: 24,
+        ws_col: 80,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads the struct we pass.
+    let set = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+    assert_eq!(set, 0);
     // Everything written to the terminal, read until the last writer has closed it (EIO).
     let reader = std::thread::spawn(move || {
         let mut seen = Vec::new();
@@ -616,7 +635,10 @@ async fn a_terminal_gets_a_live_status_line_cleared_at_the_end() {
         }
         String::from_utf8_lossy(&seen).into_owned()
     });
-    let script = format!("exec \"$0\" run --health-interval 100ms -- sh -c 'sleep 0.8' 2>{slave}");
+    let child = "printf part; sleep 0.9; printf 'ial\\n'; sleep 0.2";
+    let script = format!(
+        "exec \"$0\" run --health-interval 100ms -- sh -c \"{child}\" </dev/null >{slave} 2>{slave}"
+    );
     let config = ProcessConfig::builder("/bin/sh")
         .args(["-c", &script, env!("CARGO_BIN_EXE_claude-pm")])
         .env_policy(EnvPolicy::Inherit)
@@ -628,12 +650,44 @@ async fn a_terminal_gets_a_live_status_line_cleared_at_the_end() {
     let shown = tokio::task::spawn_blocking(move || reader.join().unwrap())
         .await
         .unwrap();
-    let draws: Vec<&str> = shown.split("\r\x1b[K").filter(|s| !s.is_empty()).collect();
+    // The bottom row is reserved before the first draw, and given back at the end.
+    let region = shown
+        .find("\x1b[1;23r")
+        .unwrap_or_else(|| panic!("no region in {shown:?}"));
+    let first_draw = shown.find("\x1b[24;1H").unwrap();
+    assert!(region < first_draw, "{shown:?}");
+    let reset = shown
+        .rfind("\x1b[r")
+        .unwrap_or_else(|| panic!("no reset in {shown:?}"));
     assert!(
-        draws.iter().any(|d| d.contains(" running pid ")),
+        reset > shown.rfind("\x1b[24;1H\x1b[2K[").unwrap_or(0),
+        "{shown:?}"
+    );
+    // Every draw is one whole block: save, bottom row, text, restore.
+    let mut draws = Vec::new();
+    let mut rest = String::new();
+    let mut tail = shown.as_str();
+    while let Some(at) = tail.find("\x1b7") {
+        rest.push_str(&tail[..at]);
+        let block = &tail[at..];
+        let end = block
+            .find("\x1b8")
+            .unwrap_or_else(|| panic!("a draw not closed: {block:?}"));
+        draws.push(block[..end].to_owned());
+        tail = &block[end + 2..];
+    }
+    rest.push_str(tail);
+    // Outside the blocks, the child's bytes are whole: its half line, the pause, the rest.
+    assert!(rest.contains("partial"), "{rest:?} (all: {shown:?})");
+    let texts: Vec<&str> = draws
+        .iter()
+        .filter_map(|d| d.split("\x1b[24;1H\x1b[2K").nth(1))
+        .collect();
+    assert!(
+        texts.iter().any(|d| d.contains(" running pid ")),
         "no state line in {shown:?}"
     );
-    let samples: Vec<&&str> = draws.iter().filter(|d| d.contains("  cpu ")).collect();
+    let samples: Vec<&&str> = texts.iter().filter(|d| d.contains("  cpu ")).collect();
     assert!(samples.len() >= 3, "too few samples in {shown:?}");
     // The tree (sh and its sleep) is seen whole, with a real RSS.
     assert!(samples.iter().any(|d| d.contains("procs 2")), "{samples:?}");
@@ -649,8 +703,6 @@ async fn a_terminal_gets_a_live_status_line_cleared_at_the_end() {
     };
     let top = samples.iter().map(|d| rss_mib(d)).fold(0.0, f64::max);
     assert!(top >= 1.0, "{samples:?}");
-    // The last thing written clears the line.
-    assert!(shown.ends_with("\r\x1b[K"), "{shown:?}");
 
     let (_, err, exit) = pm(
         &["run", "--health-interval", "100ms", "--", "sleep", "0.4"],

@@ -6,8 +6,10 @@
 )]
 
 mod cli;
+mod edges;
 mod integrity;
 mod settings;
+mod terminal;
 
 /// Heavy tests run one at a time (the machine has two cores).
 pub(crate) static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
