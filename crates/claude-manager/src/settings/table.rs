@@ -183,7 +183,7 @@ pub const SETTINGS: &[Setting] = &[
         "N",
         "Restarts allowed within the restart window (5 minutes)",
         |t, v| {
-            let n = parse_count(v)?;
+            let n = parse_count_up_to(v, u64::from(u32::MAX))?;
             t.spec.restart.max_restarts = u32::try_from(n).map_err(|_| too_large(u32::MAX))?;
             Ok(())
         },
@@ -327,15 +327,20 @@ fn parse_cores(v: &str) -> Result<f64, String> {
         .map_err(|_| "not a number of cores".to_owned())
 }
 
-fn parse_count(v: &str) -> Result<u64, String> {
+/// A whole number up to `max`; one with too many digits is named too large with that bound.
+fn parse_count_up_to(v: &str, max: u64) -> Result<u64, String> {
     let t = v.trim();
-    t.parse::<u64>().map_err(|_| {
-        if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
-            too_large(u64::MAX)
-        } else {
-            "not a whole number".to_owned()
-        }
-    })
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("not a whole number".to_owned());
+    }
+    match t.parse::<u64>() {
+        Ok(n) if n <= max => Ok(n),
+        _ => Err(too_large(max)),
+    }
+}
+
+fn parse_count(v: &str) -> Result<u64, String> {
+    parse_count_up_to(v, u64::MAX)
 }
 
 fn too_large(max: impl std::fmt::Display) -> String {

@@ -286,7 +286,12 @@ fn spawn_now(request: SpawnRequest, stack: &mut [u8]) -> Result<Spawned> {
         let errno = plan.err_errno.load(Ordering::SeqCst);
         // The child has called _exit: reap it so it does not stay a zombie.
         reap_blocking(&pidfd);
-        let step_name = STEPS.get(step as usize).copied().unwrap_or("setup");
+        let mut step_name = STEPS.get(step as usize).copied().unwrap_or("setup");
+        if step == STEP_EXEC && errno == libc::ENOENT && file_exists(&program) {
+            // The kernel says ENOENT for a file that is there when its `#!` interpreter (or
+            // its ELF loader) is missing: say so rather than confuse.
+            step_name = "execve of a program whose #! interpreter or loader is missing";
+        }
         return Err(Error::Spawn {
             program: std::path::PathBuf::from(program.to_string_lossy().into_owned()),
             step: step_name,
@@ -297,6 +302,12 @@ fn spawn_now(request: SpawnRequest, stack: &mut [u8]) -> Result<Spawned> {
         pid: pid as u32,
         pidfd,
     })
+}
+
+/// Whether `path` names an existing file.
+fn file_exists(path: &CString) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    std::path::Path::new(std::ffi::OsStr::from_bytes(path.as_bytes())).exists()
 }
 
 /// The soft `RLIMIT_NOFILE` of this process (no descriptor can be at or above it), at most 2^20.
