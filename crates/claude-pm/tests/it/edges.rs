@@ -423,7 +423,7 @@ async fn messages_are_written_for_people() {
     let (_, err, exit) = pm(&["run", "--", script.to_str().unwrap()], &[]).await;
     assert_eq!(code(&exit), 126, "{err}");
     assert!(
-        err.contains("execve failed: No such file or directory"),
+        err.contains("#! interpreter or loader is missing failed: No such file or directory"),
         "{err}"
     );
     let (_, err, _) = pm(
