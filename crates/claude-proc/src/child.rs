@@ -42,7 +42,9 @@ pub struct ExitInfo {
     /// The highest resident set size of the leader, or of any descendant it reaped, over the
     /// whole run (the kernel's accounting, read when the leader is reaped: nothing between
     /// samples is missed). A peak of single processes, not of the tree's sum; `None` if the
-    /// leader could not be reaped here.
+    /// leader could not be reaped here, or if the peak was no higher than this process's own
+    /// at spawn time: the leader is created sharing this process's memory, the kernel charges
+    /// its exec with that memory's peak, and the two cannot be told apart.
     pub max_rss_bytes: Option<u64>,
     /// The whole tree's use as a hook measured it (a cgroup's accounting: killed and orphaned
     /// descendants included); empty without such a hook.

@@ -73,6 +73,10 @@ pub(crate) struct Monitor {
     done: bool,
     /// Requests from the handle; a kill arriving during the stop sequence cuts it short.
     cmd: Option<mpsc::UnboundedReceiver<Command>>,
+    /// This process's own peak resident set (KiB) just after the spawn. The leader was
+    /// created sharing our memory (`CLONE_VM`) and the kernel charges its exec with that
+    /// memory's peak, so a leader's `ru_maxrss` at or below this is ours, not its own.
+    manager_peak_kib: i64,
 }
 
 /// How a wait of the stop sequence ended.
@@ -128,6 +132,7 @@ impl Monitor {
             seen: Vec::new(),
             done: false,
             cmd: None,
+            manager_peak_kib: own_peak_rss_kib(),
         };
         // SAFETY: the OwnedFd is moved into the AsyncFd and stays open as long as it lives.
         match unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) } {
@@ -453,14 +458,31 @@ impl Monitor {
             ended_at: SystemTime::now(),
             wall: self.started.elapsed(),
             cpu_time: usage.map(|u| timeval(u.ru_utime) + timeval(u.ru_stime)),
-            // ru_maxrss is in KiB.
-            max_rss_bytes: usage.and_then(|u| u64::try_from(u.ru_maxrss).ok().map(|k| k * 1024)),
+            max_rss_bytes: usage.and_then(|u| tree_peak_bytes(u.ru_maxrss, self.manager_peak_kib)),
             tree,
         };
         tracing::info!(pid = self.pid, %reason, "exited");
         let _ = self.cell.set(ProcessStatus::Exited { reason });
         self.exit_tx.send_replace(Some(info));
     }
+}
+
+/// This process's peak resident set in KiB (0 if it cannot be read).
+fn own_peak_rss_kib() -> i64 {
+    use nix::sys::resource::{getrusage, UsageWho};
+    getrusage(UsageWho::RUSAGE_SELF).map_or(0, |u| u.max_rss())
+}
+
+/// The tree's peak in bytes from the reaped leader's `ru_maxrss` (KiB): `None` when it does
+/// not exceed the manager's own peak at spawn time, which the kernel may have charged to the
+/// leader's exec (see [`Monitor::manager_peak_kib`]) and which cannot be told apart.
+fn tree_peak_bytes(maxrss_kib: i64, manager_peak_kib: i64) -> Option<u64> {
+    if maxrss_kib <= manager_peak_kib {
+        return None;
+    }
+    u64::try_from(maxrss_kib)
+        .ok()
+        .map(|k| k.saturating_mul(1024))
 }
 
 /// A rusage time as a duration (negative fields, which the kernel never reports, as zero).
@@ -500,5 +522,19 @@ impl Drop for Monitor {
         for hook in &mut self.hooks {
             hook.cleanup();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tree_peak_bytes;
+
+    #[test]
+    fn a_peak_no_higher_than_the_managers_own_is_not_reported() {
+        assert_eq!(tree_peak_bytes(80_000, 80_000), None);
+        assert_eq!(tree_peak_bytes(1_000, 80_000), None);
+        assert_eq!(tree_peak_bytes(80_001, 80_000), Some(80_001 * 1024));
+        assert_eq!(tree_peak_bytes(-1, -5), None);
+        assert_eq!(tree_peak_bytes(i64::MAX, 0), Some(u64::MAX));
     }
 }
