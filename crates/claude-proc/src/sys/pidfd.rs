@@ -38,12 +38,10 @@ pub(crate) fn open(pid: u32) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
-/// Read the exit status of an exited child without reaping it (`WNOWAIT`), or `None` while it
-/// runs.
-pub(crate) fn try_wait(pidfd: &OwnedFd) -> std::io::Result<Option<RawExit>> {
-    let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+/// `waitid(P_PIDFD, pidfd, flags)` without rusage: the filled siginfo, or the OS error.
+fn waitid(pidfd: &OwnedFd, flags: libc::c_int) -> std::io::Result<libc::siginfo_t> {
     // SAFETY: waitid on a pidfd we own with a zeroed siginfo we own.
-    let (rc, info) = unsafe {
+    unsafe {
         let mut info: libc::siginfo_t = std::mem::zeroed();
         let rc = libc::waitid(
             libc::P_PIDFD,
@@ -51,11 +49,17 @@ pub(crate) fn try_wait(pidfd: &OwnedFd) -> std::io::Result<Option<RawExit>> {
             &mut info,
             flags,
         );
-        (rc, info)
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(info)
     }
+}
+
+/// Read the exit status of an exited child without reaping it (`WNOWAIT`), or `None` while it
+/// runs.
+pub(crate) fn try_wait(pidfd: &OwnedFd) -> std::io::Result<Option<RawExit>> {
+    let info = waitid(pidfd, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT)?;
     // SAFETY: si_pid is valid for SIGCHLD siginfo filled by waitid; 0 means "still running".
     let pid = unsafe { info.si_pid() };
     if pid == 0 {
@@ -102,33 +106,14 @@ pub(crate) fn reap_with_usage(pidfd: &OwnedFd) -> Option<libc::rusage> {
 /// The signal that stopped the child, while it is stopped (`WSTOPPED | WNOWAIT`: the state
 /// stays reportable and exit statuses are untouched); `None` while it runs or once it is gone.
 pub(crate) fn stop_signal(pidfd: &OwnedFd) -> Option<i32> {
-    // SAFETY: waitid on a pidfd we own with a zeroed siginfo we own.
-    let (rc, info) = unsafe {
-        let mut info: libc::siginfo_t = std::mem::zeroed();
-        let rc = libc::waitid(
-            libc::P_PIDFD,
-            pidfd.as_raw_fd() as libc::id_t,
-            &mut info,
-            libc::WSTOPPED | libc::WNOHANG | libc::WNOWAIT,
-        );
-        (rc, info)
-    };
+    let info = waitid(pidfd, libc::WSTOPPED | libc::WNOHANG | libc::WNOWAIT).ok()?;
     // SAFETY: si_pid and si_status are valid for SIGCHLD siginfo filled by waitid.
-    (rc == 0 && unsafe { info.si_pid() } != 0 && info.si_code == libc::CLD_STOPPED)
+    (unsafe { info.si_pid() } != 0 && info.si_code == libc::CLD_STOPPED)
         .then(|| unsafe { info.si_status() })
 }
 
 /// Whether the kernel said "core dumped" (needs a separate non-reaping query).
 pub(crate) fn core_dumped(pidfd: &OwnedFd) -> bool {
-    // SAFETY: as in `try_wait`.
-    unsafe {
-        let mut info: libc::siginfo_t = std::mem::zeroed();
-        let rc = libc::waitid(
-            libc::P_PIDFD,
-            pidfd.as_raw_fd() as libc::id_t,
-            &mut info,
-            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-        );
-        rc == 0 && info.si_code == libc::CLD_DUMPED
-    }
+    waitid(pidfd, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT)
+        .is_ok_and(|info| info.si_code == libc::CLD_DUMPED)
 }

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use claude_proc::{spawn, ExitReason, StatusKind, StopCause};
+use claude_proc::{spawn, Child, ExitReason, StatusKind, StopCause};
 
 use crate::support::*;
 
@@ -41,7 +41,18 @@ async fn term_ignoring_child_is_killed_at_the_grace_deadline() {
 /// once, not 30 s later; a kill with no stop under way kills at once too.
 #[tokio::test]
 async fn a_kill_request_cuts_the_grace_period_short() {
-    let mut child = term_ignoring_child(Duration::from_secs(30)).await;
+    /// Waits for the child and checks it was killed for `cause` within 3 s of `start`.
+    async fn killed_at_once(mut child: Child, start: Instant, cause: StopCause) {
+        let info = child.wait().await.unwrap();
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(info.reason, ExitReason::Killed { cause });
+        assert!(!alive(child.pid()));
+    }
+    let child = term_ignoring_child(Duration::from_secs(30)).await;
     let start = Instant::now();
     child.request_stop(StopCause::Requested);
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -50,34 +61,11 @@ async fn a_kill_request_cuts_the_grace_period_short() {
         "the child ignores SIGTERM: still in its grace period"
     );
     child.request_kill(StopCause::Requested);
-    let info = child.wait().await.unwrap();
-    assert!(
-        start.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        start.elapsed()
-    );
-    assert_eq!(
-        info.reason,
-        ExitReason::Killed {
-            cause: StopCause::Requested
-        }
-    );
-    assert!(!alive(child.pid()));
-    let mut child = term_ignoring_child(Duration::from_secs(30)).await;
+    killed_at_once(child, start, StopCause::Requested).await;
+    let child = term_ignoring_child(Duration::from_secs(30)).await;
     let start = Instant::now();
     child.request_kill(StopCause::Timeout);
-    let info = child.wait().await.unwrap();
-    assert!(
-        start.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        start.elapsed()
-    );
-    assert_eq!(
-        info.reason,
-        ExitReason::Killed {
-            cause: StopCause::Timeout
-        }
-    );
+    killed_at_once(child, start, StopCause::Timeout).await;
 }
 
 /// A grace period too long to add to the clock is a long wait, not a panic.
