@@ -78,8 +78,32 @@ pub(crate) struct Ended {
     pub(crate) reader_gone: bool,
 }
 
+/// The signals the loop answers, registered before the session starts: a signal that came
+/// between the spawn and the loop would otherwise end claude-pm with its default action and
+/// leave the tree unstopped.
+pub(crate) struct PumpSignals {
+    stop: SignalSet<(), 3>,
+    jobs: SignalSet<Job, 3>,
+}
+
+impl PumpSignals {
+    /// Registers SIGINT, SIGTERM and SIGHUP (stop) and SIGCHLD, SIGTSTP and SIGCONT (job
+    /// control).
+    pub(crate) fn register() -> Self {
+        PumpSignals {
+            stop: SignalSet::new([(libc::SIGINT, ()), (libc::SIGTERM, ()), (libc::SIGHUP, ())]),
+            jobs: SignalSet::new([
+                (libc::SIGCHLD, Job::Child),
+                (libc::SIGTSTP, Job::Suspend),
+                (libc::SIGCONT, Job::Continue),
+            ]),
+        }
+    }
+}
+
 /// Drive the session to its end.
 pub(crate) async fn pump(
+    signals: PumpSignals,
     handle: &mut SessionHandle,
     events: &mut broadcast::Receiver<ManagerEvent>,
     mut sink: Option<EventSink>,
@@ -88,8 +112,10 @@ pub(crate) async fn pump(
     mut terminal: Option<Terminal>,
 ) -> Ended {
     let started = Instant::now();
-    let mut signals = Signals::new();
-    let mut jobs = JobSignals::new();
+    let PumpSignals {
+        stop: mut signals,
+        mut jobs,
+    } = signals;
     // The live run's leader (its pid is its process group) and what stopped it.
     let mut current: Option<(u32, StopProbe)> = None;
     let (gone_tx, mut gone) = mpsc::unbounded_channel::<()>();
@@ -196,41 +222,6 @@ async fn copy_stdout(
     }
 }
 
-/// SIGINT, SIGTERM and SIGHUP as one stream.
-struct Signals {
-    int: Option<tokio::signal::unix::Signal>,
-    term: Option<tokio::signal::unix::Signal>,
-    hup: Option<tokio::signal::unix::Signal>,
-}
-
-impl Signals {
-    fn new() -> Self {
-        use tokio::signal::unix::{signal, SignalKind};
-        Signals {
-            int: signal(SignalKind::interrupt()).ok(),
-            term: signal(SignalKind::terminate()).ok(),
-            hup: signal(SignalKind::hangup()).ok(),
-        }
-    }
-
-    /// The next of the three (pending forever for one that could not be registered).
-    async fn next(&mut self) {
-        async fn recv(signal: &mut Option<tokio::signal::unix::Signal>) {
-            match signal {
-                Some(s) => {
-                    s.recv().await;
-                }
-                None => std::future::pending().await,
-            }
-        }
-        tokio::select! {
-            () = recv(&mut self.int) => {}
-            () = recv(&mut self.term) => {}
-            () = recv(&mut self.hup) => {}
-        }
-    }
-}
-
 /// A job-control signal to claude-pm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Job {
@@ -242,37 +233,32 @@ enum Job {
     Continue,
 }
 
-/// SIGCHLD, SIGTSTP and SIGCONT as one stream.
-struct JobSignals {
-    chld: Option<tokio::signal::unix::Signal>,
-    tstp: Option<tokio::signal::unix::Signal>,
-    cont: Option<tokio::signal::unix::Signal>,
-}
+/// A few signals as one stream, each delivery tagged with what it means to the caller.
+struct SignalSet<T, const N: usize>([(Option<tokio::signal::unix::Signal>, T); N]);
 
-impl JobSignals {
-    fn new() -> Self {
+impl<T: Copy, const N: usize> SignalSet<T, N> {
+    /// Registers each signal (one that cannot be registered is never delivered).
+    fn new(signals: [(libc::c_int, T); N]) -> Self {
         use tokio::signal::unix::{signal, SignalKind};
-        JobSignals {
-            chld: signal(SignalKind::child()).ok(),
-            tstp: signal(SignalKind::from_raw(libc::SIGTSTP)).ok(),
-            cont: signal(SignalKind::from_raw(libc::SIGCONT)).ok(),
-        }
+        SignalSet(signals.map(|(number, tag)| (signal(SignalKind::from_raw(number)).ok(), tag)))
     }
 
-    async fn next(&mut self) -> Job {
-        async fn recv(signal: &mut Option<tokio::signal::unix::Signal>) {
-            match signal {
-                Some(s) => {
-                    s.recv().await;
+    /// The tag of the next signal delivered (pending forever if none could be registered).
+    async fn next(&mut self) -> T {
+        std::future::poll_fn(|cx| {
+            for (slot, tag) in &mut self.0 {
+                if let Some(signal) = slot {
+                    match signal.poll_recv(cx) {
+                        std::task::Poll::Ready(Some(())) => return std::task::Poll::Ready(*tag),
+                        // The stream ended: nothing more can come from it.
+                        std::task::Poll::Ready(None) => *slot = None,
+                        std::task::Poll::Pending => {}
+                    }
                 }
-                None => std::future::pending().await,
             }
-        }
-        tokio::select! {
-            () = recv(&mut self.chld) => Job::Child,
-            () = recv(&mut self.tstp) => Job::Suspend,
-            () = recv(&mut self.cont) => Job::Continue,
-        }
+            std::task::Poll::Pending
+        })
+        .await
     }
 }
 

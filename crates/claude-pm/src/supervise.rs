@@ -11,7 +11,7 @@ use claude_manager::{ManagerConfig, ProcessManager, SessionSpec, Settings, Setti
 use crate::cli::{RunOptions, SettingsArgs};
 use crate::exit;
 use crate::output::tell;
-use crate::pump::{pump, EventSink};
+use crate::pump::{pump, EventSink, PumpSignals};
 use crate::status_line::StatusLine;
 use crate::terminal::Terminal;
 
@@ -143,6 +143,7 @@ async fn foreground(
     if let Err(e) = claude_manager::start_watchdog().await {
         tracing::warn!(error = %e, "no watchdog: a killed claude-pm may leave descendants");
     }
+    let signals = PumpSignals::register();
     let manager = ProcessManager::new(config);
     let mut events = manager.subscribe();
     let mut handle = match manager.start(spec) {
@@ -165,6 +166,7 @@ async fn foreground(
         }
     };
     let ended = pump(
+        signals,
         &mut handle,
         &mut events,
         sink,

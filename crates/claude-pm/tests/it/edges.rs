@@ -214,9 +214,8 @@ async fn a_user_who_is_not_root_gets_what_it_can_enforce() {
 /// for `run` too: no output, CPU or IO for that long.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_run_is_stopped_and_reads_143_whatever_the_child_answers() {
-    let started = Instant::now();
-    let (_, err, exit) = pm(
-        &[
+    async fn run_watched(script: &str) -> (String, claude_manager::proc::ExitInfo) {
+        let args = [
             "run",
             "--hang-after",
             "1s",
@@ -225,11 +224,13 @@ async fn a_hung_run_is_stopped_and_reads_143_whatever_the_child_answers() {
             "--",
             "sh",
             "-c",
-            "trap 'exit 0' TERM; sleep 30 & wait",
-        ],
-        &[],
-    )
-    .await;
+            script,
+        ];
+        let (_, err, exit) = pm(&args, &[]).await;
+        (err, exit)
+    }
+    let started = Instant::now();
+    let (err, exit) = run_watched("trap 'exit 0' TERM; sleep 30 & wait").await;
     assert_eq!(code(&exit), 143, "{err}");
     assert!(err.contains("hung"), "{err}");
     assert!(
@@ -238,21 +239,7 @@ async fn a_hung_run_is_stopped_and_reads_143_whatever_the_child_answers() {
         started.elapsed()
     );
     // A program that works (CPU) is not hung.
-    let (_, err, exit) = pm(
-        &[
-            "run",
-            "--hang-after",
-            "1s",
-            "--health-interval",
-            "100ms",
-            "--",
-            "sh",
-            "-c",
-            "i=0; while [ $i -lt 400000 ]; do i=$((i+1)); done",
-        ],
-        &[],
-    )
-    .await;
+    let (err, exit) = run_watched("i=0; while [ $i -lt 400000 ]; do i=$((i+1)); done").await;
     assert_eq!(code(&exit), 0, "{err}");
 }
 
@@ -388,10 +375,16 @@ async fn sighup_stops_gracefully_and_a_second_signal_forces() {
     // SAFETY: kill on the pid of our own child.
     unsafe { libc::kill(child.pid() as i32, libc::SIGHUP) };
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(
-        child.try_exit().is_none(),
-        "the child ignores SIGTERM: still in its grace"
-    );
+    if let Some(exit) = child.try_exit() {
+        let mut text = String::new();
+        while let Ok(Some(OutputEvent::Line(l))) =
+            tokio::time::timeout(Duration::from_secs(1), err.recv()).await
+        {
+            text.push_str(&String::from_utf8_lossy(&l));
+            text.push('\n');
+        }
+        panic!("the child ignores SIGTERM and should be in its grace, but {exit:?}: {text}");
+    }
     let forced = Instant::now();
     // SAFETY: as above.
     unsafe { libc::kill(child.pid() as i32, libc::SIGTERM) };
