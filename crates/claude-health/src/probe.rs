@@ -57,11 +57,8 @@ pub enum ProbeRole {
 
 /// `d` from now; decades from now for a `d` too long to add (a setting's typo is a long wait,
 /// never an overflow panic).
-pub(crate) fn after(d: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(d)
-        .or_else(|| now.checked_add(Duration::from_secs(30 * 365 * 24 * 3600)))
-        .unwrap_or(now)
+fn after(d: Duration) -> Instant {
+    Instant::from_std(claude_proc::instant_after(Instant::now().into_std(), d))
 }
 
 /// The verdict of a probe so far.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use tokio::time::Instant;
+use std::time::Instant;
 
 use crate::error::{Error, Result};
 
@@ -141,11 +141,8 @@ impl CircuitBreaker {
         self.consecutive = self.consecutive.saturating_add(1);
         let open = !retryable || self.half_open || self.consecutive >= self.threshold;
         if open {
-            // A period too long to add to an instant is an open breaker for good.
-            self.open_until = Some(
-                now.checked_add(self.open_for)
-                    .unwrap_or_else(|| far_future(now)),
-            );
+            // A period too long to add to an instant is an open breaker for decades.
+            self.open_until = Some(crate::time::instant_after(now, self.open_for));
             self.half_open = false;
         }
         open
@@ -154,20 +151,6 @@ impl CircuitBreaker {
     /// Consecutive failures so far.
     pub fn failures(&self) -> u32 {
         self.consecutive
-    }
-}
-
-/// The latest instant after `now` that can be represented (about a century on).
-fn far_future(now: Instant) -> Instant {
-    let mut step = Duration::from_secs(100 * 365 * 24 * 3600);
-    loop {
-        if let Some(at) = now.checked_add(step) {
-            return at;
-        }
-        step /= 2;
-        if step.is_zero() {
-            return now;
-        }
     }
 }
 

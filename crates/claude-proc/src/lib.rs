@@ -128,6 +128,7 @@ mod stdin;
 mod stop;
 mod supervisor;
 mod sys;
+mod time;
 mod watchdog;
 
 pub use backoff::{Backoff, BreakerState, CircuitBreaker};
@@ -157,6 +158,7 @@ pub use status::{
 };
 pub use stdin::ChildStdin;
 pub use supervisor::{Outcome, Run, Supervisor, SupervisorExit};
+pub use time::instant_after;
 pub use watchdog::start_watchdog;
 
 /// Make this process a child subreaper (`PR_SET_CHILD_SUBREAPER`): descendants orphaned by the

@@ -197,7 +197,7 @@ impl SupervisorTask {
                 }
             };
             let end = RunEnd::new(run_outcome, started.elapsed());
-            let (outcome, delay) = match engine.on_run_end(end, Instant::now()) {
+            let (outcome, delay) = match engine.on_run_end(end, Instant::now().into_std()) {
                 Decision::Restart { delay, .. } => (None, delay),
                 Decision::GiveUp(reason) => (Some(Outcome::GaveUp(reason)), Duration::ZERO),
                 _ if run_outcome == RunOutcome::StopRequested => {

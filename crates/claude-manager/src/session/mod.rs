@@ -150,7 +150,7 @@ impl SessionTask {
             );
             let engine_end = claude_proc::RunEnd::new(end.outcome, run_started.elapsed())
                 .rate_limited(end.rate_limited);
-            let decision = engine.on_run_end(engine_end, Instant::now());
+            let decision = engine.on_run_end(engine_end, Instant::now().into_std());
             let end = last.insert(end);
             match decision {
                 Decision::Restart {

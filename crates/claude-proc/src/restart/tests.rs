@@ -179,6 +179,11 @@ proptest! {
     }
 }
 
+/// The paused test clock's now, as the engine takes it.
+fn paused_now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_window_forgets_old_restarts_with_paused_time() {
     let mut p = policy(RestartMode::Always);
@@ -187,12 +192,12 @@ async fn the_window_forgets_old_restarts_with_paused_time() {
     let fail = RunEnd::new(RunOutcome::Failed, Duration::from_millis(10));
     for _ in 0..2 {
         assert!(matches!(
-            engine.on_run_end(fail, Instant::now()),
+            engine.on_run_end(fail, paused_now()),
             Decision::Restart { .. }
         ));
     }
     assert_eq!(
-        engine.on_run_end(fail, Instant::now()),
+        engine.on_run_end(fail, paused_now()),
         Decision::GiveUp(GiveUpReason::TooManyRestarts {
             restarts: 2,
             window: Duration::from_secs(60)
@@ -201,7 +206,7 @@ async fn the_window_forgets_old_restarts_with_paused_time() {
     // A minute later both restarts have left the window.
     tokio::time::advance(Duration::from_secs(61)).await;
     assert!(matches!(
-        engine.on_run_end(fail, Instant::now()),
+        engine.on_run_end(fail, paused_now()),
         Decision::Restart { .. }
     ));
     assert_eq!(engine.restarts(), 3);
@@ -216,7 +221,7 @@ async fn the_breaker_holds_restarts_for_its_open_period_then_allows_one_trial() 
     let fail = RunEnd::new(RunOutcome::Failed, Duration::from_millis(10));
     let mut delays = Vec::new();
     for _ in 0..4 {
-        match engine.on_run_end(fail, Instant::now()) {
+        match engine.on_run_end(fail, paused_now()) {
             Decision::Restart { delay, .. } => {
                 delays.push(delay);
                 tokio::time::advance(delay).await;
@@ -231,7 +236,7 @@ async fn the_breaker_holds_restarts_for_its_open_period_then_allows_one_trial() 
     assert!(delays[3] >= Duration::from_secs(20), "{delays:?}");
     // A stable run closes it: the next failure is back to the backoff.
     let stable = RunEnd::new(RunOutcome::Failed, Duration::from_secs(31));
-    match engine.on_run_end(stable, Instant::now()) {
+    match engine.on_run_end(stable, paused_now()) {
         Decision::Restart { delay, .. } => assert!(delay <= Duration::from_millis(100)),
         other => panic!("{other:?}"),
     }
