@@ -61,14 +61,15 @@ pub fn parse_proc_stat(bytes: &[u8]) -> Result<ProcStat<'_>> {
     let rest = std::str::from_utf8(bytes.get(close + 1..).unwrap_or_default())
         .map_err(|_| bad("fields after the name are not UTF-8"))?;
     // Fields after the name, counted from 0 (the state); the ones kept, by index.
+    // Each with what is wrong when it is missing or not a number.
     const WANTED: [(usize, &str); 7] = [
-        (1, "ppid"),
-        (2, "pgrp"),
-        (11, "utime"),
-        (12, "stime"),
-        (17, "num_threads"),
-        (19, "starttime"),
-        (21, "rss"),
+        (1, "field ppid missing or not a number"),
+        (2, "field pgrp missing or not a number"),
+        (11, "field utime missing or not a number"),
+        (12, "field stime missing or not a number"),
+        (17, "field num_threads missing or not a number"),
+        (19, "field starttime missing or not a number"),
+        (21, "field rss missing or not a number"),
     ];
     let mut values = [None::<u64>; 7];
     let mut state = None;
@@ -83,15 +84,10 @@ pub fn parse_proc_stat(bytes: &[u8]) -> Result<ProcStat<'_>> {
     }
     let state = state.ok_or(bad("no state"))?;
     let value = |slot: usize| -> Result<u64> {
-        values.get(slot).copied().flatten().ok_or(bad(match slot {
-            0 => "field ppid missing or not a number",
-            1 => "field pgrp missing or not a number",
-            2 => "field utime missing or not a number",
-            3 => "field stime missing or not a number",
-            4 => "field num_threads missing or not a number",
-            5 => "field starttime missing or not a number",
-            _ => "field rss missing or not a number",
-        }))
+        let missing = WANTED
+            .get(slot)
+            .map_or("a field is missing", |(_, why)| why);
+        values.get(slot).copied().flatten().ok_or(bad(missing))
     };
     let pid32 = |slot: usize| -> Result<u32> {
         u32::try_from(value(slot)?).map_err(|_| bad("a pid field is out of range"))

@@ -35,14 +35,22 @@ async fn next_command(cmd: &mut Option<mpsc::UnboundedReceiver<Command>>) -> Opt
 /// The next kill request; stop requests meanwhile are ignored (one is under way).
 async fn next_kill(cmd: &mut Option<mpsc::UnboundedReceiver<Command>>) {
     loop {
-        match cmd.as_mut() {
-            Some(rx) => match rx.recv().await {
-                Some(Command::Kill(_)) => return,
-                Some(Command::Stop(_)) => continue,
-                None => *cmd = None,
-            },
-            None => std::future::pending::<()>().await,
+        match next_command(cmd).await {
+            Some(Command::Kill(_)) => return,
+            Some(Command::Stop(_)) => {}
+            None => *cmd = None,
         }
+    }
+}
+
+/// Until the leader exits: its pidfd becomes readable then and stays so (no clearing).
+/// Pending forever without a pidfd.
+async fn leader_exited(pidfd: Option<&AsyncFd<OwnedFd>>) {
+    match pidfd {
+        Some(fd) => {
+            let _ = fd.readable().await;
+        }
+        None => std::future::pending().await,
     }
 }
 
@@ -87,14 +95,9 @@ enum Waited {
     Killed,
 }
 
-/// `now + d`, or an instant decades away when that cannot be represented: a huge grace period
-/// or timeout is a long wait, never an overflow.
-pub(crate) fn later(d: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(d).unwrap_or_else(|| {
-        now.checked_add(Duration::from_secs(30 * 365 * 24 * 3600))
-            .unwrap_or(now)
-    })
+/// `d` from now, saturating (see [`crate::instant_after`]).
+fn later(d: Duration) -> Instant {
+    Instant::from_std(crate::time::instant_after(Instant::now().into_std(), d))
 }
 
 impl Monitor {
@@ -175,12 +178,7 @@ impl Monitor {
     }
 
     async fn exited(&self) {
-        if let Some(fd) = &self.pidfd {
-            // The pidfd becomes readable when the process exits and stays so: no clearing.
-            let _ = fd.readable().await;
-        } else {
-            std::future::pending::<()>().await;
-        }
+        leader_exited(self.pidfd.as_ref()).await;
     }
 
     fn peek_exit(&self) -> RawExit {
@@ -276,16 +274,9 @@ impl Monitor {
 
     /// Wait for the leader's exit until `deadline`, or until a kill is requested.
     async fn wait_exit_until(&mut self, deadline: Instant) -> Waited {
-        let exited = async {
-            if let Some(fd) = &self.pidfd {
-                let _ = fd.readable().await;
-            } else {
-                std::future::pending::<()>().await;
-            }
-        };
         tokio::select! {
             biased;
-            () = exited => Waited::Done,
+            () = leader_exited(self.pidfd.as_ref()) => Waited::Done,
             () = tokio::time::sleep_until(deadline) => Waited::Deadline,
             () = next_kill(&mut self.cmd) => Waited::Killed,
         }
