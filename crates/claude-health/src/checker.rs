@@ -1,7 +1,6 @@
 //! `HealthChecker` and the periodic monitor that implements it.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,6 +11,7 @@ use tokio::time::Instant;
 use crate::hang::{Activity, HangConfig, HangDetector};
 use crate::probe::{ProbeRole, ProbeRunner, ProbeVerdict};
 use crate::sample::{ProcState, Sampler, TreeSample};
+use crate::signals::{Signals, StoppedBy};
 use crate::status::{HealthReason, HealthStatus};
 
 /// One sample as the monitor took it, with the rates since the previous one.
@@ -97,119 +97,32 @@ impl Default for MonitorConfig {
     }
 }
 
-/// Inputs the facade feeds the monitor.
-#[derive(Debug, Default)]
-pub struct Signals {
-    in_flight: AtomicBool,
-    output: AtomicU64,
-    /// Stops an enforcer holds (the soft limits' SIGSTOP duty cycle).
-    held: AtomicU64,
-    /// When an enforcer last let the tree go: a sample read just before may still show it
-    /// stopped.
-    released: Mutex<Option<Instant>>,
-    /// Which signal stopped the leader, for telling job control from a fault.
-    stop_probe: Mutex<Option<claude_proc::StopProbe>>,
-}
-
-/// Who stopped a stopped root.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum StoppedBy {
-    /// An enforcer of this manager (throttling): expected, not a fault.
-    Enforcer,
-    /// A job-control signal (`SIGTSTP`, `SIGTTIN`, `SIGTTOU`): suspended, not a fault.
-    JobControl(i32),
-    /// Anything else (`SIGSTOP` from outside, or unknown).
-    Other,
-    /// Running again by the time it was asked: a brief stop, no fault.
-    Ended,
-}
-
-impl Signals {
-    /// An enforcer stops (`true`) or continues (`false`) the tree: a stop it holds is no
-    /// fault. Calls nest.
-    pub fn set_held_stopped(&self, held: bool) {
-        if held {
-            self.held.fetch_add(1, Ordering::SeqCst);
-        } else {
-            let _ = self
-                .held
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-            if let Ok(mut at) = self.released.lock() {
-                *at = Some(Instant::now());
-            }
-        }
-    }
-
-    /// Whether an enforcer holds the tree now, or let it go a moment ago (a sample taken
-    /// before that may still show the stop).
-    fn enforcer_holds(&self) -> bool {
-        self.held.load(Ordering::SeqCst) > 0
-            || self
-                .released
-                .lock()
-                .ok()
-                .and_then(|at| *at)
-                .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
-    }
-
-    /// Tell stops apart through the leader's [`claude_proc::StopProbe`].
-    pub fn set_stop_probe(&self, probe: claude_proc::StopProbe) {
-        if let Ok(mut slot) = self.stop_probe.lock() {
-            *slot = Some(probe);
-        }
-    }
-
-    /// Who stopped a root a sample saw stopped. The sample was read a moment ago, so the
-    /// answer must not turn a stop that ended meanwhile, or one the enforcer held, into a
-    /// fault: the enforcer is asked before and after the probe, and a leader the probe finds
-    /// running again was stopped only briefly.
-    pub(crate) fn stopped_by(&self) -> StoppedBy {
-        if self.enforcer_holds() {
-            return StoppedBy::Enforcer;
-        }
-        let probe = self.stop_probe.lock().ok().and_then(|p| p.clone());
-        let Some(probe) = probe else {
-            return StoppedBy::Other;
-        };
-        match probe.stopped_by() {
-            Some(s @ (libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU)) => StoppedBy::JobControl(s),
-            _ if self.enforcer_holds() => StoppedBy::Enforcer,
-            Some(_) => StoppedBy::Other,
-            None => StoppedBy::Ended,
-        }
-    }
-
-    /// Whether work (a turn) is in flight.
-    pub fn set_in_flight(&self, yes: bool) {
-        self.in_flight.store(yes, Ordering::Relaxed);
-    }
-
-    /// Count one unit of output (a line on stdout): progress.
-    pub fn record_output(&self) {
-        self.output.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
 /// Liveness and thresholds over one sample (no history needed). A stopped root is unhealthy
-/// unless an enforcer holds it (throttling) or job control suspended it (degraded).
+/// unless an enforcer holds it (throttling) or job control suspended it (degraded). Returns who
+/// stopped the root, if the sample shows it stopped.
 fn judge_sample(
     tree: &TreeSample,
     thresholds: &Thresholds,
     signals: &Signals,
     unhealthy: &mut Vec<HealthReason>,
     degraded: &mut Vec<HealthReason>,
-) {
+) -> Option<StoppedBy> {
+    let mut stopped = None;
     if let Some(root) = tree.root() {
         match root.state {
             ProcState::Zombie => unhealthy.push(HealthReason::Exited { pid: root.pid }),
-            ProcState::Stopped => match signals.stopped_by() {
-                StoppedBy::Enforcer | StoppedBy::Ended => {}
-                StoppedBy::JobControl(signal) => degraded.push(HealthReason::Suspended {
-                    pid: root.pid,
-                    signal,
-                }),
-                StoppedBy::Other => unhealthy.push(HealthReason::Stopped { pid: root.pid }),
-            },
+            ProcState::Stopped => {
+                let by = signals.stopped_by();
+                match by {
+                    StoppedBy::Enforcer | StoppedBy::Ended => {}
+                    StoppedBy::JobControl(signal) => degraded.push(HealthReason::Suspended {
+                        pid: root.pid,
+                        signal,
+                    }),
+                    StoppedBy::Other => unhealthy.push(HealthReason::Stopped { pid: root.pid }),
+                }
+                stopped = Some(by);
+            }
             _ => {}
         }
     }
@@ -230,6 +143,7 @@ fn judge_sample(
             });
         }
     }
+    stopped
 }
 
 /// Samples one process tree periodically, runs probes, classifies hangs, publishes a status.
@@ -350,7 +264,7 @@ impl HealthChecker for HealthMonitor {
         match self.sampler.tree(pid) {
             Ok(tree) => {
                 let (mut unhealthy, mut degraded) = (Vec::new(), Vec::new());
-                judge_sample(
+                let _ = judge_sample(
                     &tree,
                     &self.config.thresholds,
                     &self.signals,
@@ -402,9 +316,7 @@ fn next_tick(now: Instant, interval: Duration) -> Instant {
     let since = now.saturating_duration_since(epoch).as_nanos();
     let ticks = since / interval_ns + 1;
     let at = u64::try_from(ticks.saturating_mul(interval_ns)).unwrap_or(u64::MAX);
-    let floor = now
-        .checked_add(interval / 2)
-        .unwrap_or_else(|| crate::probe::after(interval));
+    let floor = Instant::from_std(claude_proc::instant_after(now.into_std(), interval / 2));
     epoch
         .checked_add(Duration::from_nanos(at))
         .unwrap_or(floor)
@@ -485,7 +397,7 @@ impl Loop {
     fn judge(&mut self, tree: &TreeSample) -> HealthStatus {
         let (mut unhealthy, mut degraded) = (Vec::new(), Vec::new());
         let thresholds = &self.config.thresholds;
-        judge_sample(
+        let stopped = judge_sample(
             tree,
             thresholds,
             &self.signals,
@@ -494,9 +406,8 @@ impl Loop {
         );
         // A root held stopped (an enforcer, job control) makes no progress and is not expected
         // to: it is not hanging.
-        let paused = tree.root().is_some_and(|r| r.state == ProcState::Stopped)
-            && self.signals.stopped_by() != StoppedBy::Other;
-        let in_flight = self.signals.in_flight.load(Ordering::Relaxed) && !paused;
+        let paused = stopped.is_some_and(|by| by != StoppedBy::Other);
+        let in_flight = self.signals.in_flight() && !paused;
         if let (Some(threshold), Some(prev)) = (thresholds.idle_cpu_percent, &self.previous) {
             let cpu = tree.rates_since(prev).cpu_percent;
             if !in_flight && cpu >= threshold {
@@ -511,7 +422,7 @@ impl Loop {
         }
         self.first_fds.get_or_insert(tree.totals.open_fds);
         if let Some(detector) = self.hang.as_mut() {
-            let output = self.signals.output.load(Ordering::Relaxed);
+            let output = self.signals.output();
             let now = Instant::now();
             let judged = detector.observe(tree, output, in_flight, now);
             self.activity.send_replace(Some(judged));
@@ -549,49 +460,5 @@ impl Loop {
             });
             self.status.send_replace(to);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The judgement of a stop a sample saw a moment ago: still stopped by SIGSTOP is a fault;
-    /// running again is not; held by an enforcer (now or a moment ago) is not.
-    #[tokio::test]
-    async fn a_stop_is_a_fault_only_while_it_lasts_and_is_nobodys_we_know() {
-        let config = claude_proc::ProcessConfig::builder("/bin/sleep")
-            .arg("100")
-            .build()
-            .unwrap();
-        let mut child = claude_proc::spawn(&config).await.unwrap();
-        let signals = Signals::default();
-        signals.set_stop_probe(child.stop_probe());
-        let pid = child.pid() as i32;
-        let send = |sig| {
-            // SAFETY: kill on our own child's pid.
-            unsafe { libc::kill(pid, sig) };
-        };
-        send(libc::SIGSTOP);
-        while child.stop_probe().stopped_by().is_none() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        assert_eq!(signals.stopped_by(), StoppedBy::Other);
-        send(libc::SIGCONT);
-        while child.stop_probe().stopped_by().is_some() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        assert_eq!(signals.stopped_by(), StoppedBy::Ended);
-        send(libc::SIGSTOP);
-        while child.stop_probe().stopped_by().is_none() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        signals.set_held_stopped(true);
-        assert_eq!(signals.stopped_by(), StoppedBy::Enforcer);
-        // Let go a moment ago: a sample read before the release may still show the stop.
-        signals.set_held_stopped(false);
-        assert_eq!(signals.stopped_by(), StoppedBy::Enforcer);
-        send(libc::SIGCONT);
-        child.stop().await.unwrap();
     }
 }

@@ -62,10 +62,11 @@ mod error;
 mod hang;
 mod probe;
 mod sample;
+mod signals;
 mod status;
 
 pub use checker::{
-    HealthChange, HealthChecker, HealthHandler, HealthMonitor, MonitorConfig, Observation, Signals,
+    HealthChange, HealthChecker, HealthHandler, HealthMonitor, MonitorConfig, Observation,
     Thresholds,
 };
 pub use error::{Error, Result};
@@ -75,4 +76,5 @@ pub use sample::{
     context_switches, io_bytes, CpuLedger, Fields, ProcRoot, ProcState, ProcessSample, Rates,
     Sampler, Totals, TreeSample, TreeWatch,
 };
+pub use signals::Signals;
 pub use status::{HealthReason, HealthStatus};
