@@ -4,6 +4,8 @@
 
 use std::sync::OnceLock;
 
+use nix::sys::resource::{getrlimit, Resource};
+
 /// The host's and this process's bounds, read once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Host {
@@ -48,16 +50,16 @@ impl Host {
                 .unwrap_or(default)
         };
         // RLIMIT_NICE allows nice values down to 20 - its soft limit.
-        let rlimit_nice = i32::try_from(soft_limit(libc::RLIMIT_NICE).min(40)).unwrap_or(0);
+        let rlimit_nice = i32::try_from(soft_limit(Resource::RLIMIT_NICE).min(40)).unwrap_or(0);
         Host {
             cpus: u32::try_from(cpus).ok().filter(|n| *n > 0).unwrap_or(1),
             pid_max: number("/proc/sys/kernel/pid_max", 4_194_304),
             root,
-            nofile_hard: hard_limit(libc::RLIMIT_NOFILE),
+            nofile_hard: hard_limit(Resource::RLIMIT_NOFILE),
             nr_open: number("/proc/sys/fs/nr_open", 1 << 20),
-            cpu_hard: hard_limit(libc::RLIMIT_CPU),
-            fsize_hard: hard_limit(libc::RLIMIT_FSIZE),
-            core_hard: hard_limit(libc::RLIMIT_CORE),
+            cpu_hard: hard_limit(Resource::RLIMIT_CPU),
+            fsize_hard: hard_limit(Resource::RLIMIT_FSIZE),
+            core_hard: hard_limit(Resource::RLIMIT_CORE),
             nice_floor: if root {
                 -20
             } else {
@@ -77,40 +79,24 @@ impl Host {
     }
 }
 
-fn rlimit(resource: libc::__rlimit_resource_t) -> libc::rlimit {
-    let mut lim = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: getrlimit writes into the struct we pass.
-    unsafe {
-        libc::getrlimit(resource, &mut lim);
-    }
-    lim
+fn hard_limit(resource: Resource) -> u64 {
+    getrlimit(resource).map_or(libc::RLIM_INFINITY, |(_, hard)| hard)
 }
 
-fn hard_limit(resource: libc::__rlimit_resource_t) -> u64 {
-    rlimit(resource).rlim_max
-}
-
-fn soft_limit(resource: libc::__rlimit_resource_t) -> u64 {
-    rlimit(resource).rlim_cur
+fn soft_limit(resource: Resource) -> u64 {
+    getrlimit(resource).map_or(libc::RLIM_INFINITY, |(soft, _)| soft)
 }
 
 /// Whether this process may create entries in `dir` (a cgroup parent): write and search
 /// permission for the effective user.
 pub(crate) fn writable(dir: &std::path::Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: faccessat with a valid C string and no other pointers.
-    unsafe {
-        libc::faccessat(
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            libc::W_OK | libc::X_OK,
-            libc::AT_EACCESS,
-        ) == 0
-    }
+    use nix::fcntl::AtFlags;
+    use nix::unistd::{faccessat, AccessFlags};
+    faccessat(
+        None,
+        dir,
+        AccessFlags::W_OK | AccessFlags::X_OK,
+        AtFlags::AT_EACCESS,
+    )
+    .is_ok()
 }

@@ -22,7 +22,8 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::output::tell;
 use crate::status_line::StatusLine;
-use crate::terminal::{continue_group, signal_group, Terminal};
+use crate::terminal::{continue_group, signal_group, stop_self, Terminal};
+use nix::sys::signal::Signal;
 
 /// Where `--events` go.
 pub(crate) enum EventSink {
@@ -272,14 +273,8 @@ fn job_stopped(probe: &StopProbe) -> bool {
 
 /// Act on a job-control signal as a shell would (see the module docs).
 fn job_control(job: Job, current: Option<&(u32, StopProbe)>, terminal: Option<&mut Terminal>) {
-    let stop_self = || {
-        // SAFETY: kill on our own pid; the process stops here until continued.
-        unsafe {
-            libc::kill(libc::getpid(), libc::SIGSTOP);
-        }
-    };
     match (job, current) {
-        (Job::Suspend, Some((group, _))) => signal_group(*group, libc::SIGTSTP),
+        (Job::Suspend, Some((group, _))) => signal_group(*group, Signal::SIGTSTP),
         (Job::Suspend, None) => stop_self(),
         (Job::Child, Some((group, probe))) if job_stopped(probe) => match terminal {
             Some(t) => {

@@ -16,41 +16,34 @@
 //! Calls that change the terminal from the background are made with `SIGTTOU` blocked on the
 //! calling thread, which the kernel allows.
 
-use std::os::fd::RawFd;
+use nix::sys::signal::{kill, killpg, pthread_sigmask, SigSet, SigmaskHow, Signal};
+use nix::sys::termios::{tcgetattr, tcsetattr, SetArg, Termios};
+use nix::unistd::{getpgrp, isatty, tcgetpgrp, tcsetpgrp, Pid};
 
 /// claude-pm's terminal (its stdin), when it has one.
 pub(crate) struct Terminal {
-    fd: RawFd,
-    own_group: libc::pid_t,
+    own_group: Pid,
     /// The modes to restore, saved before any child ran.
-    saved: Option<libc::termios>,
+    saved: Option<Termios>,
 }
 
 impl Terminal {
     /// Stdin's terminal, if stdin is one (claude-pm may be in its background now); its modes
     /// are saved for [`Terminal::take_back`].
     pub(crate) fn of_stdin() -> Option<Terminal> {
-        // SAFETY: isatty and getpgrp take no pointers.
-        let (tty, own_group) = unsafe { (libc::isatty(0) == 1, libc::getpgrp()) };
-        if !tty {
+        if !isatty(0).unwrap_or(false) {
             return None;
         }
-        // SAFETY: a zeroed termios is valid; tcgetattr fills it.
-        let mut modes: libc::termios = unsafe { std::mem::zeroed() };
-        // SAFETY: as above.
-        let saved = (unsafe { libc::tcgetattr(0, &mut modes) } == 0).then_some(modes);
         Some(Terminal {
-            fd: 0,
-            own_group,
-            saved,
+            own_group: getpgrp(),
+            saved: tcgetattr(std::io::stdin()).ok(),
         })
     }
 
     /// Whether claude-pm's group is the terminal's foreground group now (then a run may take
     /// it: [`claude_manager::SessionSpec::foreground_terminal`]).
     pub(crate) fn in_foreground(&self) -> bool {
-        // SAFETY: tcgetpgrp takes no pointers.
-        unsafe { libc::tcgetpgrp(self.fd) == self.own_group }
+        tcgetpgrp(std::io::stdin()).is_ok_and(|group| group == self.own_group)
     }
 
     /// Give the terminal to process group `group` if claude-pm holds it now.
@@ -59,10 +52,7 @@ impl Terminal {
             return;
         };
         if self.in_foreground() {
-            // SAFETY: tcsetpgrp takes no pointers.
-            unsafe {
-                libc::tcsetpgrp(self.fd, group);
-            }
+            let _ = tcsetpgrp(std::io::stdin(), Pid::from_raw(group));
         }
     }
 
@@ -70,18 +60,18 @@ impl Terminal {
     /// start (a child may have left it without echo, in raw mode).
     pub(crate) fn take_back(&self) {
         with_sigttou_blocked(|| {
-            // SAFETY: tcgetpgrp and tcsetpgrp take no pointers; tcsetattr reads the saved
-            // struct.
-            unsafe {
-                let foreground = libc::tcgetpgrp(self.fd);
+            if let Ok(foreground) = tcgetpgrp(std::io::stdin()) {
                 // Only from a run of ours (alive or gone): never from a job the shell put in
                 // front since.
-                if foreground != self.own_group && foreground > 0 && ours_or_gone(foreground) {
-                    libc::tcsetpgrp(self.fd, self.own_group);
+                if foreground != self.own_group
+                    && foreground.as_raw() > 0
+                    && ours_or_gone(foreground)
+                {
+                    let _ = tcsetpgrp(std::io::stdin(), self.own_group);
                 }
-                if let Some(modes) = &self.saved {
-                    libc::tcsetattr(self.fd, libc::TCSADRAIN, modes);
-                }
+            }
+            if let Some(modes) = &self.saved {
+                let _ = tcsetattr(std::io::stdin(), SetArg::TCSADRAIN, modes);
             }
         });
     }
@@ -90,11 +80,7 @@ impl Terminal {
     /// too, so the shell sees the job stopped. Returns once claude-pm is continued.
     pub(crate) fn suspend(&self) {
         self.take_back();
-        // SAFETY: kill on our own pid with a stop signal; the whole process stops here until
-        // a SIGCONT.
-        unsafe {
-            libc::kill(libc::getpid(), libc::SIGSTOP);
-        }
+        stop_self();
     }
 
     /// claude-pm was continued: give the terminal back to `group` if claude-pm is in the
@@ -107,7 +93,7 @@ impl Terminal {
 
 /// Whether process group `group` is led by a child of this process (a run's leader), or its
 /// leader is gone (a run that ended).
-fn ours_or_gone(group: libc::pid_t) -> bool {
+fn ours_or_gone(group: Pid) -> bool {
     match std::fs::read_to_string(format!("/proc/{group}/stat")) {
         Err(_) => true,
         Ok(stat) => claude_manager::proc::parse_proc_stat(stat.as_bytes())
@@ -121,33 +107,33 @@ impl Drop for Terminal {
     }
 }
 
-/// Send `SIGCONT` to process group `group`.
-pub(crate) fn continue_group(group: u32) {
-    signal_group(group, libc::SIGCONT);
+/// Stop claude-pm itself (`SIGSTOP`); returns once it is continued.
+pub(crate) fn stop_self() {
+    let _ = kill(Pid::this(), Signal::SIGSTOP);
 }
 
-/// Send `signal` to process group `group`.
-pub(crate) fn signal_group(group: u32, signal: i32) {
+/// Send `SIGCONT` to process group `group`.
+pub(crate) fn continue_group(group: u32) {
+    signal_group(group, Signal::SIGCONT);
+}
+
+/// Send `signal` to process group `group` (a live run's: its leader is unreaped while the run
+/// is live, so the group cannot be another's).
+pub(crate) fn signal_group(group: u32, signal: Signal) {
     if let Ok(group) = libc::pid_t::try_from(group) {
-        // SAFETY: kill with a negative pid signals a group; no memory involved. The group is a
-        // live run's (its leader is unreaped while the run is live).
-        unsafe {
-            libc::kill(-group, signal);
-        }
+        let _ = killpg(Pid::from_raw(group), signal);
     }
 }
 
 /// Run `f` with `SIGTTOU` blocked on this thread, so a terminal call from the background does
 /// not stop claude-pm.
 fn with_sigttou_blocked(f: impl FnOnce()) {
-    // SAFETY: sigset operations on local sets; pthread_sigmask with valid pointers.
-    unsafe {
-        let mut block: libc::sigset_t = std::mem::zeroed();
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut block);
-        libc::sigaddset(&mut block, libc::SIGTTOU);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &block, &mut old);
-        f();
-        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+    let mut block = SigSet::empty();
+    block.add(Signal::SIGTTOU);
+    let mut old = SigSet::empty();
+    let blocked = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&block), Some(&mut old)).is_ok();
+    f();
+    if blocked {
+        let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
     }
 }
