@@ -34,32 +34,43 @@ pub(crate) fn api_error_status(line: &str) -> Option<u16> {
     status.get(..3)?.parse().ok()
 }
 
-/// Follow the CLI's debug log at `path` (the manager asked for it with `--debug-file`) and
-/// report every API error that calls for action, until the task is aborted with its run.
+/// The longest line of the debug log kept while waiting for its end; a longer one is dropped
+/// (an API error line is a few hundred bytes).
+const MAX_LOG_LINE: usize = 64 * 1024;
+
+/// Follow the CLI's debug log at `path` (the manager asked for it through
+/// `CLAUDE_CODE_DEBUG_LOGS_DIR`) and report every API error that calls for action, until the
+/// task is aborted with its run. The file is opened once it exists and read from where the last
+/// read ended.
 pub(crate) async fn follow_api_log(
     path: std::path::PathBuf,
     trouble_tx: mpsc::UnboundedSender<ApiTrouble>,
 ) {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut offset = 0u64;
+    use std::io::Read;
+    let mut file = None;
     let mut partial = String::new();
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
     loop {
         tick.tick().await;
-        let Ok(mut file) = std::fs::File::open(&path) else {
-            continue;
-        };
+        if file.is_none() {
+            file = std::fs::File::open(&path).ok();
+        }
         let mut fresh = Vec::new();
-        if file.seek(SeekFrom::Start(offset)).is_err() || file.read_to_end(&mut fresh).is_err() {
+        if file
+            .as_mut()
+            .is_none_or(|f| f.read_to_end(&mut fresh).is_err())
+        {
             continue;
         }
-        offset += fresh.len() as u64;
         partial.push_str(&String::from_utf8_lossy(&fresh));
         while let Some(end) = partial.find('\n') {
             let line: String = partial.drain(..=end).collect();
             if let Some(t) = trouble(api_error_status(&line)) {
                 let _ = trouble_tx.send(t);
             }
+        }
+        if partial.len() > MAX_LOG_LINE {
+            partial.clear();
         }
     }
 }

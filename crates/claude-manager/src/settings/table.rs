@@ -241,11 +241,9 @@ pub const SETTINGS: &[Setting] = &[
         "N",
         "Sessions with a live process at once; more wait their turn (0: no cap)",
         |t, v| {
-            let n = v
-                .trim()
-                .parse::<u64>()
-                .map_err(|_| "not a whole number".to_owned())?;
-            t.manager.max_live = usize::try_from(n).map_err(|_| too_large(usize::MAX))?;
+            let max = u64::try_from(usize::MAX).unwrap_or(u64::MAX);
+            let n = parse_count_up_to(v, max)?;
+            t.manager.max_live = usize::try_from(n).map_err(|_| too_large(max))?;
             Ok(())
         },
     ),
@@ -353,7 +351,10 @@ fn parse_positive_duration(v: &str) -> Result<Duration, String> {
         return Err("must be positive".into());
     }
     if d > MAX_DURATION {
-        return Err("must be at most 365 days".into());
+        return Err(format!(
+            "must be at most {} days",
+            MAX_DURATION.as_secs() / (24 * 3600)
+        ));
     }
     Ok(d)
 }
