@@ -130,3 +130,32 @@ async fn nothing_anywhere_is_a_typed_error_naming_the_sources() {
         Err(Error::RefreshUnsupported { .. })
     ));
 }
+
+/// A supervisor restarts a run whose credential was rejected only if the source that gave it
+/// can give another: a variable cannot, the credentials file can (a login refreshed by another
+/// process or by the token endpoint). Before any answer, any source that can counts.
+#[tokio::test]
+async fn only_the_answering_source_says_whether_a_refresh_can_help() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir_str = dir.path().to_str().unwrap().to_owned();
+    let file = CredentialsFile::new(dir.path().join(".credentials.json"));
+    file.update(|_| {
+        Ok(OAuthLogin::new(
+            Secret::new("sk-ant-oat01-from-the-file-eeeeee"),
+            None,
+            Some(SystemTime::now() + Duration::from_secs(3600)),
+        ))
+    })
+    .unwrap();
+    let with_key = TokenChain::cli_default(&lookup(&[
+        ("ANTHROPIC_API_KEY", KEY),
+        ("CLAUDE_CONFIG_DIR", &dir_str),
+    ]));
+    assert!(with_key.can_refresh(), "the file could answer");
+    with_key.get_token().await.unwrap();
+    assert!(!with_key.can_refresh(), "a fixed key answered");
+
+    let file_only = TokenChain::cli_default(&lookup(&[("CLAUDE_CONFIG_DIR", &dir_str)]));
+    file_only.get_token().await.unwrap();
+    assert!(file_only.can_refresh(), "the file answered");
+}
