@@ -375,7 +375,27 @@ fn spawn_request(
         actions,
         fds,
         env: hook_env,
+        identity,
+        no_new_privs,
+        sandbox,
     } = setup;
+    // Another identity may not reach the program's path (a binary under root's home): the
+    // manager opens it, and the child executes the descriptor if its own exec is refused.
+    let program_fd = match identity {
+        Some(_) => Some(
+            nix::fcntl::open(
+                &config.program,
+                nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map(|fd| {
+                // SAFETY: open returned a new descriptor we own.
+                unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }
+            })
+            .map_err(|e| Error::os("open the program for the child", e.into()))?,
+        ),
+        None => None,
+    };
     let envp = child_envp(config, marker, hook_env)?;
     let program = cstring(config.program.clone().into_os_string().into_vec(), 0)?;
     let mut argv = vec![program.clone()];
@@ -412,6 +432,10 @@ fn spawn_request(
         new_session: config.new_session,
         survive_parent: config.survive_parent,
         foreground_terminal: config.foreground_terminal && config.stdin == StdinMode::Inherit,
+        identity,
+        no_new_privs,
+        program_fd,
+        sandbox,
     };
     Ok((
         request,
@@ -503,6 +527,7 @@ async fn start_prepared(
     let mut monitor = Monitor::new(
         pid,
         spawned.pidfd,
+        spawned.status,
         tree,
         proc_root,
         std::mem::take(&mut hooks.0),

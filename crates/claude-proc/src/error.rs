@@ -43,6 +43,15 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// A path of a sandbox's view cannot be used.
+    #[error("sandbox path {path:?} {problem}")]
+    InvalidSandboxPath {
+        /// The path as given.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+
     /// An environment variable name is empty or contains `=` or NUL.
     #[error("invalid environment variable name {name:?}: {why}")]
     InvalidEnvName {
@@ -286,6 +295,7 @@ impl Error {
                 | Error::ProgramNotFound { .. }
                 | Error::NotExecutable { .. }
                 | Error::MissingCwd { .. }
+                | Error::InvalidSandboxPath { .. }
                 | Error::InvalidEnvName { .. }
                 | Error::InvalidEnvValue { .. }
                 | Error::InvalidArgument { .. }

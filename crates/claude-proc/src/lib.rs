@@ -138,7 +138,7 @@ pub use config::{
     StopPolicy, ENV_ALLOWLIST, ENV_NEVER_PASSED, TREE_MARKER_VAR,
 };
 pub use error::{Error, HookError, Result};
-pub use hook::{ChildSetup, HookInstance, Rlimit, SpawnHook, TreeUsage};
+pub use hook::{ChildSetup, FsView, HookInstance, Rlimit, SpawnHook, TreeUsage};
 pub use limit::LimitKind;
 pub use message::{
     parse_line, AssistantMessage, ContentBlock, ControlRequest, ControlResponse, RateLimitEvent,

@@ -64,6 +64,11 @@ const KILL_ROUNDS: usize = 200;
 pub(crate) struct Monitor {
     pid: u32,
     pidfd: Option<AsyncFd<OwnedFd>>,
+    /// A sandboxed leader is the init of its own PID namespace: the program's wait status
+    /// arrives here, and the kernel ends the namespace's processes when the leader dies.
+    status: Option<OwnedFd>,
+    /// The program's exit as the init reported it, once read.
+    program_exit: std::sync::Mutex<Option<RawExit>>,
     tree: TreeId,
     proc_root: ProcRoot,
     hooks: Vec<Box<dyn HookInstance>>,
@@ -108,6 +113,7 @@ impl Monitor {
     pub(crate) fn new(
         pid: u32,
         pidfd: OwnedFd,
+        status: Option<OwnedFd>,
         tree: TreeId,
         proc_root: ProcRoot,
         hooks: Vec<Box<dyn HookInstance>>,
@@ -120,6 +126,8 @@ impl Monitor {
         let mut monitor = Monitor {
             pid,
             pidfd: None,
+            status,
+            program_exit: std::sync::Mutex::new(None),
             tree,
             proc_root,
             hooks,
@@ -186,7 +194,17 @@ impl Monitor {
             .pidfd
             .as_ref()
             .and_then(|fd| pidfd::try_wait(fd.get_ref()).ok().flatten());
-        status.unwrap_or(RawExit {
+        let program = status.and_then(|_| {
+            let mut cached = self.program_exit.lock().ok()?;
+            if cached.is_none() {
+                *cached = self
+                    .status
+                    .as_ref()
+                    .and_then(crate::sys::sandbox::read_status);
+            }
+            *cached
+        });
+        program.or(status).unwrap_or(RawExit {
             code: None,
             signal: Some(libc::SIGKILL),
         })
@@ -332,6 +350,10 @@ impl Monitor {
     }
 
     fn members(&mut self) -> Vec<Member> {
+        if self.status.is_some() && self.peek_leader_gone() {
+            // The namespace died with its init: nothing of the tree can be left.
+            return Vec::new();
+        }
         let extra: Vec<u32> = self.hooks.iter().flat_map(|h| h.tree_members()).collect();
         let members = self.proc_root.scan(&self.tree, &extra, tree::self_pid());
         let me = tree::self_pid();
@@ -385,8 +407,22 @@ impl Monitor {
         }
     }
 
-    /// SIGKILL until nothing is left, then wait for the leader's exit.
+    fn peek_leader_gone(&self) -> bool {
+        self.pidfd
+            .as_ref()
+            .is_some_and(|fd| pidfd::try_wait(fd.get_ref()).ok().flatten().is_some())
+    }
+
+    /// SIGKILL until nothing is left, then wait for the leader's exit. A sandboxed tree ends
+    /// at once with its namespace's init: one signal, no scan.
     async fn kill_all(&mut self) {
+        if self.status.is_some() {
+            if let Some(fd) = &self.pidfd {
+                let _ = pidfd::send_signal(fd.get_ref(), libc::SIGKILL);
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(10), self.exited()).await;
+            return;
+        }
         for _ in 0..KILL_ROUNDS {
             self.signal_tree(libc::SIGKILL);
             if self.tree_empty() {

@@ -1,6 +1,8 @@
 //! The crate's OS touchpoints: process creation, pidfds, the `/proc` tree scan.
 
+pub(crate) mod fds;
 pub(crate) mod pidfd;
+pub(crate) mod sandbox;
 pub(crate) mod spawn;
 pub(crate) mod tree;
 

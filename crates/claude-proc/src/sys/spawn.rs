@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{mpsc, OnceLock};
 
 use crate::error::{Error, Result};
-use crate::hook::ChildAction;
+use crate::hook::{ChildAction, SandboxSetup};
+use crate::sys::fds::{close_inherited_on_exec, dup_above, fd_ceiling};
+use crate::sys::sandbox::{self, high_pipe, read_failure, set_nonblocking, SandboxPlan};
 
 /// How one of the child's standard descriptors is set up.
 #[derive(Debug)]
@@ -41,6 +43,13 @@ pub(crate) struct SpawnRequest {
     pub(crate) survive_parent: bool,
     /// Put the child's process group in the foreground of stdin's terminal before exec.
     pub(crate) foreground_terminal: bool,
+    /// Run as this uid and gid, without supplementary groups.
+    pub(crate) identity: Option<(u32, u32)>,
+    pub(crate) no_new_privs: bool,
+    /// The program opened by the manager, executed through the descriptor when the child's
+    /// identity cannot reach its path.
+    pub(crate) program_fd: Option<OwnedFd>,
+    pub(crate) sandbox: Option<SandboxSetup>,
 }
 
 /// A created child.
@@ -48,6 +57,9 @@ pub(crate) struct SpawnRequest {
 pub(crate) struct Spawned {
     pub(crate) pid: u32,
     pub(crate) pidfd: OwnedFd,
+    /// For a sandboxed child (the init of its own PID namespace): where the init writes the
+    /// program's wait status before it exits.
+    pub(crate) status: Option<OwnedFd>,
 }
 
 type Reply = tokio::sync::oneshot::Sender<Result<Spawned>>;
@@ -139,6 +151,15 @@ struct ChildPlan<'a> {
     rlimits: &'a [(libc::c_int, u64, u64)],
     writes: &'a [(RawFd, *const u8, usize)],
     nice: Option<i32>,
+    identity: Option<(u32, u32)>,
+    no_new_privs: bool,
+    program_fd: RawFd,
+    sandbox: Option<&'a SandboxPlan>,
+    /// With a copying clone (a sandbox), where the child reports a failed step: the step and
+    /// errno as two native-endian `i32`; end-of-file means the program was executed.
+    err_fd: RawFd,
+    /// The write end of [`Spawned::status`], or -1.
+    status_fd: RawFd,
     /// The soft descriptor limit: the highest descriptor the fallback marks, if `close_range`
     /// is missing (kernels before 5.11).
     fd_ceiling: RawFd,
@@ -206,15 +227,22 @@ fn child_actions(
 /// `clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD)` running [`child_main`] over `plan` on
 /// `stack`; returns when the child has exec'd or exited.
 fn clone_child(plan: &ChildPlan<'_>, stack: &mut [u8]) -> Result<(libc::pid_t, OwnedFd)> {
+    let flags = if plan.sandbox.is_some() {
+        // A copy, not a shared address space: the child stays on as the namespace's init.
+        libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS
+    } else {
+        libc::CLONE_VM | libc::CLONE_VFORK
+    } | libc::CLONE_PIDFD
+        | libc::SIGCHLD;
     let stack_top = {
         let top = stack.as_mut_ptr_range().end as usize;
         (top & !15) as *mut libc::c_void
     };
     let mut pidfd: libc::c_int = -1;
-    let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD;
-    // SAFETY: the child runs `child_main` on its own stack inside our address space while this
-    // thread is suspended (CLONE_VFORK) until it execs or exits; `plan` and everything it points
-    // to outlive that. `child_main` only makes async-signal-safe system calls.
+    // SAFETY: the child runs `child_main` on its own stack, either inside our address space
+    // while this thread is suspended (CLONE_VFORK) until it execs or exits, or in a copy of
+    // it; `plan` and everything it points to outlive that. `child_main` only makes
+    // async-signal-safe system calls.
     let pid = unsafe {
         libc::clone(
             child_main,
@@ -243,10 +271,21 @@ fn spawn_now(request: SpawnRequest, stack: &mut [u8]) -> Result<Spawned> {
         new_session,
         survive_parent,
         foreground_terminal,
+        identity,
+        no_new_privs,
+        program_fd,
+        sandbox,
     } = request;
 
     let (held, moves) = descriptor_moves(stdio, extra_fds)?;
     let (rlimits, writes, nice) = child_actions(&actions);
+    let sandbox = sandbox.map(SandboxPlan::prepare).transpose()?;
+    // Both pipes' child ends sit above every target, like the moved descriptors.
+    let floor = moves.iter().map(|&(_, t)| t).max().unwrap_or(2) + 1;
+    let (err_pipe, status_pipe) = match &sandbox {
+        Some(_) => (Some(high_pipe(floor)?), Some(high_pipe(floor)?)),
+        None => (None, None),
+    };
 
     let argv_ptrs: Vec<*const libc::c_char> = argv
         .iter()
@@ -273,6 +312,12 @@ fn spawn_now(request: SpawnRequest, stack: &mut [u8]) -> Result<Spawned> {
         rlimits: &rlimits,
         writes: &writes,
         nice,
+        identity,
+        no_new_privs,
+        program_fd: program_fd.as_ref().map_or(-1, AsRawFd::as_raw_fd),
+        sandbox: sandbox.as_ref(),
+        err_fd: err_pipe.as_ref().map_or(-1, |(_, w)| w.as_raw_fd()),
+        status_fd: status_pipe.as_ref().map_or(-1, |(_, w)| w.as_raw_fd()),
         fd_ceiling: fd_ceiling(),
         err_step: AtomicI32::new(0),
         err_errno: AtomicI32::new(0),
@@ -280,13 +325,27 @@ fn spawn_now(request: SpawnRequest, stack: &mut [u8]) -> Result<Spawned> {
 
     let (pid, pidfd) = clone_child(&plan, stack)?;
     drop(held);
-
-    let step = plan.err_step.load(Ordering::SeqCst);
+    let (mut step, mut errno) = (
+        plan.err_step.load(Ordering::SeqCst),
+        plan.err_errno.load(Ordering::SeqCst),
+    );
+    let status = match (err_pipe, status_pipe) {
+        (Some((err_read, err_write)), Some((status_read, status_write))) => {
+            drop((err_write, status_write));
+            (step, errno) = read_failure(&err_read);
+            set_nonblocking(&status_read);
+            Some(status_read)
+        }
+        _ => None,
+    };
     if step != 0 {
-        let errno = plan.err_errno.load(Ordering::SeqCst);
+        if sandbox.is_some() {
+            // The init may have forked the program that failed: end the namespace.
+            let _ = crate::sys::pidfd::send_signal(&pidfd, libc::SIGKILL);
+        }
         // The child has called _exit: reap it so it does not stay a zombie.
         reap_blocking(&pidfd);
-        let mut step_name = STEPS.get(step as usize).copied().unwrap_or("setup");
+        let mut step_name = step_name(step);
         if step == STEP_EXEC && errno == libc::ENOENT && file_exists(&program) {
             // The kernel says ENOENT for a file that is there when its `#!` interpreter (or
             // its ELF loader) is missing: say so rather than confuse.
@@ -301,36 +360,24 @@ fn spawn_now(request: SpawnRequest, stack: &mut [u8]) -> Result<Spawned> {
     Ok(Spawned {
         pid: pid as u32,
         pidfd,
+        status,
     })
+}
+
+fn step_name(step: i32) -> &'static str {
+    let sandboxed = step
+        .checked_sub(sandbox::FIRST_STEP)
+        .and_then(|i| sandbox::STEPS.get(usize::try_from(i).ok()?));
+    sandboxed
+        .or_else(|| STEPS.get(usize::try_from(step).ok()?))
+        .copied()
+        .unwrap_or("setup")
 }
 
 /// Whether `path` names an existing file.
 fn file_exists(path: &CString) -> bool {
     use std::os::unix::ffi::OsStrExt;
     std::path::Path::new(std::ffi::OsStr::from_bytes(path.as_bytes())).exists()
-}
-
-/// The soft `RLIMIT_NOFILE` of this process (no descriptor can be at or above it), at most 2^20.
-fn fd_ceiling() -> RawFd {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we pass.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return 1 << 20;
-    }
-    RawFd::try_from(lim.rlim_cur.min(1 << 20)).unwrap_or(1 << 20)
-}
-
-fn dup_above(fd: &OwnedFd, floor: RawFd) -> Result<OwnedFd> {
-    // SAFETY: F_DUPFD_CLOEXEC on a descriptor we own returns a new descriptor or -1.
-    let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, floor) };
-    if new < 0 {
-        return Err(Error::last_os("duplicate a descriptor for the child"));
-    }
-    // SAFETY: `new` is a fresh descriptor we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
 pub(crate) fn reap_blocking(pidfd: &OwnedFd) {
@@ -347,48 +394,18 @@ pub(crate) fn reap_blocking(pidfd: &OwnedFd) {
 }
 
 fn fail(plan: &ChildPlan<'_>, step: i32) -> ! {
-    // SAFETY: errno location of this (shared) thread; _exit is async-signal-safe.
+    // SAFETY: errno location of this (shared) thread; write and _exit are async-signal-safe.
     unsafe {
         let errno = *libc::__errno_location();
+        if plan.err_fd >= 0 {
+            let mut buf = [0u8; 8];
+            buf[..4].copy_from_slice(&step.to_ne_bytes());
+            buf[4..].copy_from_slice(&errno.to_ne_bytes());
+            libc::write(plan.err_fd, buf.as_ptr().cast(), buf.len());
+        }
         plan.err_errno.store(errno, Ordering::SeqCst);
         plan.err_step.store(step, Ordering::SeqCst);
         libc::_exit(127)
-    }
-}
-
-/// Marks every descriptor from 3 up close-on-exec. Async-signal-safe: raw system calls only.
-///
-/// # Safety
-/// Only for the child between clone and exec, whose descriptor table is its own.
-unsafe fn close_inherited_on_exec(ceiling: RawFd) -> bool {
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags in our own table.
-    let done = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3 as libc::c_uint,
-            libc::c_uint::MAX,
-            libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
-        )
-    } == 0;
-    if done {
-        return true;
-    }
-    // SAFETY: errno of this thread.
-    let errno = unsafe { *libc::__errno_location() };
-    if errno != libc::ENOSYS && errno != libc::EINVAL {
-        return false;
-    }
-    cloexec_each(3..ceiling);
-    true
-}
-
-/// The fallback without `close_range`: close-on-exec on each descriptor of `fds` that exists.
-/// Async-signal-safe.
-fn cloexec_each(fds: std::ops::Range<RawFd>) {
-    for fd in fds {
-        // SAFETY: F_SETFD on a descriptor that may not exist fails with EBADF, which is fine;
-        // FD_CLOEXEC is the only descriptor flag, so nothing else is overwritten.
-        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
 }
 
@@ -417,24 +434,6 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         if !grouped {
             fail(plan, STEP_PGID);
         }
-
-        if !plan.survive_parent
-            && libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) != 0
-        {
-            fail(plan, STEP_PDEATHSIG);
-        }
-        // The parent may have died before the prctl took effect: then nobody would signal us.
-        if !plan.survive_parent && libc::getppid() != plan.parent {
-            *libc::__errno_location() = libc::ESRCH;
-            fail(plan, STEP_PARENT);
-        }
-
         for &(resource, soft, hard) in plan.rlimits {
             let lim = libc::rlimit {
                 rlim_cur: soft,
@@ -454,6 +453,11 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
                 fail(plan, STEP_NICE);
             }
         }
+        if let Some(sandbox) = plan.sandbox {
+            if let Err(step) = sandbox::enter(sandbox) {
+                fail(plan, step);
+            }
+        }
         // Only stdio and the descriptors a hook passed reach the program: whatever this process
         // inherited without close-on-exec (a job server pipe, a harness's descriptors) is
         // marked close-on-exec here, before the moves, which clear the flag on their targets.
@@ -468,6 +472,21 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         if !plan.cwd.is_null() && libc::chdir(plan.cwd) != 0 {
             fail(plan, STEP_CHDIR);
         }
+        // Last, the identity: every step above may need the manager's rights (a cgroup's
+        // files, mounts). A change of credentials clears the parent-death signal, so it is
+        // armed after.
+        if let Some((uid, gid)) = plan.identity {
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setresgid(gid, gid, gid) != 0
+                || libc::setresuid(uid, uid, uid) != 0
+            {
+                fail(plan, sandbox::STEP_IDENTITY);
+            }
+        }
+        if plan.no_new_privs && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            fail(plan, sandbox::STEP_NO_NEW_PRIVS);
+        }
+        arm_parent_death(plan);
         if plan.foreground_terminal && libc::isatty(0) == 1 {
             // A background group may change the terminal's foreground group only with SIGTTOU
             // blocked (the mask is cleared for the program below). Not our controlling
@@ -478,42 +497,69 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             libc::pthread_sigmask(libc::SIG_BLOCK, &ttou, std::ptr::null_mut());
             libc::tcsetpgrp(0, libc::getpid());
         }
+        let step = if plan.sandbox.is_some() {
+            sandbox::run_init(plan.status_fd, plan.err_fd, || exec_program(plan))
+        } else {
+            exec_program(plan)
+        };
+        fail(plan, step)
+    }
+}
+
+/// Set the parent-death signal and check the parent did not die before it took effect.
+///
+/// # Safety
+/// Only in the child; raw system calls.
+unsafe fn arm_parent_death(plan: &ChildPlan<'_>) {
+    if plan.survive_parent {
+        return;
+    }
+    // SAFETY: prctl and getppid take no pointers; `exited` polls a pidfd we hold.
+    unsafe {
+        if libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) != 0
+        {
+            fail(plan, STEP_PDEATHSIG);
+        }
+        // The parent may have died before the prctl took effect: then nobody would signal us.
+        // Across a PID namespace getppid says 0, so the sandbox asks the parent's pidfd.
+        let gone = match plan.sandbox {
+            Some(sandbox) => sandbox::exited(&sandbox.parent),
+            None => libc::getppid() != plan.parent,
+        };
+        if gone {
+            *libc::__errno_location() = libc::ESRCH;
+            fail(plan, STEP_PARENT);
+        }
+    }
+}
+
+/// Clear the signal mask and exec the program, through the manager's descriptor when the
+/// child's identity cannot reach its path. Returns the failed step.
+///
+/// # Safety
+/// Only in the child, just before exec.
+unsafe fn exec_program(plan: &ChildPlan<'_>) -> i32 {
+    // SAFETY: raw system calls on pointers the parent prepared.
+    unsafe {
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
         libc::execve(plan.program, plan.argv, plan.envp);
-        fail(plan, STEP_EXEC)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cloexec(fd: RawFd) -> bool {
-        // SAFETY: F_GETFD reads the flags of a descriptor this test owns.
-        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-        assert!(flags >= 0);
-        flags & libc::FD_CLOEXEC != 0
-    }
-
-    /// The fallback for kernels without `close_range` (never taken on this machine's kernel)
-    /// marks the descriptors in its range and skips numbers that are not open.
-    #[test]
-    fn the_fcntl_fallback_marks_inherited_descriptors() {
-        // SAFETY: open/fcntl/close on descriptors this test owns; only their flags are touched.
-        unsafe {
-            let fd = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
-            assert!(fd >= 3);
-            let high = libc::fcntl(fd, libc::F_DUPFD, 300);
-            assert!(high >= 300);
-            assert!(!cloexec(fd) && !cloexec(high));
-            // Ranges holding only these two (and numbers that are not open around `high`).
-            cloexec_each(fd..fd + 1);
-            cloexec_each(high - 2..high + 3);
-            assert!(cloexec(fd) && cloexec(high));
-            libc::close(fd);
-            libc::close(high);
+        if *libc::__errno_location() == libc::EACCES && plan.program_fd >= 0 {
+            libc::execveat(
+                plan.program_fd,
+                c"".as_ptr(),
+                plan.argv as *const *mut libc::c_char,
+                plan.envp as *const *mut libc::c_char,
+                libc::AT_EMPTY_PATH,
+            );
         }
+        STEP_EXEC
     }
 }

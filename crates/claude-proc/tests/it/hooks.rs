@@ -13,10 +13,10 @@ use claude_proc::{
 
 use crate::support::*;
 
-type Prepare = Box<dyn Fn(&mut ChildSetup) -> Result<(), HookError> + Send + Sync>;
+pub(crate) type Prepare = Box<dyn Fn(&mut ChildSetup) -> Result<(), HookError> + Send + Sync>;
 
 /// A hook built from a closure over `ChildSetup`, counting its lifecycle calls.
-struct TestHook {
+pub(crate) struct TestHook {
     prepare: Prepare,
     enforced: Option<StopCause>,
     cleanups: Arc<AtomicUsize>,
@@ -55,7 +55,7 @@ impl HookInstance for TestInstance {
     }
 }
 
-fn hook(
+pub(crate) fn hook(
     prepare: impl Fn(&mut ChildSetup) -> Result<(), HookError> + Send + Sync + 'static,
 ) -> TestHook {
     TestHook {
@@ -67,7 +67,7 @@ fn hook(
 }
 
 /// Run `sh -c script` with `h`; its stdout lines and exit.
-async fn sh_with(script: &str, h: TestHook) -> (Vec<String>, claude_proc::ExitInfo) {
+pub(crate) async fn sh_with(script: &str, h: TestHook) -> (Vec<String>, claude_proc::ExitInfo) {
     let config = sh(script)
         .stdout(lines())
         .hook(Arc::new(h))

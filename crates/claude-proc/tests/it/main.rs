@@ -9,6 +9,7 @@ mod support;
 mod config;
 mod hooks;
 mod lifecycle;
+mod namespaces;
 mod output;
 mod parent_death;
 mod real_cli;
