@@ -139,10 +139,17 @@ impl SandboxPlan {
             (&view.private, 0, c"mode=1777"),
             (&view.hidden, libc::MS_RDONLY, c"mode=000"),
         ];
+        let private: Vec<PathBuf> = view
+            .private
+            .iter()
+            .filter_map(|p| existing(p).ok())
+            .collect();
         for (paths, flags, data) in tmpfs_kinds {
             for path in paths {
                 let Ok(path) = existing(path) else { continue };
-                if !path.is_dir() {
+                // Under a private directory it is hidden already (and its mount point is gone).
+                let covered = private.iter().any(|p| path != *p && path.starts_with(p));
+                if !path.is_dir() || covered {
                     continue;
                 }
                 tmpfs.push(Tmpfs {
