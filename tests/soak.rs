@@ -165,7 +165,7 @@ async fn cycle(
     // Every fourth cycle gets a pids cgroup and its own session directory.
     if rng.u8(..4) == 0 {
         spec.limits.max_pids = Some(64);
-        spec.isolation.config_dir = true;
+        spec.dirs.config_dir = true;
     }
     let Ok(mut handle) = manager.start(spec) else {
         return false;

@@ -40,7 +40,8 @@ impl CredentialKind {
     }
 
     /// The variable naming a descriptor that holds this kind, where the CLI has one.
-    /// (`CLAUDE_CODE_API_KEY_FILE_DESCRIPTOR` is reported, not verified here.)
+    /// (`CLAUDE_CODE_API_KEY_FILE_DESCRIPTOR` verified with 2.1.328: the init message says
+    /// `"apiKeySource":"ANTHROPIC_API_KEY"` for a key read from the descriptor.)
     pub fn fd_var(self) -> Option<&'static str> {
         match self {
             CredentialKind::OAuthAccessToken => Some("CLAUDE_CODE_OAUTH_TOKEN_FILE_DESCRIPTOR"),

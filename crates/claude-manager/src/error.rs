@@ -41,6 +41,10 @@ pub enum Error {
     #[error(transparent)]
     Limits(#[from] claude_limits::Error),
 
+    /// The isolation cannot be given (host, uid range, working directory).
+    #[error(transparent)]
+    Sandbox(#[from] claude_sandbox::Error),
+
     /// A process-level failure.
     #[error(transparent)]
     Process(#[from] claude_proc::Error),

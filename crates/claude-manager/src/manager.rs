@@ -1,6 +1,7 @@
 //! `ProcessManager`: starts sessions, caps how many processes live at once, lists them,
 //! reports their events and metrics.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -12,7 +13,7 @@ use tracing::Instrument;
 use crate::error::{Error, Result};
 use crate::events::{EventKind, ManagerEvent, SessionState};
 use crate::metrics::{Metrics, MetricsSnapshot};
-use crate::plan::plan_limits;
+use crate::plan::{plan_limits, plan_sandbox};
 use crate::report::{ExitKind, SessionReport};
 use crate::session::{Cmd, SessionTask};
 use crate::spec::{Program, SessionSpec};
@@ -24,6 +25,8 @@ pub struct ManagerConfig {
     pub max_live: usize,
     /// Events kept for slow subscribers before the oldest are dropped for them.
     pub event_buffer: usize,
+    /// Where isolated sessions' uid leases live (shared by every manager of the host).
+    pub lease_dir: PathBuf,
 }
 
 impl Default for ManagerConfig {
@@ -31,6 +34,7 @@ impl Default for ManagerConfig {
         ManagerConfig {
             max_live: 0,
             event_buffer: 4096,
+            lease_dir: PathBuf::from(claude_sandbox::DEFAULT_LEASE_DIR),
         }
     }
 }
@@ -84,6 +88,7 @@ pub struct SessionInfo {
 pub struct ProcessManager {
     slots: Arc<Semaphore>,
     max_live: usize,
+    lease_dir: PathBuf,
     events: broadcast::Sender<ManagerEvent>,
     sessions: Arc<Mutex<Vec<Entry>>>,
     next_id: AtomicU64,
@@ -116,6 +121,7 @@ impl ProcessManager {
         ProcessManager {
             slots: Arc::new(Semaphore::new(permits)),
             max_live: config.max_live,
+            lease_dir: config.lease_dir,
             events,
             sessions: Arc::default(),
             next_id: AtomicU64::new(1),
@@ -140,6 +146,8 @@ impl ProcessManager {
             .iter()
             .any(|e| e.limit != claude_limits::LimitKind::Timeout)
             .then(|| Arc::new(hook));
+        // Last of the checks: it leases a uid and grants the working directory.
+        let sandbox = plan_sandbox(&spec, &self.lease_dir)?.map(Arc::new);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (state_tx, state_rx) = watch::channel(SessionState::Queued);
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
@@ -150,6 +158,7 @@ impl ProcessManager {
             spec,
             binary,
             limits,
+            sandbox,
             slots: Arc::clone(&self.slots),
             events: self.events.clone(),
             state: state_tx.clone(),

@@ -1,13 +1,38 @@
-//! The limits a session's runs get, planned once: [`ProcessManager::start`] attaches the hook
-//! this returns, and `claude-pm doctor` prints its report, so what doctor says and what runs
-//! cannot differ.
+//! The limits and the isolation a session's runs get, planned once: [`ProcessManager::start`]
+//! attaches the hooks these return, and `claude-pm doctor` prints their reports, so what doctor
+//! says and what runs cannot differ.
 //!
 //! [`ProcessManager::start`]: crate::ProcessManager::start
 
+use std::path::PathBuf;
+
 use claude_limits::{block_device_of, LimitsHook};
+use claude_sandbox::{SandboxConfig, SessionSandbox};
 
 use crate::error::Result;
 use crate::spec::SessionSpec;
+
+/// The isolation `spec` asks for, checked against this host and leased: a uid from the spec's
+/// range held for the session's life, its working directory granted. `None` without
+/// isolation. Fails, naming what is missing, when the level cannot be enforced here.
+pub fn plan_sandbox(
+    spec: &SessionSpec,
+    lease_dir: &std::path::Path,
+) -> Result<Option<SessionSandbox>> {
+    let mut config = SandboxConfig::default();
+    config.level = spec.isolation;
+    config.uid_range = spec.uid_range;
+    config.lease_dir = lease_dir.to_path_buf();
+    Ok(SessionSandbox::start(&config, &workdir_of(spec))?)
+}
+
+/// The session's working directory: the spec's, or the manager's.
+fn workdir_of(spec: &SessionSpec) -> PathBuf {
+    spec.cwd
+        .clone()
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_else(|| PathBuf::from("."))
+}
 
 /// Validate `spec`'s limits and choose what enforces each one on this host
 /// ([`LimitsHook::report`] says which). A disk IO limit without a device applies to the disk
@@ -16,12 +41,7 @@ use crate::spec::SessionSpec;
 pub fn plan_limits(spec: &SessionSpec) -> Result<LimitsHook> {
     let mut options = spec.limit_options.clone();
     if spec.limits.max_disk_io.is_some() && options.io_device.is_none() {
-        let dir = spec
-            .cwd
-            .clone()
-            .or_else(|| std::env::current_dir().ok())
-            .unwrap_or_else(|| ".".into());
-        options.io_device = block_device_of(&dir);
+        options.io_device = block_device_of(&workdir_of(spec));
     }
     Ok(LimitsHook::new(spec.limits, options)?)
 }

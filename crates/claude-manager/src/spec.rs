@@ -8,6 +8,7 @@ use std::time::Duration;
 use claude_auth::{Delivery, TokenManager};
 use claude_limits::{LimitOptions, ResourceLimits};
 use claude_proc::{OutputMode, RestartPolicy, StdinMode};
+use claude_sandbox::{Level as IsolationLevel, UidRange};
 
 /// What a session runs.
 #[derive(Debug, Clone)]
@@ -123,9 +124,9 @@ impl Default for HealthSpec {
     }
 }
 
-/// Per-session isolation.
+/// Per-session directories.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Isolation {
+pub struct SessionDirs {
     /// Give the session its own empty `CLAUDE_CONFIG_DIR` (a temporary directory removed at
     /// the end). On by default for Claude sessions: concurrent CLIs sharing one config corrupt it.
     pub config_dir: bool,
@@ -164,7 +165,12 @@ pub struct SessionSpec {
     /// How the credential reaches the child.
     pub delivery: Delivery,
     /// Per-session directories.
-    pub isolation: Isolation,
+    pub dirs: SessionDirs,
+    /// How far the session is kept from the host and other sessions (`none`, `user`,
+    /// `sandbox`; see [`claude_sandbox::Level`]).
+    pub isolation: IsolationLevel,
+    /// Where an isolated session's uid comes from.
+    pub uid_range: UidRange,
     /// The child's stdin.
     pub stdin: StdinMode,
     /// With an inherited stdin that is the manager's controlling terminal: each run's process
@@ -194,7 +200,9 @@ impl std::fmt::Debug for SessionSpec {
             .field("health", &self.health)
             .field("credentials", &self.credentials.as_ref().map(|c| c.name()))
             .field("delivery", &self.delivery)
+            .field("dirs", &self.dirs)
             .field("isolation", &self.isolation)
+            .field("uid_range", &self.uid_range)
             .finish_non_exhaustive()
     }
 }
@@ -214,7 +222,9 @@ impl SessionSpec {
             health: Some(HealthSpec::default()),
             credentials: None,
             delivery: Delivery::Env,
-            isolation: Isolation::default(),
+            dirs: SessionDirs::default(),
+            isolation: IsolationLevel::None,
+            uid_range: UidRange::DEFAULT,
             stdin: StdinMode::Null,
             foreground_terminal: false,
             stdout: OutputMode::Inherit,
@@ -250,7 +260,7 @@ impl SessionSpec {
                 args: args.into_iter().map(Into::into).collect(),
             },
         );
-        spec.isolation.config_dir = true;
+        spec.dirs.config_dir = true;
         spec.stdout = OutputMode::lines();
         spec
     }

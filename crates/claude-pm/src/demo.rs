@@ -109,7 +109,7 @@ fn session_spec(i: usize, bin: &std::path::Path, api: &StandInApi) -> SessionSpe
         hang_after: Some(Duration::from_secs(60)),
         ..HealthSpec::default()
     });
-    spec.isolation.home = true;
+    spec.dirs.home = true;
     spec.stdin = StdinMode::Piped;
     spec.stdout = OutputMode::lines();
     spec.stderr = OutputMode::Discard;

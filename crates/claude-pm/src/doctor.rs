@@ -77,6 +77,32 @@ fn entries(report: &LimitReport) -> Vec<Value> {
         .collect()
 }
 
+/// The isolation part: what each level promises and enforces it with on this host, what is
+/// missing for a level it cannot give, and whether the settings' level would start.
+fn isolation(spec: &SessionSpec) -> Value {
+    use claude_manager::sandbox::{HostSupport, Level, SandboxConfig};
+    let host = HostSupport::probe();
+    let levels: Vec<Value> = [Level::User, Level::Sandbox]
+        .into_iter()
+        .map(|level| {
+            let promises: Vec<Value> = HostSupport::promises(level)
+                .into_iter()
+                .map(|(p, m)| json!({"promise": p.to_string(), "mechanism": m.to_string()}))
+                .collect();
+            json!({"level": level.as_str(), "missing": host.missing(level), "promises": promises})
+        })
+        .collect();
+    let mut config = SandboxConfig::default();
+    config.level = spec.isolation;
+    config.uid_range = spec.uid_range;
+    json!({
+        "level": spec.isolation.as_str(),
+        "uid_range": spec.uid_range.to_string(),
+        "error": config.check().err().map(|e| describe(&e)),
+        "levels": levels,
+    })
+}
+
 async fn claude_binary(spec: &SessionSpec) -> Value {
     let binary = match &spec.program {
         Program::Claude { binary, .. } => binary.as_deref(),
@@ -123,6 +149,7 @@ pub(crate) async fn doctor(json_out: bool, settings: SettingsArgs) -> u8 {
         "auth": auth().await,
         "cgroup": cgroup_mode(),
         "limits": limits(&spec),
+        "isolation": isolation(&spec),
         "claude_pm": env!("CARGO_PKG_VERSION"),
     });
     if json_out {
@@ -131,10 +158,11 @@ pub(crate) async fn doctor(json_out: bool, settings: SettingsArgs) -> u8 {
         print_text(&report);
     }
     // Non-zero when `claude-pm claude` could not run here: no usable Claude CLI, no usable
-    // credential, or limits it would refuse.
+    // credential, or limits or an isolation it would refuse.
     let broken = report["claude"]["error"].is_string()
         || report["auth"]["error"].is_string()
-        || report["limits"]["error"].is_string();
+        || report["limits"]["error"].is_string()
+        || report["isolation"]["error"].is_string();
     if broken {
         1
     } else {
@@ -193,5 +221,32 @@ fn print_text(report: &Value) {
             text(&l["mechanism"]),
             l["note"].as_str().unwrap_or("")
         );
+    }
+    print_isolation(&report["isolation"]);
+}
+
+fn print_isolation(iso: &Value) {
+    let text = |v: &Value| v.as_str().unwrap_or("?").to_owned();
+    say!(
+        "isolation       {} (uids {})",
+        text(&iso["level"]),
+        text(&iso["uid_range"])
+    );
+    if let Some(error) = iso["error"].as_str() {
+        say!("  run would refuse to start: {error}");
+    }
+    for level in iso["levels"].as_array().into_iter().flatten() {
+        match level["missing"].as_str() {
+            Some(missing) => say!(
+                "  {:<8} not available here: {missing}",
+                text(&level["level"])
+            ),
+            None => {
+                say!("  {}:", text(&level["level"]));
+                for p in level["promises"].as_array().into_iter().flatten() {
+                    say!("    {:<40} {}", text(&p["promise"]), text(&p["mechanism"]));
+                }
+            }
+        }
     }
 }

@@ -402,7 +402,13 @@ fn spawn_request(
     for (i, arg) in config.args.iter().enumerate() {
         argv.push(cstring(arg.clone().into_vec(), i + 1)?);
     }
-    let cwd = match &config.cwd {
+    // A sandboxed child starts at the new root: without a working directory of its own it
+    // gets the manager's, as an unsandboxed child would.
+    let cwd_dir = match (&config.cwd, &sandbox) {
+        (None, Some(_)) => std::env::current_dir().ok(),
+        (cwd, _) => cwd.clone(),
+    };
+    let cwd = match &cwd_dir {
         Some(dir) => {
             if !dir.is_dir() {
                 return Err(Error::MissingCwd { path: dir.clone() });

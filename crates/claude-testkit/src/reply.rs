@@ -29,6 +29,84 @@ pub(crate) fn last_user_text(body: &Value) -> String {
     }
 }
 
+/// The last message's content blocks, if it is a user message with an array of blocks.
+fn last_user_blocks(body: &Value) -> Option<&Vec<Value>> {
+    let last = body.get("messages")?.as_array()?.last()?;
+    if last.get("role").and_then(Value::as_str) != Some("user") {
+        return None;
+    }
+    last.get("content")?.as_array()
+}
+
+/// The output of the tool the last user message answers (a `tool_result` block), as text.
+pub(crate) fn tool_output(body: &Value) -> Option<String> {
+    let result = last_user_blocks(body)?
+        .iter()
+        .find(|b| b.get("type").and_then(Value::as_str) == Some("tool_result"))?;
+    Some(match result.get("content") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    })
+}
+
+/// The shell command to ask the CLI's Bash tool to run: a prompt `run: COMMAND`, when the
+/// request offers the Bash tool and is not already the tool's answer.
+pub(crate) fn tool_command(body: &Value) -> Option<String> {
+    if tool_output(body).is_some() {
+        return None;
+    }
+    let offers_bash = body
+        .get("tools")?
+        .as_array()?
+        .iter()
+        .any(|t| t.get("name").and_then(Value::as_str) == Some("Bash"));
+    let prompt = last_user_text(body);
+    let command = prompt.trim().strip_prefix("run: ")?;
+    offers_bash.then(|| command.to_owned())
+}
+
+/// The events of a streamed reply that asks for the Bash tool to run `command`.
+pub(crate) fn tool_events(id: u64, model: &str, command: &str, input_tokens: u64) -> Vec<String> {
+    let start = json!({"type": "message_start", "message": {
+        "id": format!("msg_standin_{id}"), "type": "message", "role": "assistant",
+        "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
+        "usage": {"input_tokens": input_tokens, "output_tokens": 1}}});
+    let input = json!({"command": command, "description": "stand-in tool call"}).to_string();
+    let frames = [
+        ("message_start", start),
+        (
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0, "content_block":
+                   {"type": "tool_use", "id": format!("toolu_standin_{id}"), "name": "Bash", "input": {}}}),
+        ),
+        (
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0,
+                   "delta": {"type": "input_json_delta", "partial_json": input}}),
+        ),
+        (
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": 0}),
+        ),
+        (
+            "message_delta",
+            json!({"type": "message_delta",
+                   "delta": {"stop_reason": "tool_use", "stop_sequence": null},
+                   "usage": {"output_tokens": output_tokens(command)}}),
+        ),
+        ("message_stop", json!({"type": "message_stop"})),
+    ];
+    frames
+        .iter()
+        .map(|(name, data)| format!("event: {name}\ndata: {data}\n\n"))
+        .collect()
+}
+
 /// The deterministic echo: `pong` for a ping, else the first words of the prompt.
 pub(crate) fn echo(prompt: &str) -> String {
     let prompt = prompt.trim();

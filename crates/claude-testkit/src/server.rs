@@ -153,8 +153,11 @@ fn messages(
     }
     let prompt = reply::last_user_text(body);
     let input_tokens = (prompt.len() as u64 / 4).max(1);
-    let text = match &behaviour {
-        Behaviour::Reply { text: Some(text) } => text.clone(),
+    // A prompt `run: COMMAND` has the CLI's Bash tool run it; the tool's answer is echoed.
+    let tool = reply::tool_command(body).filter(|_| stream);
+    let text = match (&behaviour, reply::tool_output(body)) {
+        (Behaviour::Reply { text: Some(text) }, _) => text.clone(),
+        (_, Some(output)) => format!("tool output: {output}"),
         _ => reply::echo(&prompt),
     };
     if !stream {
@@ -163,7 +166,10 @@ fn messages(
             &reply::message(id, &model, &text, input_tokens),
         );
     }
-    let events = reply::events(id, &model, &text, input_tokens);
+    let events = match &tool {
+        Some(command) => reply::tool_events(id, &model, command, input_tokens),
+        None => reply::events(id, &model, &text, input_tokens),
+    };
     let (tx, rx) = mpsc::channel::<Bytes>(8);
     tokio::spawn(async move {
         for (i, event) in events.into_iter().enumerate() {

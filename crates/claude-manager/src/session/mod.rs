@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use claude_limits::{LimitsHook, Mechanism};
 use claude_proc::{Decision, GiveUpReason, RestartState, RunOutcome};
+use claude_sandbox::SessionSandbox;
 use tokio::sync::{broadcast, mpsc, watch as watch_channel, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
@@ -37,6 +38,8 @@ pub(crate) struct SessionTask {
     pub(crate) spec: SessionSpec,
     pub(crate) binary: PathBuf,
     pub(crate) limits: Option<Arc<LimitsHook>>,
+    /// The session's isolation: its leased uid, held until the session's last tree is gone.
+    pub(crate) sandbox: Option<Arc<SessionSandbox>>,
     pub(crate) slots: Arc<Semaphore>,
     pub(crate) events: broadcast::Sender<ManagerEvent>,
     pub(crate) state: watch_channel::Sender<SessionState>,
@@ -102,6 +105,11 @@ impl SessionTask {
         }
         let started = Instant::now();
         let workdir = self.workdir();
+        if let (Some(sandbox), Some(dir)) = (&self.sandbox, &workdir) {
+            if let Err(e) = sandbox.adopt_home(dir.path()) {
+                tracing::warn!(error = %e, "giving the session its home directory");
+            }
+        }
         if let (Some(dir), Program::Claude { .. }) = (&workdir, &self.spec.program) {
             if !self.spec.program.reports_api_errors() && !self.spec.configures_cli_debugging() {
                 self.api_log = Some(dir.path().join("claude-pm-api.log"));
@@ -174,6 +182,11 @@ impl SessionTask {
                 _ => break,
             }
         }
+        // The last tree is gone: end what still runs under the uid, take the working
+        // directory back and free the uid before anyone hears the session ended.
+        if let Some(sandbox) = self.sandbox.take() {
+            let _ = tokio::task::spawn_blocking(move || sandbox.release()).await;
+        }
         self.set_state(SessionState::Finished);
         let end = last.unwrap_or_else(|| RunResult::stopped_before_start("never started"));
         // Restarts are runs that started after the first, not decisions whose run could not
@@ -239,7 +252,7 @@ impl SessionTask {
 
     /// The session's own directory (config dir and, if asked, HOME), removed at the end.
     fn workdir(&self) -> Option<tempfile::TempDir> {
-        if !self.spec.isolation.config_dir && !self.spec.isolation.home {
+        if !self.spec.dirs.config_dir && !self.spec.dirs.home && self.sandbox.is_none() {
             return None;
         }
         let dir = tempfile::Builder::new()

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use claude_auth::{Credential, CredentialHook};
+use claude_auth::{Credential, CredentialHook, Delivery};
 use claude_health::Signals;
 use claude_proc::{EnvPolicy, OutputMode, ProcessConfig, ProcessConfigBuilder, RunOutcome};
 
@@ -23,10 +23,15 @@ impl SessionTask {
         let credential = self.credential(refresh).await?;
         let mut b = self.builder(workdir);
         if let Some(credential) = credential {
-            b = b.hook(Arc::new(CredentialHook::new(
-                credential,
-                self.spec.delivery,
-            )));
+            // An isolated session gets its credential by descriptor, never in its environment.
+            let delivery = match (&self.sandbox, self.spec.delivery) {
+                (Some(_), Delivery::Env) => Delivery::Fd(3),
+                (_, delivery) => delivery,
+            };
+            b = b.hook(Arc::new(CredentialHook::new(credential, delivery)));
+        }
+        if let Some(sandbox) = &self.sandbox {
+            b = b.hook(Arc::clone(sandbox) as Arc<dyn claude_proc::SpawnHook>);
         }
         if let Some(limits) = &self.limits {
             b = b.hook(Arc::new(limits.for_run(Arc::clone(signals))));
@@ -101,10 +106,11 @@ impl SessionTask {
             b = b.env_policy(EnvPolicy::Inherit).stdout(spec.stdout);
         }
         if let Some(dir) = workdir {
-            if spec.isolation.config_dir {
+            if spec.dirs.config_dir {
                 b = b.env("CLAUDE_CONFIG_DIR", dir.join(".claude"));
             }
-            if spec.isolation.home {
+            // An isolated session's HOME is its own: the manager's is not its to read.
+            if spec.dirs.home || self.sandbox.is_some() {
                 b = b.env("HOME", dir);
             }
         }

@@ -274,6 +274,27 @@ pub const SETTINGS: &[Setting] = &[
         },
     ),
     Setting::new(
+        "isolation",
+        "LEVEL",
+        "Keep each session from the host and the others: none, user (own uid) or sandbox (own uid and namespaces)",
+        |t, v| {
+            t.spec.isolation = v.parse().map_err(|_| "must be none, user or sandbox".to_owned())?;
+            Ok(())
+        },
+    ),
+    Setting::new(
+        "uid_range",
+        "FIRST-LAST",
+        "Where isolated sessions' uids come from (default 61184-65519)",
+        |t, v| {
+            t.spec.uid_range = v.parse().map_err(|e| match e {
+                claude_sandbox::Error::InvalidRange { why, .. } => why.to_owned(),
+                other => other.to_string(),
+            })?;
+            Ok(())
+        },
+    ),
+    Setting::new(
         "env",
         "KEY=VALUE",
         "Set a variable in the child (repeatable)",

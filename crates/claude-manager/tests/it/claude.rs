@@ -26,7 +26,7 @@ async fn one_shot(api: &StandInApi, name: &str, prompt: &str) -> SessionSpec {
     for (k, v) in offline_env(&api.base_url()) {
         spec.env.push((k.into(), v.into()));
     }
-    spec.isolation.home = true;
+    spec.dirs.home = true;
     spec.grace = Duration::from_secs(3);
     spec
 }

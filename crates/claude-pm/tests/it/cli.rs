@@ -497,6 +497,8 @@ async fn flags_variables_config_keys_and_readme_agree_with_the_settings_table() 
             "DIR" => "/sys/fs/cgroup/unified",
             "PATH" => "/bin/true",
             "HOW" => "env",
+            "LEVEL" => "user",
+            "FIRST-LAST" => "3900500-3900599",
             "KEY=VALUE" => "A=1",
             "KEY" => "HOME",
             other => panic!("no sample value for {other}"),

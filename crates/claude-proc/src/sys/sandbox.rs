@@ -79,6 +79,10 @@ pub(crate) struct SandboxPlan {
     root: CString,
     proc_target: CString,
     net: Option<OwnedFd>,
+    /// This process's argument and environment areas (`/proc/self/stat` fields 48-51): the
+    /// init, a copy of this process that never execs, blanks its copies so `/proc/1/cmdline`
+    /// shows a name instead of the manager's command line.
+    areas: [(usize, usize); 2],
     /// A pidfd of this process: the child checks it after arming its parent-death signal
     /// (`getppid` says 0 across a PID namespace).
     pub(crate) parent: OwnedFd,
@@ -189,9 +193,45 @@ impl SandboxPlan {
             root: cstr(NEW_ROOT.as_bytes())?,
             proc_target: inside(Path::new("/proc"))?,
             net,
+            areas: own_areas().unwrap_or_default(),
             parent: super::pidfd::open(std::process::id())
                 .map_err(|e| Error::os("open a pidfd of this process", e))?,
         })
+    }
+}
+
+/// `arg_start..arg_end` and `env_start..env_end` of this process.
+fn own_areas() -> Option<[(usize, usize); 2]> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    // The first field after the command's name is field 3.
+    let field = |n: usize| rest.split_whitespace().nth(n - 3)?.parse::<usize>().ok();
+    let areas = [(field(48)?, field(49)?), (field(50)?, field(51)?)];
+    areas.iter().all(|(a, b)| a < b).then_some(areas)
+}
+
+/// The init's name in `/proc/1/cmdline`.
+const INIT_NAME: &[u8] = b"claude-proc-init\0";
+
+/// Blank the argument and environment areas of this (copied) process and name it.
+///
+/// # Safety
+/// Only in the init, whose memory is its own copy; the areas are the stack pages the kernel
+/// placed the arguments and environment in.
+unsafe fn blank_areas(areas: &[(usize, usize); 2]) {
+    for &(start, end) in areas {
+        if start == 0 || end <= start {
+            continue;
+        }
+        // SAFETY: the range is mapped and writable in this process (the caller's contract).
+        unsafe { std::ptr::write_bytes(start as *mut u8, 0, end - start) };
+    }
+    let (start, end) = areas[0];
+    if start != 0 && end - start >= INIT_NAME.len() {
+        // SAFETY: as above, within the argument area.
+        unsafe {
+            std::ptr::copy_nonoverlapping(INIT_NAME.as_ptr(), start as *mut u8, INIT_NAME.len())
+        };
     }
 }
 
@@ -389,7 +429,12 @@ pub(crate) unsafe fn exited(pidfd: &OwnedFd) -> bool {
 ///
 /// # Safety
 /// Only as PID 1 of the child's namespace, with every signal blocked; raw system calls only.
-pub(crate) unsafe fn run_init(status_fd: RawFd, err_fd: RawFd, exec: impl Fn() -> i32) -> i32 {
+pub(crate) unsafe fn run_init(
+    plan: &SandboxPlan,
+    status_fd: RawFd,
+    err_fd: RawFd,
+    exec: impl Fn() -> i32,
+) -> i32 {
     // SAFETY: raw fork (no atfork handlers: other threads' locks were copied held), waits,
     // kills and writes on descriptors we own.
     unsafe {
@@ -408,11 +453,22 @@ pub(crate) unsafe fn run_init(status_fd: RawFd, err_fd: RawFd, exec: impl Fn() -
             return STEP_FORK;
         }
         // The manager learns of a successful exec from end-of-file on the error pipe, and of
-        // the program's end from end-of-file on its output: hold none of them.
+        // the program's end from end-of-file on its output: hold none of them, nor anything
+        // else (a credential's pipe), only the status pipe.
         libc::close(err_fd);
-        for fd in 0..3 {
-            libc::close(fd);
-        }
+        libc::syscall(
+            libc::SYS_close_range,
+            0u32,
+            (status_fd - 1) as libc::c_uint,
+            0u32,
+        );
+        libc::syscall(
+            libc::SYS_close_range,
+            (status_fd + 1) as libc::c_uint,
+            libc::c_uint::MAX,
+            0u32,
+        );
+        blank_areas(&plan.areas);
         let mut all: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut all);
         loop {

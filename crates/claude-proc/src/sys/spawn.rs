@@ -497,8 +497,8 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             libc::pthread_sigmask(libc::SIG_BLOCK, &ttou, std::ptr::null_mut());
             libc::tcsetpgrp(0, libc::getpid());
         }
-        let step = if plan.sandbox.is_some() {
-            sandbox::run_init(plan.status_fd, plan.err_fd, || exec_program(plan))
+        let step = if let Some(sandbox) = plan.sandbox {
+            sandbox::run_init(sandbox, plan.status_fd, plan.err_fd, || exec_program(plan))
         } else {
             exec_program(plan)
         };
