@@ -14,7 +14,7 @@ use claude_testkit::{offline_env, pinned_cli, AuthSeen, Behaviour, StandInApi};
 use crate::SERIAL;
 
 /// A one-shot `claude -p PROMPT` spec against `api` with `credentials`.
-async fn one_shot(api: &StandInApi, name: &str, prompt: &str) -> SessionSpec {
+pub(crate) async fn one_shot(api: &StandInApi, name: &str, prompt: &str) -> SessionSpec {
     let bin = pinned_cli().await.unwrap();
     let mut spec = SessionSpec::claude(
         name,
@@ -31,7 +31,7 @@ async fn one_shot(api: &StandInApi, name: &str, prompt: &str) -> SessionSpec {
     spec
 }
 
-fn api_key(key: &str) -> Arc<dyn TokenManager> {
+pub(crate) fn api_key(key: &str) -> Arc<dyn TokenManager> {
     Arc::new(StaticSource::new(Credential::new(
         CredentialKind::ApiKey,
         Secret::new(key.to_owned()),
@@ -82,7 +82,7 @@ fn assert_succeeded(report: &claude_manager::SessionReport) {
 }
 
 /// Every line the run printed, as JSON.
-async fn lines_of(run: &mut claude_manager::Run) -> Vec<serde_json::Value> {
+pub(crate) async fn lines_of(run: &mut claude_manager::Run) -> Vec<serde_json::Value> {
     let mut out = run.stdout.take().unwrap();
     let mut lines = Vec::new();
     while let Some(OutputEvent::Line(l)) = out.recv().await {
@@ -425,7 +425,7 @@ async fn a_rate_limited_run_waits_the_long_pause_before_the_next() {
 }
 
 /// A stream-json session spec (turns on stdin) against `api`, with a fast liveness probe.
-async fn stream_session(api: &StandInApi, name: &str) -> SessionSpec {
+pub(crate) async fn stream_session(api: &StandInApi, name: &str) -> SessionSpec {
     let mut spec = one_shot(api, name, "unused").await;
     if let claude_manager::Program::Claude { args, .. } = &mut spec.program {
         *args = claude_manager::proc::STREAM_JSON_ARGS

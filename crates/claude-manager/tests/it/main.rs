@@ -5,6 +5,7 @@
 )]
 
 mod claude;
+mod isolation;
 mod supervise;
 
 /// CPU- and memory-heavy tests run one at a time (the machine has two cores).

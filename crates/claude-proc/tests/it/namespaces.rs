@@ -210,3 +210,46 @@ async fn the_stop_ends_an_escaped_process_with_the_namespace() {
         }
     }
 }
+
+/// A setuid-root binary raises an unprivileged program to euid 0 unless `no_new_privs` is
+/// set (or, in the sandbox, the view is `nosuid`): the attempt succeeds without the
+/// protection, so its failure with it is real.
+#[tokio::test]
+async fn a_setuid_binary_gives_root_only_without_no_new_privs() {
+    if !root_or_skip() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix("suid-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let suid = dir.path().join("id");
+    std::fs::copy("/usr/bin/id", &suid).unwrap();
+    std::fs::set_permissions(&suid, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let script = format!("{} -u", suid.display());
+    for (no_new_privs, sandbox, want) in [
+        (false, false, "0".to_owned()),
+        (true, false, UID.to_string()),
+        (false, true, UID.to_string()),
+    ] {
+        let d = dir.path().to_path_buf();
+        let h = hook(move |setup: &mut ChildSetup| {
+            setup.run_as(UID, UID);
+            if no_new_privs {
+                setup.no_new_privileges();
+            }
+            if sandbox {
+                setup.sandbox(view(&d), None);
+            }
+            Ok(())
+        });
+        let (out, _) = sh_with(&script, h).await;
+        assert_eq!(
+            out,
+            [want],
+            "no_new_privs {no_new_privs}, sandbox {sandbox}"
+        );
+    }
+}
