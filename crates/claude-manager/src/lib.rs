@@ -83,13 +83,13 @@ pub use claude_limits as limits;
 pub use claude_proc as proc;
 pub use claude_sandbox as sandbox;
 
-pub use claude_sandbox::{Level as IsolationLevel, UidRange};
+pub use claude_sandbox::{Level as IsolationLevel, Network, UidRange};
 pub use error::{describe_error, Error, Result};
 pub use events::{EventKind, LimitAction, ManagerEvent, SessionState};
 pub use manager::{ManagerConfig, ProcessManager, Run, SessionHandle, SessionInfo};
 pub use metrics::MetricsSnapshot;
 pub use plan::plan_limits;
-pub use plan::plan_sandbox;
+pub use plan::{api_url, plan_sandbox};
 pub use report::{ClaudeOutcome, ExitKind, SessionReport};
 pub use settings::{setting, Setting, Settings, SettingsSource, MAX_CONFIG_BYTES, SETTINGS};
 pub use spec::{HealthSpec, Program, SessionDirs, SessionSpec};

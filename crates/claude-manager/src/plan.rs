@@ -23,7 +23,22 @@ pub fn plan_sandbox(
     config.level = spec.isolation;
     config.uid_range = spec.uid_range;
     config.lease_dir = lease_dir.to_path_buf();
+    config.network = spec.network;
+    config.api_url = api_url(spec);
     Ok(SessionSandbox::start(&config, &workdir_of(spec))?)
+}
+
+/// The API the session's CLI talks to: its `ANTHROPIC_BASE_URL` (the spec's, else the one it
+/// inherits), else the CLI's default.
+pub fn api_url(spec: &SessionSpec) -> String {
+    let name = std::ffi::OsStr::new("ANTHROPIC_BASE_URL");
+    spec.env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.to_string_lossy().into_owned())
+        .or_else(|| std::env::var("ANTHROPIC_BASE_URL").ok())
+        .unwrap_or_else(|| claude_sandbox::DEFAULT_API_URL.to_owned())
 }
 
 /// The session's working directory: the spec's, or the manager's.

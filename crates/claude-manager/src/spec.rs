@@ -8,7 +8,7 @@ use std::time::Duration;
 use claude_auth::{Delivery, TokenManager};
 use claude_limits::{LimitOptions, ResourceLimits};
 use claude_proc::{OutputMode, RestartPolicy, StdinMode};
-use claude_sandbox::{Level as IsolationLevel, UidRange};
+use claude_sandbox::{Level as IsolationLevel, Network, UidRange};
 
 /// What a session runs.
 #[derive(Debug, Clone)]
@@ -171,6 +171,8 @@ pub struct SessionSpec {
     pub isolation: IsolationLevel,
     /// Where an isolated session's uid comes from.
     pub uid_range: UidRange,
+    /// A sandboxed session's network: the host's, or only the API (`ANTHROPIC_BASE_URL`).
+    pub network: Network,
     /// The child's stdin.
     pub stdin: StdinMode,
     /// With an inherited stdin that is the manager's controlling terminal: each run's process
@@ -203,6 +205,7 @@ impl std::fmt::Debug for SessionSpec {
             .field("dirs", &self.dirs)
             .field("isolation", &self.isolation)
             .field("uid_range", &self.uid_range)
+            .field("network", &self.network)
             .finish_non_exhaustive()
     }
 }
@@ -225,6 +228,7 @@ impl SessionSpec {
             dirs: SessionDirs::default(),
             isolation: IsolationLevel::None,
             uid_range: UidRange::DEFAULT,
+            network: Network::Host,
             stdin: StdinMode::Null,
             foreground_terminal: false,
             stdout: OutputMode::Inherit,

@@ -95,7 +95,10 @@ fn isolation(spec: &SessionSpec) -> Value {
     let mut config = SandboxConfig::default();
     config.level = spec.isolation;
     config.uid_range = spec.uid_range;
+    config.network = spec.network;
+    config.api_url = claude_manager::api_url(&spec);
     json!({
+        "network": spec.network.as_str(),
         "level": spec.isolation.as_str(),
         "uid_range": spec.uid_range.to_string(),
         "error": config.check().err().map(|e| describe(&e)),
@@ -228,9 +231,10 @@ fn print_text(report: &Value) {
 fn print_isolation(iso: &Value) {
     let text = |v: &Value| v.as_str().unwrap_or("?").to_owned();
     say!(
-        "isolation       {} (uids {})",
+        "isolation       {} (uids {}, network {})",
         text(&iso["level"]),
-        text(&iso["uid_range"])
+        text(&iso["uid_range"]),
+        text(&iso["network"])
     );
     if let Some(error) = iso["error"].as_str() {
         say!("  run would refuse to start: {error}");

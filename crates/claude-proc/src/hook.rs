@@ -76,6 +76,9 @@ pub struct FsView {
     /// Files bound read-only at the same path after the private and hidden directories are in
     /// place (the target of an `/etc/resolv.conf` link that lives under a private `/run`).
     pub read_only: Vec<PathBuf>,
+    /// Host files shown read-only in place of another path: (source, path in the view), for
+    /// example a session's own `/etc/hosts`.
+    pub replaced: Vec<(PathBuf, PathBuf)>,
 }
 
 /// The child's own namespaces: mount (showing an [`FsView`]), PID (the child is its init and

@@ -15,6 +15,36 @@ pub enum Error {
         text: String,
     },
 
+    /// The network setting is not `host` or `api`.
+    #[error("invalid network {text:?}: expected host or api")]
+    InvalidNetwork {
+        /// The text given.
+        text: String,
+    },
+
+    /// The API URL cannot be used for `network = api`.
+    #[error("invalid API URL {url:?} for network = api: {why}")]
+    InvalidApiUrl {
+        /// The URL.
+        url: String,
+        /// What is wrong.
+        why: &'static str,
+    },
+
+    /// `network = api` was asked for without the sandbox (it needs the mount namespace for
+    /// its `/etc/hosts`).
+    #[error("network = api needs isolation = sandbox")]
+    NetworkNeedsSandbox,
+
+    /// The session's network namespace or its forwarder could not be set up.
+    #[error("{op}: {source}")]
+    Network {
+        /// What was being done.
+        op: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+
     /// A uid range cannot be parsed or is unusable.
     #[error("invalid uid range {text:?}: {why}")]
     InvalidRange {

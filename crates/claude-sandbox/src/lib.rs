@@ -16,6 +16,7 @@ mod error;
 mod host;
 mod lease;
 mod level;
+mod net;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ use claude_proc::{ChildSetup, FsView, HookError, HookInstance, SpawnHook};
 pub use error::{Error, Result};
 pub use host::{HostSupport, Mechanism, Promise};
 pub use level::{Level, UidRange};
+pub use net::{ApiEndpoint, Network, DEFAULT_API_URL};
 
 use lease::Lease;
 
@@ -44,6 +46,11 @@ pub struct SandboxConfig {
     pub lease_dir: PathBuf,
     /// More directories a sandboxed session must not see (the manager's state).
     pub hidden: Vec<PathBuf>,
+    /// The sandbox's network.
+    pub network: Network,
+    /// The API the session talks to (its `ANTHROPIC_BASE_URL`), the one way out under
+    /// [`Network::Api`].
+    pub api_url: String,
 }
 
 impl Default for SandboxConfig {
@@ -53,6 +60,8 @@ impl Default for SandboxConfig {
             uid_range: UidRange::DEFAULT,
             lease_dir: PathBuf::from(DEFAULT_LEASE_DIR),
             hidden: Vec::new(),
+            network: Network::Host,
+            api_url: DEFAULT_API_URL.to_owned(),
         }
     }
 }
@@ -76,6 +85,12 @@ impl SandboxConfig {
     /// Check the configuration against this host: the level can be enforced, and no existing
     /// user or group has an id in the range.
     pub fn check(&self) -> Result<()> {
+        if self.network == Network::Api {
+            if self.level != Level::Sandbox {
+                return Err(Error::NetworkNeedsSandbox);
+            }
+            ApiEndpoint::parse(&self.api_url)?;
+        }
         if self.level == Level::None {
             return Ok(());
         }
@@ -113,6 +128,9 @@ pub struct SessionSandbox {
     workdir: PathBuf,
     view: Mutex<FsView>,
     lease: Mutex<Option<Lease>>,
+    /// Under [`Network::Api`]: the namespace, its forwarder and the `/etc/hosts` naming the
+    /// API host.
+    net: Option<(net::ApiNetwork, Option<tempfile::NamedTempFile>)>,
 }
 
 impl SessionSandbox {
@@ -120,10 +138,10 @@ impl SessionSandbox {
     /// the working directory (and close that directory to other non-root users for the
     /// session's life). `None` for [`Level::None`].
     pub fn start(config: &SandboxConfig, workdir: &Path) -> Result<Option<SessionSandbox>> {
+        config.check()?;
         if config.level == Level::None {
             return Ok(None);
         }
-        config.check()?;
         let workdir = std::fs::canonicalize(workdir)
             .ok()
             .filter(|p| p.is_dir())
@@ -137,6 +155,10 @@ impl SessionSandbox {
                 mode,
             });
         }
+        let api = match config.network {
+            Network::Api => Some(ApiEndpoint::parse(&config.api_url)?),
+            Network::Host => None,
+        };
         let mut lease = Lease::acquire(&config.lease_dir, config.uid_range)?;
         let meta = std::fs::metadata(&workdir).map_err(|e| Error::io("inspect", &workdir, e))?;
         let mode = meta.mode() & 0o7777;
@@ -171,6 +193,13 @@ impl SessionSandbox {
                 view.read_only.push(target);
             }
         }
+        let net = match api.map(|api| api_network(&api, &mut view)).transpose() {
+            Ok(net) => net,
+            Err(e) => {
+                lease.release();
+                return Err(e);
+            }
+        };
         tracing::info!(uid, level = %config.level, workdir = %workdir.display(), "uid leased");
         Ok(Some(SessionSandbox {
             level: config.level,
@@ -178,6 +207,7 @@ impl SessionSandbox {
             workdir,
             view: Mutex::new(view),
             lease: Mutex::new(Some(lease)),
+            net,
         }))
     }
 
@@ -237,6 +267,30 @@ impl Drop for SessionSandbox {
     }
 }
 
+/// The network namespace and forwarder for `api`; a name gets an `/etc/hosts` of its own in
+/// the view, pointing it at the forwarder's loopback listener.
+fn api_network(
+    api: &ApiEndpoint,
+    view: &mut FsView,
+) -> Result<(net::ApiNetwork, Option<tempfile::NamedTempFile>)> {
+    let network = net::ApiNetwork::start(api)?;
+    let hosts = if api.is_name() {
+        use std::io::Write;
+        let mut file = tempfile::NamedTempFile::new()
+            .map_err(|e| Error::io("create the sandbox's hosts file", "/tmp", e))?;
+        writeln!(file, "127.0.0.1\tlocalhost {}\n::1\tlocalhost", api.host)
+            .map_err(|e| Error::io("write the sandbox's hosts file", file.path(), e))?;
+        std::fs::set_permissions(file.path(), std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| Error::io("open the sandbox's hosts file", file.path(), e))?;
+        view.replaced
+            .push((file.path().to_path_buf(), PathBuf::from("/etc/hosts")));
+        Some(file)
+    } else {
+        None
+    };
+    Ok((network, hosts))
+}
+
 /// Give `dir` and everything under it to `uid` (symlinks themselves, never followed).
 fn chown_tree(dir: &Path, uid: u32) -> Result<()> {
     let mut stack = vec![dir.to_path_buf()];
@@ -271,7 +325,11 @@ impl SpawnHook for SessionSandbox {
                 .lock()
                 .map_err(|_| HookError::from("the sandbox's view is poisoned".to_owned()))?
                 .clone();
-            setup.sandbox(view, None);
+            let netns = match &self.net {
+                Some((net, _)) => Some(net.netns.try_clone()?),
+                None => None,
+            };
+            setup.sandbox(view, netns);
         }
         Ok(Box::new(Run))
     }

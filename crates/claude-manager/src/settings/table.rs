@@ -295,6 +295,15 @@ pub const SETTINGS: &[Setting] = &[
         },
     ),
     Setting::new(
+        "network",
+        "NET",
+        "A sandboxed session's network: host, or api (only ANTHROPIC_BASE_URL is reachable)",
+        |t, v| {
+            t.spec.network = v.parse().map_err(|_| "must be host or api".to_owned())?;
+            Ok(())
+        },
+    ),
+    Setting::new(
         "env",
         "KEY=VALUE",
         "Set a variable in the child (repeatable)",

@@ -18,7 +18,8 @@ use crate::SERIAL;
 /// is the victim's claude pid (as the host sees it), `$VCFG` its config directory, `$VWD` its
 /// working directory, `$STATE` a file of the manager's, `$CREDS` the credentials file the
 /// manager reads for the victim, `$SUID` a setuid-root copy of `id`, `$VTMP` the victim's
-/// per-session directory under /tmp.
+/// per-session directory under /tmp, `$SVC` the port of a service on the host's loopback.
+/// The sandbox runs with `network = api`.
 pub(crate) const ATTEMPTS: &[(&str, &str, &str)] = &[
     ("environ", "read another session's environment (its API key)", "tr '\\0' '\\n' < /proc/$V/environ | grep -q victim-key-MARK"),
     ("cmdline", "read another session's command line (its system prompt)", "tr '\\0' ' ' < /proc/$V/cmdline | grep -q victim-prompt-MARK"),
@@ -35,47 +36,24 @@ pub(crate) const ATTEMPTS: &[(&str, &str, &str)] = &[
     ("see_processes", "see other processes at all", "test -d /proc/$V"),
     ("write_host", "write outside its own directories", "touch /usr/local/escape-probe && rm -f /usr/local/escape-probe"),
     ("setuid", "gain root through a setuid binary", "test \"$($SUID -u)\" = 0"),
+    ("loopback", "reach a host loopback service other than the API", "exec 3<>/dev/tcp/127.0.0.1/$SVC"),
     ("leave_behind", "leave a process running after the session's stop", "env -i setsid sh -c 'sleep 3917.25 &' </dev/null >/dev/null 2>&1"),
 ];
 
-/// The rows each level blocks (the rest succeed, shown by the test).
-pub(crate) fn blocked_by(level: IsolationLevel) -> &'static [&'static str] {
+/// The rows a level leaves open (every other row it blocks): the sandbox none; its own uid
+/// shares the host's `/proc`, `/tmp` and network; no isolation blocks nothing.
+pub(crate) fn open_at(level: IsolationLevel) -> Vec<&'static str> {
     match level {
-        IsolationLevel::Sandbox => &[
-            "environ",
-            "cmdline",
-            "fds",
-            "config_dir",
-            "transcript",
-            "credentials",
-            "workdir_read",
-            "workdir_write",
-            "manager_files",
-            "session_tmp",
-            "signal",
-            "ptrace",
-            "see_processes",
-            "write_host",
-            "setuid",
-            "leave_behind",
-        ],
-        // Its own uid: DAC and ptrace rules hold; the host's /proc and /tmp are shared.
-        IsolationLevel::User => &[
-            "environ",
-            "fds",
-            "config_dir",
-            "transcript",
-            "credentials",
-            "workdir_read",
-            "workdir_write",
-            "manager_files",
-            "signal",
-            "ptrace",
-            "write_host",
-            "setuid",
-            "leave_behind",
-        ],
-        _ => &[],
+        IsolationLevel::Sandbox => Vec::new(),
+        IsolationLevel::User => vec!["cmdline", "session_tmp", "see_processes", "loopback"],
+        _ => ATTEMPTS.iter().map(|(name, _, _)| *name).collect(),
+    }
+}
+
+fn network_for(level: IsolationLevel) -> claude_manager::Network {
+    match level {
+        IsolationLevel::Sandbox => claude_manager::Network::Api,
+        _ => claude_manager::Network::Host,
     }
 }
 
@@ -134,6 +112,8 @@ fn environ_var(pid: u32, name: &str) -> Option<String> {
 /// /tmp (a sandbox's /tmp is private, which would hide them for the wrong reason).
 struct Stage {
     root: tempfile::TempDir,
+    /// The port of a loopback service of the host's (it accepts and says nothing).
+    service: u16,
 }
 
 impl Stage {
@@ -143,7 +123,10 @@ impl Stage {
             .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
             .unwrap();
         std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let stage = Stage { root };
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let service = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || for _ in listener.incoming() {});
+        let stage = Stage { root, service };
         for (dir, file, text, mode) in [
             ("victim", "secret.txt", "victim-secret-MARK\n", 0o644),
             ("attacker", "readme", "attacker\n", 0o644),
@@ -188,6 +171,7 @@ async fn attempts_at(
     victim.cwd = Some(stage.path("victim"));
     victim.isolation = level;
     victim.uid_range = range;
+    victim.network = network_for(level);
     let mut vh = manager.start(victim).unwrap();
     let vrun = vh.next_run().await.unwrap();
     let mut session = vrun.session.unwrap();
@@ -211,6 +195,7 @@ async fn attempts_at(
         ),
         ("SUID", stage.path("suid-id").display().to_string()),
         ("VTMP", vtmp),
+        ("SVC", stage.service.to_string()),
     ];
     let prompt = format!("run: {}", script(&vars));
     let mut attacker = one_shot(api, "attacker", &prompt).await;
@@ -221,6 +206,7 @@ async fn attempts_at(
     attacker.cwd = Some(stage.path("attacker"));
     attacker.isolation = level;
     attacker.uid_range = range;
+    attacker.network = network_for(level);
     let mut ah = manager.start(attacker).unwrap();
     let mut arun = ah.next_run().await.unwrap();
     let lines = lines_of(&mut arun).await;
@@ -291,7 +277,7 @@ async fn every_escape_works_without_isolation_and_fails_in_the_sandbox() {
         let outcome = attempts_at(level, &stage, &api).await;
         for (name, _, _) in ATTEMPTS {
             let escaped = outcome[*name];
-            let blocked = blocked_by(level).contains(name);
+            let blocked = !open_at(level).contains(name);
             table.push(format!(
                 "{level} {name} {}",
                 if escaped { "escaped" } else { "blocked" }

@@ -498,6 +498,7 @@ async fn flags_variables_config_keys_and_readme_agree_with_the_settings_table() 
             "PATH" => "/bin/true",
             "HOW" => "env",
             "LEVEL" => "user",
+            "NET" => "host",
             "FIRST-LAST" => "3900500-3900599",
             "KEY=VALUE" => "A=1",
             "KEY" => "HOME",

@@ -178,6 +178,17 @@ impl SandboxPlan {
                 });
             }
         }
+        for (source, target) in &view.replaced {
+            let source = existing(source)?;
+            let target = existing(target)?;
+            binds.push(Bind {
+                source: cstr(source.as_os_str().as_bytes())?,
+                dirs: dirs_to(&target, false)?,
+                file: !source.is_dir(),
+                target: inside(&target)?,
+                writable: false,
+            });
+        }
         if binds.len() > MAX_BINDS {
             return Err(Error::InvalidSandboxPath {
                 path: PathBuf::from("/"),
