@@ -8,6 +8,7 @@
 mod cli;
 mod edges;
 mod integrity;
+mod isolation;
 mod settings;
 mod terminal;
 
