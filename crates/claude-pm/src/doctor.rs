@@ -96,7 +96,7 @@ fn isolation(spec: &SessionSpec) -> Value {
     config.level = spec.isolation;
     config.uid_range = spec.uid_range;
     config.network = spec.network;
-    config.api_url = claude_manager::api_url(&spec);
+    config.api_url = claude_manager::api_url(spec);
     json!({
         "network": spec.network.as_str(),
         "level": spec.isolation.as_str(),

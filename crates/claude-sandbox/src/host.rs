@@ -170,3 +170,56 @@ impl HostSupport {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A host that lacks something names it for the level that needs it, and only for that.
+    #[test]
+    fn what_a_host_lacks_is_named_for_the_level_that_needs_it() {
+        let full = HostSupport {
+            root: true,
+            namespaces: true,
+            mount_api: true,
+        };
+        assert_eq!(full.missing(Level::Sandbox), None);
+        let unprivileged = HostSupport {
+            root: false,
+            ..full
+        };
+        let why = unprivileged.missing(Level::User).unwrap_or_default();
+        assert!(
+            why.contains("root") && why.contains("user namespace"),
+            "{why}"
+        );
+        let no_ns = HostSupport {
+            namespaces: false,
+            ..full
+        };
+        assert_eq!(no_ns.missing(Level::User), None);
+        let why = no_ns.missing(Level::Sandbox).unwrap_or_default();
+        assert!(why.contains("namespaces"), "{why}");
+        let old = HostSupport {
+            mount_api: false,
+            ..full
+        };
+        assert!(old
+            .missing(Level::Sandbox)
+            .unwrap_or_default()
+            .contains("5.12"));
+        assert_eq!(HostSupport::promises(Level::None), Vec::new());
+        assert!(
+            HostSupport::promises(Level::Sandbox).len() > HostSupport::promises(Level::User).len()
+        );
+    }
+
+    /// This machine (root, namespaces, Linux 6.18) gives every level.
+    #[test]
+    fn this_host_gives_every_level() {
+        let host = HostSupport::probe();
+        if std::env::var_os("CLAUDE_PM_STRICT").is_some() {
+            assert_eq!(host.missing(Level::Sandbox), None, "{host:?}");
+        }
+    }
+}

@@ -287,3 +287,49 @@ async fn every_escape_works_without_isolation_and_fails_in_the_sandbox() {
     }
     eprintln!("{}", table.join("\n"));
 }
+
+/// docs/SECURITY.md's table has exactly the rows the attack test runs, with the outcome the
+/// test asserts at each level.
+#[test]
+fn the_security_table_matches_the_attempts() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/SECURITY.md");
+    let text = std::fs::read_to_string(path).unwrap();
+    let rows: BTreeMap<String, Vec<String>> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| {
+            let (name, rest) = l.split_once('`')?;
+            let cells: Vec<String> = rest.split('|').map(|c| c.trim().to_owned()).collect();
+            Some((name.to_owned(), cells))
+        })
+        .collect();
+    let names: Vec<&str> = ATTEMPTS.iter().map(|(n, _, _)| *n).collect();
+    assert_eq!(
+        rows.keys().map(String::as_str).collect::<Vec<_>>().len(),
+        names.len()
+    );
+    for (name, what, _) in ATTEMPTS {
+        let cells = rows
+            .get(*name)
+            .unwrap_or_else(|| panic!("SECURITY.md lacks {name}"));
+        // cells: "", attempt, none, user, sandbox, what stops it
+        let shown = cells[1].replace('`', "");
+        assert!(shown.starts_with(what), "{name}: {shown:?} is not {what:?}");
+        for (i, level) in [
+            IsolationLevel::None,
+            IsolationLevel::User,
+            IsolationLevel::Sandbox,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let want = if open_at(level).contains(name) {
+                "escapes"
+            } else {
+                "blocked"
+            };
+            assert_eq!(cells[2 + i], want, "{name} at {level}");
+        }
+    }
+    assert!(ATTEMPTS.len() >= 15);
+}

@@ -130,6 +130,7 @@ async fn bad_isolation_settings_are_refused_before_anything_starts() {
             vec![],
             "must be none, user or sandbox",
         ),
+        (vec!["--network", "wifi"], vec![], "must be host or api"),
         (
             vec!["--isolation", "user", "--uid-range", "5-9"],
             vec![],
