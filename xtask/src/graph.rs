@@ -9,11 +9,13 @@ pub(crate) const EDGES: &[(&str, &str)] = &[
     ("claude-health", "claude-proc"),
     ("claude-limits", "claude-proc"),
     ("claude-limits", "claude-health"),
+    ("claude-sandbox", "claude-proc"),
     ("claude-testkit", "claude-proc"),
     ("claude-manager", "claude-proc"),
     ("claude-manager", "claude-auth"),
     ("claude-manager", "claude-health"),
     ("claude-manager", "claude-limits"),
+    ("claude-manager", "claude-sandbox"),
     ("claude-pm", "claude-manager"),
     ("claude-pm", "claude-testkit"),
 ];

@@ -287,16 +287,7 @@ fn spawn_now(request: SpawnRequest, stack: &mut [u8]) -> Result<Spawned> {
         None => (None, None),
     };
 
-    let argv_ptrs: Vec<*const libc::c_char> = argv
-        .iter()
-        .map(|a| a.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect();
-    let envp_ptrs: Vec<*const libc::c_char> = envp
-        .iter()
-        .map(|a| a.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect();
+    let (argv_ptrs, envp_ptrs) = (null_terminated(&argv), null_terminated(&envp));
 
     let plan = ChildPlan {
         program: program.as_ptr(),
@@ -345,23 +336,37 @@ fn spawn_now(request: SpawnRequest, stack: &mut [u8]) -> Result<Spawned> {
         }
         // The child has called _exit: reap it so it does not stay a zombie.
         reap_blocking(&pidfd);
-        let mut step_name = step_name(step);
-        if step == STEP_EXEC && errno == libc::ENOENT && file_exists(&program) {
-            // The kernel says ENOENT for a file that is there when its `#!` interpreter (or
-            // its ELF loader) is missing: say so rather than confuse.
-            step_name = "execve of a program whose #! interpreter or loader is missing";
-        }
-        return Err(Error::Spawn {
-            program: std::path::PathBuf::from(program.to_string_lossy().into_owned()),
-            step: step_name,
-            source: std::io::Error::from_raw_os_error(errno),
-        });
+        return Err(spawn_error(&program, step, errno));
     }
     Ok(Spawned {
         pid: pid as u32,
         pidfd,
         status,
     })
+}
+
+/// A C array of pointers to `strings`, null-terminated.
+fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
+    strings
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
+/// The error of a child that reported a failed `step`.
+fn spawn_error(program: &CString, step: i32, errno: i32) -> Error {
+    let mut step_name = step_name(step);
+    if step == STEP_EXEC && errno == libc::ENOENT && file_exists(program) {
+        // The kernel says ENOENT for a file that is there when its `#!` interpreter (or
+        // its ELF loader) is missing: say so rather than confuse.
+        step_name = "execve of a program whose #! interpreter or loader is missing";
+    }
+    Error::Spawn {
+        program: std::path::PathBuf::from(program.to_string_lossy().into_owned()),
+        step: step_name,
+        source: std::io::Error::from_raw_os_error(errno),
+    }
 }
 
 fn step_name(step: i32) -> &'static str {
