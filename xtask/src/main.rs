@@ -413,6 +413,10 @@ const BENCH_PAIRS: &[(&str, &str, &str)] = &[
         "claude_proc_stop_tree",
         "std_sigterm_wait",
     ),
+    ("isolation_spawn_wait", "user", "none"),
+    ("isolation_spawn_wait", "sandbox", "none"),
+    ("isolation_cli_ready", "sandbox", "none"),
+    ("isolation_stop_100_trees", "sandbox", "none"),
 ];
 
 /// Print the medians of the last run (criterion's `estimates.json`) as a markdown table.
