@@ -135,11 +135,18 @@ fn set_one(path: &Path, meta: &std::fs::Metadata, uid: u32, perm: Option<u16>) -
     }
 }
 
-/// Every file and directory under `root` (itself first), symlinks included but never followed.
+/// Every file and directory under `root` (itself first) on `root`'s file system, symlinks
+/// included but never followed; other file systems mounted beneath are not entered.
 fn walk(root: &Path, mut each: impl FnMut(&Path, &std::fs::Metadata) -> Result<()>) -> Result<()> {
+    let device = std::fs::symlink_metadata(root)
+        .map_err(|e| Error::io("inspect", root, e))?
+        .dev();
     let mut stack: Vec<PathBuf> = vec![root.to_path_buf()];
     while let Some(path) = stack.pop() {
         let meta = std::fs::symlink_metadata(&path).map_err(|e| Error::io("inspect", &path, e))?;
+        if meta.dev() != device {
+            continue;
+        }
         each(&path, &meta)?;
         if meta.is_dir() {
             let entries = std::fs::read_dir(&path).map_err(|e| Error::io("list", &path, e))?;

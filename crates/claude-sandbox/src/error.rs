@@ -92,6 +92,15 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// The working directory cannot be granted to a session (the root, a system tree).
+    #[error("working directory {path:?} cannot be given to an isolated session: {why}")]
+    WorkdirNotAllowed {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        why: &'static str,
+    },
+
     /// The session's uid could not reach its working directory through a parent directory.
     #[error(
         "the session's uid cannot reach {path:?}: {blocked:?} is not searchable by other users \

@@ -148,6 +148,21 @@ impl SessionSandbox {
             .ok_or_else(|| Error::MissingWorkdir {
                 path: workdir.to_path_buf(),
             })?;
+        if workdir == Path::new("/") {
+            return Err(Error::WorkdirNotAllowed {
+                path: workdir,
+                why: "it is the root directory; give the session a directory of its own",
+            });
+        }
+        if ["/proc", "/sys", "/dev", "/run"]
+            .iter()
+            .any(|p| workdir.starts_with(p))
+        {
+            return Err(Error::WorkdirNotAllowed {
+                path: workdir,
+                why: "it is a kernel or runtime file system",
+            });
+        }
         if let Some((blocked, mode)) = unreachable_parent(&workdir) {
             return Err(Error::WorkdirUnreachable {
                 path: workdir,

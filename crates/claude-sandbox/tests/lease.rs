@@ -181,6 +181,17 @@ fn bad_configuration_is_refused_naming_the_problem() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("/no/such/dir"), "{err}");
+    for (dir, says) in [("/", "root directory"), ("/proc/self", "kernel or runtime")] {
+        let err = SessionSandbox::start(
+            &config(Level::User, 3_900_200, 1, leases.path()),
+            Path::new(dir),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, Error::WorkdirNotAllowed { .. }) && err.to_string().contains(says),
+            "{err}"
+        );
+    }
     let hidden = tempfile::tempdir().unwrap();
     std::fs::set_permissions(hidden.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     std::fs::create_dir(hidden.path().join("work")).unwrap();

@@ -7,6 +7,15 @@ use claude_testkit::{offline_env, pinned_cli, AuthSeen, StandInApi};
 
 /// Run claude-pm with `args` (and `env`); its stdout lines, stderr text and exit.
 pub(crate) async fn pm(args: &[&str], env: &[(&str, String)]) -> (Vec<String>, String, ExitInfo) {
+    pm_in(None, args, env).await
+}
+
+/// [`pm`] in the working directory `cwd`.
+pub(crate) async fn pm_in(
+    cwd: Option<&std::path::Path>,
+    args: &[&str],
+    env: &[(&str, String)],
+) -> (Vec<String>, String, ExitInfo) {
     let mut b = ProcessConfig::builder(env!("CARGO_BIN_EXE_claude-pm"))
         .args(args)
         .env_policy(EnvPolicy::Inherit)
@@ -16,6 +25,9 @@ pub(crate) async fn pm(args: &[&str], env: &[(&str, String)]) -> (Vec<String>, S
         .grace(Duration::from_secs(10));
     for (k, v) in env {
         b = b.env(k, v);
+    }
+    if let Some(dir) = cwd {
+        b = b.cwd(dir);
     }
     let mut child = spawn(&b.build().unwrap()).await.unwrap();
     let (mut out, mut err) = (child.take_stdout().unwrap(), child.take_stderr().unwrap());

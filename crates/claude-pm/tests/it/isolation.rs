@@ -9,7 +9,7 @@ use std::time::Duration;
 use claude_manager::proc::{spawn, EnvPolicy, OutputEvent, OutputMode, ProcessConfig};
 use claude_testkit::{offline_env, pinned_cli, StandInApi};
 
-use crate::cli::{code, pm};
+use crate::cli::{code, pm, pm_in};
 
 fn root() -> bool {
     let root = nix::unistd::geteuid().is_root();
@@ -53,8 +53,11 @@ async fn the_cli_where_the_sessions_uid_cannot_reach_it_still_runs() {
         "ANTHROPIC_API_KEY",
         "sk-ant-api03-isolated-cli-0000000000".into(),
     ));
+    // Isolation grants the session its working directory: give it one of its own.
+    let work = dir_with_mode("cli-work-", 0o755);
     for level in ["user", "sandbox"] {
-        let (out, err, exit) = pm(
+        let (out, err, exit) = pm_in(
+            Some(work.path()),
             &[
                 "claude",
                 "--isolation",
@@ -81,7 +84,8 @@ async fn the_cli_where_the_sessions_uid_cannot_reach_it_still_runs() {
     std::fs::copy("/bin/true", &program).unwrap();
     std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o700)).unwrap();
     let shown = program.display().to_string();
-    let (_, err, exit) = pm(
+    let (_, err, exit) = pm_in(
+        Some(work.path()),
         &[
             "run",
             "--isolation",
@@ -189,7 +193,8 @@ async fn a_killed_claude_pm_leaves_nothing_that_blocks_the_next_start() {
     )
     .unwrap();
     let _ = child.wait().await;
-    let (_, err, exit) = pm(
+    let (_, err, exit) = pm_in(
+        Some(work.path()),
         &[
             "run",
             "--isolation",
