@@ -333,3 +333,61 @@ fn the_security_table_matches_the_attempts() {
     }
     assert!(ATTEMPTS.len() >= 15);
 }
+
+/// A sandboxed session keeps its limits, sampling and hang detection: a memory hog is killed by
+/// its cgroup and reported as the memory limit; samples count the init and the program; a
+/// silent program with work in flight is judged hung and its tree stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_sampling_and_hang_detection_hold_in_the_sandbox() {
+    if !root() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let stage = Stage::new();
+    let manager = ProcessManager::new(ManagerConfig {
+        lease_dir: stage.path("leases"),
+        ..ManagerConfig::default()
+    });
+    let sandboxed = |spec: &mut claude_manager::SessionSpec| {
+        spec.cwd = Some(stage.path("attacker"));
+        spec.isolation = IsolationLevel::Sandbox;
+        spec.uid_range = UidRange::new(3_910_200, 3_910_209).unwrap();
+    };
+
+    let mut hog = claude_manager::SessionSpec::command(
+        "hog",
+        "/bin/dd",
+        ["if=/dev/zero", "of=/dev/null", "bs=600M", "count=1"],
+    );
+    sandboxed(&mut hog);
+    hog.limits.max_memory = Some(200 << 20);
+    hog.stderr = claude_manager::proc::OutputMode::Null;
+    let report = manager.start(hog).unwrap().wait().await.unwrap();
+    assert_eq!(
+        (report.reason, report.signal),
+        (ExitKind::MemoryLimit, Some(9)),
+        "{report:?}"
+    );
+
+    let mut silent = claude_manager::SessionSpec::command("silent", "/bin/sh", ["-c", "sleep 100"]);
+    sandboxed(&mut silent);
+    silent.health = Some(claude_manager::HealthSpec {
+        interval: Duration::from_millis(100),
+        hang_after: Some(Duration::from_millis(1500)),
+        ..claude_manager::HealthSpec::default()
+    });
+    let mut events = manager.subscribe();
+    let mut h = manager.start(silent).unwrap();
+    let run = h.next_run().await.unwrap();
+    run.signals.set_in_flight(true);
+    let report = h.wait().await.unwrap();
+    assert_eq!(report.reason, ExitKind::Hung, "{report:?}");
+    let mut most = 0;
+    while let Ok(e) = events.try_recv() {
+        if let claude_manager::EventKind::Sample { processes, .. } = e.kind {
+            most = most.max(processes);
+        }
+    }
+    assert!(most >= 2, "samples see the init and the program: {most}");
+    assert!(crate::gone(run.pid));
+}
