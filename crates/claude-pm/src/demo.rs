@@ -1,6 +1,8 @@
 //! `claude-pm demo`: the main job on the built-in stand-in API. Real claude sessions (the
 //! pinned CLI, installed if missing) under limits and health checks, each fed turns over
-//! stream-json, with live status and a summary; no account, no network.
+//! stream-json, with live status and a summary; no account, no network. Where this host can
+//! sandbox (root, namespaces), each session runs in its own sandbox under its own uid with
+//! `network = api`: the stand-in is all it can reach.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,7 +11,8 @@ use crate::output::{say, tell};
 use claude_manager::auth::{Credential, CredentialKind, Secret, StaticSource};
 use claude_manager::proc::{OutputMode, StdinMode, STREAM_JSON_ARGS};
 use claude_manager::{
-    EventKind, ExitKind, HealthSpec, ManagerConfig, ProcessManager, SessionReport, SessionSpec,
+    EventKind, ExitKind, HealthSpec, IsolationLevel, ManagerConfig, Network, ProcessManager,
+    SessionReport, SessionSpec,
 };
 use claude_testkit::{offline_env, pinned_cli, StandInApi};
 
@@ -44,6 +47,8 @@ pub(crate) async fn demo(sessions: usize) -> u8 {
          memory 1G / pids 256 / nofile 4096 with health checks\n",
         api.base_url()
     );
+    let isolation = demo_isolation();
+    let work = std::env::temp_dir().join(format!("claude-pm-demo-{}", std::process::id()));
     let _ = claude_manager::proc::become_subreaper();
     let _ = claude_manager::start_watchdog().await;
     let manager = Arc::new(ProcessManager::new(ManagerConfig {
@@ -54,7 +59,19 @@ pub(crate) async fn demo(sessions: usize) -> u8 {
     let printer = print_events(&manager, started);
     let mut tasks = Vec::new();
     for i in 0..sessions {
-        let handle = match manager.start(session_spec(i, &bin, &api)) {
+        let mut spec = session_spec(i, &bin, &api);
+        if isolation == IsolationLevel::Sandbox {
+            // Each sandboxed session gets a working directory of its own to be granted.
+            let dir = work.join(format!("session-{i}"));
+            if let Err(e) = std::fs::create_dir_all(&dir) {
+                tell!("claude-pm: cannot create {}: {e}", dir.display());
+                return 1;
+            }
+            spec.cwd = Some(dir);
+            spec.isolation = IsolationLevel::Sandbox;
+            spec.network = Network::Api;
+        }
+        let handle = match manager.start(spec) {
             Ok(h) => h,
             Err(e) => {
                 tell!("claude-pm: {e}");
@@ -71,6 +88,7 @@ pub(crate) async fn demo(sessions: usize) -> u8 {
         }
     }
     printer.abort();
+    let _ = std::fs::remove_dir_all(&work);
     let ok = summary(&rows) && rows.len() == sessions;
     say!(
         "\nstand-in answered {} API calls; total {:.1}s",
@@ -83,6 +101,23 @@ pub(crate) async fn demo(sessions: usize) -> u8 {
     } else {
         say!("some sessions did not complete (see above)");
         1
+    }
+}
+
+/// Sandbox the sessions where this host can, and say which.
+fn demo_isolation() -> IsolationLevel {
+    match claude_manager::sandbox::HostSupport::probe().missing(IsolationLevel::Sandbox) {
+        None => {
+            say!(
+                "isolation: sandbox with network api (each session under its own uid, in its own \
+                 namespaces; the stand-in API is all it can reach)\n"
+            );
+            IsolationLevel::Sandbox
+        }
+        Some(missing) => {
+            say!("isolation: none (this host cannot sandbox: {missing})\n");
+            IsolationLevel::None
+        }
     }
 }
 
