@@ -365,6 +365,25 @@ fn child_envp(
         .collect()
 }
 
+/// The program opened by the manager, for a child that may not reach its path: another
+/// identity (a binary under root's 0700 home) or a sandbox that does not show it (under the
+/// host's /tmp). The child executes the descriptor only if its own exec is refused.
+fn open_program(config: &ProcessConfig, needed: bool) -> Result<Option<OwnedFd>> {
+    if !needed {
+        return Ok(None);
+    }
+    let fd = nix::fcntl::open(
+        &config.program,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| Error::os("open the program for the child", e.into()))?;
+    // SAFETY: open returned a new descriptor we own.
+    Ok(Some(unsafe {
+        <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
+    }))
+}
+
 /// Everything the spawner thread needs, as data, and the parent's pipe ends.
 fn spawn_request(
     config: &ProcessConfig,
@@ -379,23 +398,7 @@ fn spawn_request(
         no_new_privs,
         sandbox,
     } = setup;
-    // Another identity may not reach the program's path (a binary under root's home): the
-    // manager opens it, and the child executes the descriptor if its own exec is refused.
-    let program_fd = match identity {
-        Some(_) => Some(
-            nix::fcntl::open(
-                &config.program,
-                nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
-                nix::sys::stat::Mode::empty(),
-            )
-            .map(|fd| {
-                // SAFETY: open returned a new descriptor we own.
-                unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }
-            })
-            .map_err(|e| Error::os("open the program for the child", e.into()))?,
-        ),
-        None => None,
-    };
+    let program_fd = open_program(config, identity.is_some() || sandbox.is_some())?;
     let envp = child_envp(config, marker, hook_env)?;
     let program = cstring(config.program.clone().into_os_string().into_vec(), 0)?;
     let mut argv = vec![program.clone()];

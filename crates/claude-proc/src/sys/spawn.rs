@@ -545,7 +545,8 @@ unsafe fn arm_parent_death(plan: &ChildPlan<'_>) {
 }
 
 /// Clear the signal mask and exec the program, through the manager's descriptor when the
-/// child's identity cannot reach its path. Returns the failed step.
+/// child's identity cannot reach its path or its view does not show it. Returns the failed
+/// step.
 ///
 /// # Safety
 /// Only in the child, just before exec.
@@ -556,7 +557,10 @@ unsafe fn exec_program(plan: &ChildPlan<'_>) -> i32 {
         libc::sigemptyset(&mut empty);
         libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
         libc::execve(plan.program, plan.argv, plan.envp);
-        if *libc::__errno_location() == libc::EACCES && plan.program_fd >= 0 {
+        // EACCES: a parent directory the identity may not search; ENOENT: a path the
+        // sandbox's view hides (a binary under the host's /tmp).
+        let errno = *libc::__errno_location();
+        if (errno == libc::EACCES || errno == libc::ENOENT) && plan.program_fd >= 0 {
             libc::execveat(
                 plan.program_fd,
                 c"".as_ptr(),

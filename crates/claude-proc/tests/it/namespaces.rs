@@ -253,3 +253,24 @@ async fn a_setuid_binary_gives_root_only_without_no_new_privs() {
         );
     }
 }
+
+/// A program under the host's /tmp, which the sandbox's private /tmp hides, still runs:
+/// executed through the descriptor the manager opened.
+#[tokio::test]
+async fn a_program_the_view_hides_runs_through_the_managers_descriptor() {
+    if !root_or_skip() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let host_tmp = tempfile::Builder::new().prefix("hidden-bin-").tempdir_in("/tmp").unwrap();
+    std::fs::set_permissions(host_tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let program = host_tmp.path().join("true");
+    std::fs::copy("/bin/true", &program).unwrap();
+    let dir = workdir();
+    let config = claude_proc::ProcessConfig::builder(&program)
+        .hook(Arc::new(hook(sandboxed(dir.path()))))
+        .build()
+        .unwrap();
+    let exit = spawn(&config).await.unwrap().wait().await.unwrap();
+    assert_eq!(exit.reason, ExitReason::Exited { code: 0 });
+}
