@@ -262,7 +262,10 @@ async fn a_program_the_view_hides_runs_through_the_managers_descriptor() {
         return;
     }
     use std::os::unix::fs::PermissionsExt;
-    let host_tmp = tempfile::Builder::new().prefix("hidden-bin-").tempdir_in("/tmp").unwrap();
+    let host_tmp = tempfile::Builder::new()
+        .prefix("hidden-bin-")
+        .tempdir_in("/tmp")
+        .unwrap();
     std::fs::set_permissions(host_tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let program = host_tmp.path().join("true");
     std::fs::copy("/bin/true", &program).unwrap();
