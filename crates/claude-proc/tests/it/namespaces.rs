@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use claude_proc::{spawn, ChildSetup, ExitReason, FsView};
 
-use crate::hooks::{hook, sh_with};
+use crate::hooks::{hook, TestHook};
 use crate::support::*;
 
 /// A uid and gid no user of this machine has (checked below).
@@ -42,6 +42,19 @@ fn sandboxed(workdir: &Path) -> impl Fn(&mut ChildSetup) -> Result<(), claude_pr
     }
 }
 
+/// Run `sh -c script` in `dir` with `h`; its stdout lines and exit. The working directory is
+/// given: the manager's own (the crate's directory) may be hidden by the view (a checkout
+/// under /tmp is).
+async fn sh_in(dir: &Path, script: &str, h: TestHook) -> (Vec<String>, claude_proc::ExitInfo) {
+    let config = sh(script)
+        .cwd(dir)
+        .stdout(lines())
+        .hook(Arc::new(h))
+        .build()
+        .unwrap();
+    output_of(&config).await
+}
+
 /// A directory the test uid may use (the tempdir's parent is world-searchable).
 fn workdir() -> tempfile::TempDir {
     let dir = tempfile::Builder::new().prefix("ns-").tempdir().unwrap();
@@ -59,7 +72,8 @@ async fn run_as_gives_the_uid_no_groups_and_no_new_privileges() {
         setup.no_new_privileges();
         Ok(())
     });
-    let (out, exit) = sh_with(
+    let (out, exit) = sh_in(
+        Path::new("/"),
         "id -u; id -g; id -G; grep NoNewPrivs /proc/self/status | tr -d '\\t'",
         h,
     )
@@ -86,7 +100,7 @@ async fn the_sandbox_shows_its_own_processes_a_read_only_host_and_private_tmp() 
         w = dir.path().display(),
         host_tmp = host_tmp.path().display(),
     );
-    let (out, exit) = sh_with(&script, hook(sandboxed(dir.path()))).await;
+    let (out, exit) = sh_in(dir.path(), &script, hook(sandboxed(dir.path()))).await;
     assert_eq!(exit.reason, ExitReason::Exited { code: 0 }, "{out:?}");
     // The program is the second process of its namespace, after the init; the listing's
     // subshell is the only other.
@@ -109,9 +123,9 @@ async fn the_programs_exit_is_reported_not_the_inits() {
         return;
     }
     let dir = workdir();
-    let (_, exit) = sh_with("exit 7", hook(sandboxed(dir.path()))).await;
+    let (_, exit) = sh_in(dir.path(), "exit 7", hook(sandboxed(dir.path()))).await;
     assert_eq!(exit.reason, ExitReason::Exited { code: 7 });
-    let (_, exit) = sh_with("kill -SEGV $$", hook(sandboxed(dir.path()))).await;
+    let (_, exit) = sh_in(dir.path(), "kill -SEGV $$", hook(sandboxed(dir.path()))).await;
     assert!(
         matches!(exit.reason, ExitReason::Signaled { signal, .. } if signal == libc::SIGSEGV),
         "{}",
@@ -178,6 +192,7 @@ async fn the_stop_ends_an_escaped_process_with_the_namespace() {
             Ok(())
         });
         let config = sh(&script)
+            .cwd(dir.path())
             .stdout(lines())
             .hook(Arc::new(h))
             .build()
@@ -245,7 +260,7 @@ async fn a_setuid_binary_gives_root_only_without_no_new_privs() {
             }
             Ok(())
         });
-        let (out, _) = sh_with(&script, h).await;
+        let (out, _) = sh_in(dir.path(), &script, h).await;
         assert_eq!(
             out,
             [want],
@@ -271,6 +286,7 @@ async fn a_program_the_view_hides_runs_through_the_managers_descriptor() {
     std::fs::copy("/bin/true", &program).unwrap();
     let dir = workdir();
     let config = claude_proc::ProcessConfig::builder(&program)
+        .cwd(dir.path())
         .hook(Arc::new(hook(sandboxed(dir.path()))))
         .build()
         .unwrap();
