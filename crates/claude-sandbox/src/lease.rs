@@ -178,6 +178,30 @@ fn lease_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io("restrict the lease directory", dir, e))
 }
 
+/// The working directories of the sessions that hold a lease in `dir` now (their files are
+/// locked), other than `uid`'s.
+pub(crate) fn live_workdirs(dir: &Path, uid: u32) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_str() != Some(uid.to_string().as_str()))
+        .filter_map(|e| {
+            let file = std::fs::File::open(e.path()).ok()?;
+            // A lock we can take is a lease nobody holds.
+            match Flock::lock(file, FlockArg::LockSharedNonblock) {
+                Ok(_) => None,
+                Err((mut file, _)) => {
+                    let mut text = String::new();
+                    file.read_to_string(&mut text).ok()?;
+                    Record::parse(&text).workdir.map(|(path, ..)| path)
+                }
+            }
+        })
+        .collect()
+}
+
 impl Lease {
     /// Lease a free uid of `range`, starting at a random one.
     pub(crate) fn acquire(dir: &Path, range: UidRange) -> Result<Lease> {

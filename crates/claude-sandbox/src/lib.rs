@@ -202,6 +202,13 @@ impl SessionSandbox {
         }
         view.hidden.push(config.lease_dir.clone());
         view.hidden.extend(config.hidden.iter().cloned());
+        // The working directories of the sessions live now; one started later is closed to
+        // this uid by its mode instead. Never a directory this session's own lies in.
+        view.hidden.extend(
+            lease::live_workdirs(&config.lease_dir, uid)
+                .into_iter()
+                .filter(|other| !workdir.starts_with(other)),
+        );
         // DNS keeps working when resolv.conf points into the private /run.
         if let Ok(target) = std::fs::canonicalize("/etc/resolv.conf") {
             if target.starts_with("/run") {

@@ -248,3 +248,39 @@ fn unlock_all(file: &Path) {
         }
     }
 }
+
+/// A sandboxed session started while another lives does not see the other's working
+/// directory at all (an empty, unreadable mount over it), only its own.
+#[tokio::test]
+async fn a_live_sessions_workdir_is_hidden_from_a_later_sandbox() {
+    if !root() {
+        return;
+    }
+    let leases = tempfile::tempdir().unwrap();
+    // Outside /tmp (which the sandbox makes private anyway) so only the hiding can hide it;
+    // removed with the test.
+    let in_var = || {
+        let dir = tempfile::Builder::new()
+            .prefix("claude-sandbox-test-")
+            .tempdir_in("/var/lib")
+            .unwrap();
+        std::fs::write(dir.path().join("existing"), "tenant data\n").unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        dir
+    };
+    let (a_dir, b_dir) = (in_var(), in_var());
+    let c = config(Level::Sandbox, 3_900_400, 2, leases.path());
+    let _a = SessionSandbox::start(&c, a_dir.path()).unwrap().unwrap();
+    let b = Arc::new(SessionSandbox::start(&c, b_dir.path()).unwrap().unwrap());
+    let script = format!(
+        "ls -A {a} 2>/dev/null | wc -l; stat -c %a {a}; cat existing",
+        a = a_dir.path().display()
+    );
+    let (out, reason) = run_in(b, b_dir.path(), &script).await;
+    assert_eq!(reason, ExitReason::Exited { code: 0 }, "{out:?}");
+    assert_eq!(
+        out,
+        ["0", "0", "tenant data"],
+        "the other's directory is an empty mode-0 mount"
+    );
+}
