@@ -26,6 +26,23 @@ pub fn session_limits_hook() -> Arc<LimitsHook> {
     }
 }
 
+/// Stop every child at once (each its full stop sequence, concurrently) and return how long
+/// until all are gone.
+pub async fn stop_all(children: Vec<claude_proc::Child>) -> Duration {
+    let start = std::time::Instant::now();
+    let handles: Vec<_> = children
+        .into_iter()
+        .map(|mut child| tokio::spawn(async move { child.stop().await }))
+        .collect();
+    for h in handles {
+        match h.await {
+            Ok(Ok(_)) => {}
+            other => panic!("a stop failed: {other:?}"),
+        }
+    }
+    start.elapsed()
+}
+
 /// Hold `bytes` of touched memory (the "large manager" of the fork-trap measurement).
 pub fn hold_memory(bytes: usize) -> Vec<u8> {
     let mut v = vec![0u8; bytes];

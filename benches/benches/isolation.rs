@@ -140,17 +140,7 @@ fn stop_100(c: &mut Criterion) {
                             children.push(spawn(&config).await.unwrap());
                         }
                         tokio::time::sleep(Duration::from_millis(50)).await;
-                        let start = Instant::now();
-                        let handles: Vec<_> = children
-                            .into_iter()
-                            .map(|mut child| {
-                                tokio::spawn(async move { child.stop().await.unwrap() })
-                            })
-                            .collect();
-                        for h in handles {
-                            h.await.unwrap();
-                        }
-                        total += start.elapsed();
+                        total += benches::stop_all(children).await;
                     }
                     total
                 })

@@ -34,15 +34,7 @@ fn stop_many(c: &mut Criterion) {
                     for _ in 0..N {
                         children.push(spawn(&config).await.unwrap());
                     }
-                    let start = Instant::now();
-                    let stops = children
-                        .into_iter()
-                        .map(|mut child| tokio::spawn(async move { child.stop().await.unwrap() }));
-                    let handles: Vec<_> = stops.collect();
-                    for h in handles {
-                        h.await.unwrap();
-                    }
-                    total += start.elapsed();
+                    total += benches::stop_all(children).await;
                 }
                 total
             })

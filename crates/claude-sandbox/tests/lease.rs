@@ -12,15 +12,6 @@ use std::sync::Arc;
 use claude_proc::{spawn, ExitReason, OutputEvent, OutputMode, ProcessConfig};
 use claude_sandbox::{Error, Level, SandboxConfig, SessionSandbox, UidRange};
 
-fn root() -> bool {
-    let root = nix::unistd::geteuid().is_root();
-    assert!(
-        root || std::env::var_os("CLAUDE_PM_STRICT").is_none(),
-        "needs root"
-    );
-    root
-}
-
 fn config(level: Level, first: u32, count: u32, leases: &Path) -> SandboxConfig {
     let mut c = SandboxConfig::default();
     c.level = level;
@@ -65,7 +56,7 @@ async fn run_in(
 
 #[tokio::test]
 async fn a_session_uses_its_workdir_for_its_life_and_nothing_of_it_is_left_after() {
-    if !root() {
+    if !claude_testkit::running_as_root() {
         return;
     }
     let leases = tempfile::tempdir().unwrap();
@@ -138,7 +129,7 @@ fn claude_sandbox_processes(uid: u32) -> Vec<u32> {
 
 #[test]
 fn a_leased_uid_is_not_given_twice_and_an_exhausted_range_says_so() {
-    if !root() {
+    if !claude_testkit::running_as_root() {
         return;
     }
     let leases = tempfile::tempdir().unwrap();
@@ -160,7 +151,7 @@ fn a_leased_uid_is_not_given_twice_and_an_exhausted_range_says_so() {
 
 #[test]
 fn bad_configuration_is_refused_naming_the_problem() {
-    if !root() {
+    if !claude_testkit::running_as_root() {
         return;
     }
     let leases = tempfile::tempdir().unwrap();
@@ -210,7 +201,7 @@ fn bad_configuration_is_refused_naming_the_problem() {
 /// descriptors): the next session given the uid finds the record and undoes it first.
 #[test]
 fn what_a_killed_manager_left_is_undone_by_the_next_lease() {
-    if !root() {
+    if !claude_testkit::running_as_root() {
         return;
     }
     let leases = tempfile::tempdir().unwrap();
@@ -253,7 +244,7 @@ fn unlock_all(file: &Path) {
 /// directory at all (an empty, unreadable mount over it), only its own.
 #[tokio::test]
 async fn a_live_sessions_workdir_is_hidden_from_a_later_sandbox() {
-    if !root() {
+    if !claude_testkit::running_as_root() {
         return;
     }
     let leases = tempfile::tempdir().unwrap();

@@ -60,6 +60,25 @@ pub use state::{AuthSeen, Call, Login};
 
 use state::State;
 
+/// For a test that needs root (uids, namespaces): whether this process is root. Under
+/// `CLAUDE_PM_STRICT` (set by `cargo xtask ci`: on our machines nothing may skip) a test run
+/// without root fails here instead of skipping.
+pub fn running_as_root() -> bool {
+    let euid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().nth(1)?.parse::<u32>().ok())
+        });
+    let root = euid == Some(0);
+    assert!(
+        root || std::env::var_os("CLAUDE_PM_STRICT").is_none(),
+        "this test needs root, and CLAUDE_PM_STRICT forbids skipping it"
+    );
+    root
+}
+
 /// The stand-in API server. Dropping it stops the server.
 #[derive(Debug)]
 pub struct StandInApi {

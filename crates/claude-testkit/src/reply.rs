@@ -72,39 +72,19 @@ pub(crate) fn tool_command(body: &Value) -> Option<String> {
 
 /// The events of a streamed reply that asks for the Bash tool to run `command`.
 pub(crate) fn tool_events(id: u64, model: &str, command: &str, input_tokens: u64) -> Vec<String> {
-    let start = json!({"type": "message_start", "message": {
-        "id": format!("msg_standin_{id}"), "type": "message", "role": "assistant",
-        "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
-        "usage": {"input_tokens": input_tokens, "output_tokens": 1}}});
     let input = json!({"command": command, "description": "stand-in tool call"}).to_string();
-    let frames = [
-        ("message_start", start),
-        (
-            "content_block_start",
-            json!({"type": "content_block_start", "index": 0, "content_block":
-                   {"type": "tool_use", "id": format!("toolu_standin_{id}"), "name": "Bash", "input": {}}}),
-        ),
-        (
-            "content_block_delta",
-            json!({"type": "content_block_delta", "index": 0,
-                   "delta": {"type": "input_json_delta", "partial_json": input}}),
-        ),
-        (
-            "content_block_stop",
-            json!({"type": "content_block_stop", "index": 0}),
-        ),
-        (
-            "message_delta",
-            json!({"type": "message_delta",
-                   "delta": {"stop_reason": "tool_use", "stop_sequence": null},
-                   "usage": {"output_tokens": output_tokens(command)}}),
-        ),
-        ("message_stop", json!({"type": "message_stop"})),
-    ];
-    frames
-        .iter()
-        .map(|(name, data)| format!("event: {name}\ndata: {data}\n\n"))
-        .collect()
+    let content = (
+        json!({"type": "tool_use", "id": format!("toolu_standin_{id}"), "name": "Bash", "input": {}}),
+        json!({"type": "input_json_delta", "partial_json": input}),
+    );
+    frames(
+        id,
+        model,
+        input_tokens,
+        content,
+        "tool_use",
+        output_tokens(command),
+    )
 }
 
 /// The deterministic echo: `pong` for a ping, else the first words of the prompt.
@@ -136,8 +116,16 @@ pub(crate) fn message(id: u64, model: &str, text: &str, input_tokens: u64) -> Va
     })
 }
 
-/// The events of a streamed reply, each `event: NAME\ndata: JSON\n\n`.
-pub(crate) fn events(id: u64, model: &str, text: &str, input_tokens: u64) -> Vec<String> {
+/// The six events of one streamed message whose only content block starts as `block`, gets
+/// `delta`, and stops for `stop_reason`; each `event: NAME\ndata: JSON\n\n`.
+fn frames(
+    id: u64,
+    model: &str,
+    input_tokens: u64,
+    (block, delta): (Value, Value),
+    stop_reason: &str,
+    output_tokens: u64,
+) -> Vec<String> {
     let start = json!({"type": "message_start", "message": {
         "id": format!("msg_standin_{id}"), "type": "message", "role": "assistant",
         "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
@@ -146,13 +134,11 @@ pub(crate) fn events(id: u64, model: &str, text: &str, input_tokens: u64) -> Vec
         ("message_start", start),
         (
             "content_block_start",
-            json!({"type": "content_block_start", "index": 0,
-                   "content_block": {"type": "text", "text": ""}}),
+            json!({"type": "content_block_start", "index": 0, "content_block": block}),
         ),
         (
             "content_block_delta",
-            json!({"type": "content_block_delta", "index": 0,
-                   "delta": {"type": "text_delta", "text": text}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": delta}),
         ),
         (
             "content_block_stop",
@@ -161,8 +147,8 @@ pub(crate) fn events(id: u64, model: &str, text: &str, input_tokens: u64) -> Vec
         (
             "message_delta",
             json!({"type": "message_delta",
-                   "delta": {"stop_reason": "end_turn", "stop_sequence": null},
-                   "usage": {"output_tokens": output_tokens(text)}}),
+                   "delta": {"stop_reason": stop_reason, "stop_sequence": null},
+                   "usage": {"output_tokens": output_tokens}}),
         ),
         ("message_stop", json!({"type": "message_stop"})),
     ];
@@ -170,6 +156,22 @@ pub(crate) fn events(id: u64, model: &str, text: &str, input_tokens: u64) -> Vec
         .iter()
         .map(|(name, data)| format!("event: {name}\ndata: {data}\n\n"))
         .collect()
+}
+
+/// The events of a streamed reply of `text`.
+pub(crate) fn events(id: u64, model: &str, text: &str, input_tokens: u64) -> Vec<String> {
+    let content = (
+        json!({"type": "text", "text": ""}),
+        json!({"type": "text_delta", "text": text}),
+    );
+    frames(
+        id,
+        model,
+        input_tokens,
+        content,
+        "end_turn",
+        output_tokens(text),
+    )
 }
 
 /// An API error body.

@@ -251,18 +251,9 @@ async fn attempts_at(
     outcome
 }
 
-fn root() -> bool {
-    let root = nix::unistd::geteuid().is_root();
-    assert!(
-        root || std::env::var_os("CLAUDE_PM_STRICT").is_none(),
-        "needs root"
-    );
-    root
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_escape_works_without_isolation_and_fails_in_the_sandbox() {
-    if !root() {
+    if !claude_testkit::running_as_root() {
         return;
     }
     let _serial = SERIAL.lock().await;
@@ -339,7 +330,7 @@ fn the_security_table_matches_the_attempts() {
 /// silent program with work in flight is judged hung and its tree stopped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_sampling_and_hang_detection_hold_in_the_sandbox() {
-    if !root() {
+    if !claude_testkit::running_as_root() {
         return;
     }
     let _serial = SERIAL.lock().await;

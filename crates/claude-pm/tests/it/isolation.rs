@@ -11,15 +11,6 @@ use claude_testkit::{offline_env, pinned_cli, StandInApi};
 
 use crate::cli::{code, pm, pm_in};
 
-fn root() -> bool {
-    let root = nix::unistd::geteuid().is_root();
-    assert!(
-        root || std::env::var_os("CLAUDE_PM_STRICT").is_none(),
-        "needs root"
-    );
-    root
-}
-
 /// A directory under the test target (world-searchable parents), mode `mode`.
 fn dir_with_mode(prefix: &str, mode: u32) -> tempfile::TempDir {
     let dir = tempfile::Builder::new()
@@ -32,7 +23,7 @@ fn dir_with_mode(prefix: &str, mode: u32) -> tempfile::TempDir {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_where_the_sessions_uid_cannot_reach_it_still_runs() {
-    if !root() {
+    if !claude_testkit::running_as_root() {
         return;
     }
     let _serial = crate::SERIAL.lock().await;
@@ -107,7 +98,7 @@ async fn the_cli_where_the_sessions_uid_cannot_reach_it_still_runs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_isolation_settings_are_refused_before_anything_starts() {
-    if !root() {
+    if !claude_testkit::running_as_root() {
         return;
     }
     let marker = tempfile::tempdir().unwrap();
@@ -156,7 +147,7 @@ async fn bad_isolation_settings_are_refused_before_anything_starts() {
 /// starts, after undoing what the first left (the workdir's ACL entry and file ownership).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_claude_pm_leaves_nothing_that_blocks_the_next_start() {
-    if !root() {
+    if !claude_testkit::running_as_root() {
         return;
     }
     let uid = 3_920_100u32;
