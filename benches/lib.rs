@@ -26,6 +26,18 @@ pub fn session_limits_hook() -> Arc<LimitsHook> {
     }
 }
 
+/// `n` children of `config`, spawned one after the other.
+pub async fn spawn_all(config: &claude_proc::ProcessConfig, n: usize) -> Vec<claude_proc::Child> {
+    let mut children = Vec::with_capacity(n);
+    for _ in 0..n {
+        match claude_proc::spawn(config).await {
+            Ok(child) => children.push(child),
+            Err(e) => panic!("a spawn failed: {e}"),
+        }
+    }
+    children
+}
+
 /// Stop every child at once (each its full stop sequence, concurrently) and return how long
 /// until all are gone.
 pub async fn stop_all(children: Vec<claude_proc::Child>) -> Duration {

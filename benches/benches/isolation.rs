@@ -135,10 +135,7 @@ fn stop_100(c: &mut Criterion) {
                 rt.block_on(async {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
-                        let mut children = Vec::with_capacity(N);
-                        for _ in 0..N {
-                            children.push(spawn(&config).await.unwrap());
-                        }
+                        let children = benches::spawn_all(&config, N).await;
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         total += benches::stop_all(children).await;
                     }

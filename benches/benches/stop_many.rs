@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use claude_proc::{spawn, ProcessConfig};
+use claude_proc::ProcessConfig;
 use criterion::{criterion_group, criterion_main, Criterion};
 
 const N: usize = 100;
@@ -30,10 +30,7 @@ fn stop_many(c: &mut Criterion) {
             rt.block_on(async {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    let mut children = Vec::with_capacity(N);
-                    for _ in 0..N {
-                        children.push(spawn(&config).await.unwrap());
-                    }
+                    let children = benches::spawn_all(&config, N).await;
                     total += benches::stop_all(children).await;
                 }
                 total
