@@ -16,7 +16,9 @@ pub(crate) const EDGES: &[(&str, &str)] = &[
     ("claude-manager", "claude-health"),
     ("claude-manager", "claude-limits"),
     ("claude-manager", "claude-sandbox"),
+    ("claude-daemon", "claude-manager"),
     ("claude-pm", "claude-manager"),
+    ("claude-pm", "claude-daemon"),
     ("claude-pm", "claude-testkit"),
 ];
 

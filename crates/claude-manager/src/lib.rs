@@ -91,7 +91,9 @@ pub use metrics::MetricsSnapshot;
 pub use plan::plan_limits;
 pub use plan::{api_url, plan_sandbox};
 pub use report::{ClaudeOutcome, ExitKind, SessionReport};
-pub use settings::{setting, Setting, Settings, SettingsSource, MAX_CONFIG_BYTES, SETTINGS};
+pub use settings::{
+    setting, Setting, Settings, SettingsSource, MAX_CONFIG_BYTES, SESSION_TABLES, SETTINGS,
+};
 pub use spec::{HealthSpec, Program, SessionDirs, SessionSpec};
 pub use units::{parse_duration, parse_size, MAX_DURATION};
 

@@ -27,6 +27,9 @@ pub struct ManagerConfig {
     pub event_buffer: usize,
     /// Where isolated sessions' uid leases live (shared by every manager of the host).
     pub lease_dir: PathBuf,
+    /// `claude-pm serve`'s state directory (its socket, registry and logs); `None`: the
+    /// default for this user.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for ManagerConfig {
@@ -35,6 +38,7 @@ impl Default for ManagerConfig {
             max_live: 0,
             event_buffer: 4096,
             lease_dir: PathBuf::from(claude_sandbox::DEFAULT_LEASE_DIR),
+            state_dir: None,
         }
     }
 }

@@ -59,6 +59,75 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 4)]
         sessions: usize,
     },
+    /// Run the daemon: the config file's `[[session]]` tables started at boot, an HTTP API on
+    /// `STATE_DIR/claude-pm.sock`; SIGTERM or SIGINT stops every session, then it exits.
+    Serve {
+        #[command(flatten)]
+        settings: SettingsArgs,
+        /// A group (numeric gid) whose members may use the socket besides root and this user.
+        #[arg(long, value_name = "GID")]
+        socket_group: Option<u32>,
+    },
+    /// The daemon's sessions as a table.
+    Ps {
+        #[command(flatten)]
+        daemon: DaemonArgs,
+        /// One JSON array instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a session in the daemon: settings as flags (as for run; --state-dir finds the
+    /// daemon), the program after --.
+    Start {
+        /// The session's unique name.
+        #[arg(long)]
+        name: String,
+        /// The program is the claude CLI (the words after -- are its arguments).
+        #[arg(long)]
+        claude: bool,
+        #[command(flatten)]
+        settings: SettingsArgs,
+        /// The program and its arguments (claude's arguments with --claude).
+        #[arg(last = true, value_name = "PROGRAM [ARGS...]")]
+        program: Vec<String>,
+    },
+    /// Stop a session of the daemon (its tree within its grace); it stays listed.
+    Stop {
+        #[command(flatten)]
+        daemon: DaemonArgs,
+        /// The session.
+        name: String,
+    },
+    /// Restart a session of the daemon (a finished one starts again).
+    Restart {
+        #[command(flatten)]
+        daemon: DaemonArgs,
+        /// The session.
+        name: String,
+    },
+    /// Stop a session of the daemon and forget it.
+    Rm {
+        #[command(flatten)]
+        daemon: DaemonArgs,
+        /// The session.
+        name: String,
+    },
+    /// The last output lines the daemon kept of a session.
+    Logs {
+        #[command(flatten)]
+        daemon: DaemonArgs,
+        /// The session.
+        name: String,
+    },
+}
+
+/// Where the operator commands find the daemon.
+#[derive(Debug, Args, Default, Clone)]
+pub(crate) struct DaemonArgs {
+    /// The daemon's state directory (its socket is claude-pm.sock there); default
+    /// CLAUDE_PM_STATE_DIR, else /var/lib/claude-pm as root, else $XDG_STATE_HOME/claude-pm.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) state_dir: Option<PathBuf>,
 }
 
 /// The options of `run` and `claude`.

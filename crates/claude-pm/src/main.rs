@@ -7,6 +7,7 @@ mod doctor;
 mod exit;
 mod output;
 mod pump;
+mod service;
 mod status_line;
 mod supervise;
 mod terminal;
@@ -49,6 +50,21 @@ fn main() -> ExitCode {
             cli::Command::Claude { options, args } => supervise::claude(options, args).await,
             cli::Command::Doctor { json, settings } => doctor::doctor(json, settings).await,
             cli::Command::Demo { sessions } => demo::demo(sessions).await,
+            cli::Command::Serve {
+                settings,
+                socket_group,
+            } => service::serve(settings, socket_group).await,
+            cli::Command::Ps { daemon, json } => service::ps(&daemon, json).await,
+            cli::Command::Start {
+                name,
+                claude,
+                settings,
+                program,
+            } => service::start(name, claude, &settings, program).await,
+            cli::Command::Stop { daemon, name } => service::stop(&daemon, &name).await,
+            cli::Command::Restart { daemon, name } => service::restart(&daemon, &name).await,
+            cli::Command::Rm { daemon, name } => service::rm(&daemon, &name).await,
+            cli::Command::Logs { daemon, name } => service::logs(&daemon, &name).await,
         }
     });
     ExitCode::from(output::exit_status(code))

@@ -19,6 +19,10 @@ use table::Target;
 /// The largest config file read (a config file is a few hundred bytes; `/dev/zero` is not one).
 pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
+/// The key of a config file's `[[session]]` tables (sessions of `claude-pm serve`), which
+/// [`Settings::from_toml`] leaves to the daemon.
+pub const SESSION_TABLES: &str = "session";
+
 /// Where a value came from (for error messages).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -29,6 +33,8 @@ pub enum SettingsSource {
     Env,
     /// A command-line flag.
     Flag,
+    /// A field of an API request or of a `[[session]]` table (a JSON or TOML key).
+    Field,
 }
 
 impl SettingsSource {
@@ -38,6 +44,7 @@ impl SettingsSource {
             SettingsSource::File(path) => format!("{} in {}", setting.key, path.display()),
             SettingsSource::Env => setting.variable(),
             SettingsSource::Flag => setting.flag(),
+            SettingsSource::Field => format!("field {:?}", setting.key),
         }
     }
 
@@ -47,6 +54,7 @@ impl SettingsSource {
             SettingsSource::File(path) => format!("{key} in {}", path.display()),
             SettingsSource::Env => key.to_owned(),
             SettingsSource::Flag => format!("--{key}"),
+            SettingsSource::Field => format!("field {key:?}"),
         }
     }
 }
@@ -163,7 +171,8 @@ impl Settings {
                 })?;
         let source = SettingsSource::File(path.to_path_buf());
         let mut s = Settings::default();
-        for (key, value) in &table {
+        // `[[session]]` tables define `claude-pm serve`'s sessions; they are read there.
+        for (key, value) in table.iter().filter(|(k, _)| k.as_str() != SESSION_TABLES) {
             s.set_toml(key, value, &source)?;
         }
         Ok(s)

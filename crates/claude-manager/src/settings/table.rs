@@ -107,6 +107,12 @@ impl Setting {
         (self.apply)(target, value)
     }
 
+    /// `value` as it may be shown (errors, an API's view of a definition): what a secret
+    /// value holds is hidden.
+    pub fn shown_value(&self, value: &str) -> String {
+        self.shown(value)
+    }
+
     /// `value` as it may appear in an error message.
     pub(crate) fn shown(&self, value: &str) -> String {
         match (self.secret_value, value.split_once('=')) {
@@ -244,6 +250,19 @@ pub const SETTINGS: &[Setting] = &[
             let max = u64::try_from(usize::MAX).unwrap_or(u64::MAX);
             let n = parse_count_up_to(v, max)?;
             t.manager.max_live = usize::try_from(n).map_err(|_| too_large(max))?;
+            Ok(())
+        },
+    ),
+    Setting::new(
+        "state_dir",
+        "DIR",
+        "claude-pm serve's state (socket, logs); the client commands find the socket there",
+        |t, v| {
+            let dir = PathBuf::from(non_empty(v)?);
+            if !dir.is_absolute() {
+                return Err("must be an absolute path".into());
+            }
+            t.manager.state_dir = Some(dir);
             Ok(())
         },
     ),

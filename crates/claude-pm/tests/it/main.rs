@@ -9,6 +9,7 @@ mod cli;
 mod edges;
 mod integrity;
 mod isolation;
+mod serve;
 mod settings;
 mod terminal;
 

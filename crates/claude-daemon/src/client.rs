@@ -1,0 +1,162 @@
+//! The client side of the socket, for `claude-pm`'s operator commands: one HTTP/1.1 request
+//! per connection, answers decoded into the same wire types the server encodes.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+
+use crate::error::{Error, Result};
+use crate::wire::{ErrorBody, SessionDetail, SessionView};
+
+/// A client of the daemon at a socket path.
+#[derive(Debug, Clone)]
+pub struct Client {
+    socket: PathBuf,
+}
+
+/// A request method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Method {
+    /// GET.
+    Get,
+    /// POST.
+    Post,
+    /// DELETE.
+    Delete,
+}
+
+impl Client {
+    /// A client of the daemon listening on `socket`.
+    pub fn new(socket: impl Into<PathBuf>) -> Client {
+        Client {
+            socket: socket.into(),
+        }
+    }
+
+    /// The socket.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Send one request; the status and the body.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, Bytes)> {
+        let stream = tokio::net::UnixStream::connect(&self.socket)
+            .await
+            .map_err(|e| {
+                Error::io(
+                    format!("connect to the daemon at {}", self.socket.display()),
+                    e,
+                )
+            })?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| Error::io("talk to the daemon", std::io::Error::other(e)))?;
+        tokio::spawn(conn);
+        let method = match method {
+            Method::Get => hyper::Method::GET,
+            Method::Post => hyper::Method::POST,
+            Method::Delete => hyper::Method::DELETE,
+        };
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "claude-pm")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| Error::io("build a request", std::io::Error::other(e)))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| Error::io("talk to the daemon", std::io::Error::other(e)))?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| Error::io("read the daemon's answer", std::io::Error::other(e)))?
+            .to_bytes();
+        Ok((status, body))
+    }
+
+    /// A request whose success is JSON of type `T`; an error status becomes [`Error::Api`]
+    /// with the daemon's message.
+    async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<T> {
+        let (status, bytes) = self.request(method, path, body).await?;
+        if !(200..300).contains(&status) {
+            let message = match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(e) => e.error,
+                Err(_) => String::from_utf8_lossy(&bytes).trim().to_owned(),
+            };
+            return Err(Error::Api { status, message });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| Error::Api {
+            status,
+            message: format!("an answer that is not what was asked for: {e}"),
+        })
+    }
+
+    /// `GET /v1/sessions`.
+    pub async fn list(&self) -> Result<Vec<SessionView>> {
+        self.json(Method::Get, "/v1/sessions", None).await
+    }
+
+    /// `GET /v1/sessions/{name}`.
+    pub async fn inspect(&self, name: &str) -> Result<SessionDetail> {
+        self.json(Method::Get, &format!("/v1/sessions/{name}"), None)
+            .await
+    }
+
+    /// `POST /v1/sessions` with a definition (the keys of a `[[session]]` table, as JSON).
+    pub async fn create(&self, definition: &serde_json::Value) -> Result<SessionDetail> {
+        let body = serde_json::to_vec(definition)
+            .map_err(|e| Error::io("encode", std::io::Error::other(e)))?;
+        self.json(Method::Post, "/v1/sessions", Some(body)).await
+    }
+
+    /// `POST /v1/sessions/{name}/stop`.
+    pub async fn stop(&self, name: &str) -> Result<SessionView> {
+        self.json(Method::Post, &format!("/v1/sessions/{name}/stop"), None)
+            .await
+    }
+
+    /// `POST /v1/sessions/{name}/restart`.
+    pub async fn restart(&self, name: &str) -> Result<SessionView> {
+        self.json(Method::Post, &format!("/v1/sessions/{name}/restart"), None)
+            .await
+    }
+
+    /// `DELETE /v1/sessions/{name}`.
+    pub async fn delete(&self, name: &str) -> Result<()> {
+        let _: serde_json::Value = self
+            .json(Method::Delete, &format!("/v1/sessions/{name}"), None)
+            .await?;
+        Ok(())
+    }
+
+    /// `GET /v1/sessions/{name}/logs`: the kept lines.
+    pub async fn logs(&self, name: &str) -> Result<String> {
+        let (status, bytes) = self
+            .request(Method::Get, &format!("/v1/sessions/{name}/logs"), None)
+            .await?;
+        if status != 200 {
+            let message = serde_json::from_slice::<ErrorBody>(&bytes)
+                .map(|e| e.error)
+                .unwrap_or_default();
+            return Err(Error::Api { status, message });
+        }
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+}

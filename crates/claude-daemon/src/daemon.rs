@@ -1,0 +1,313 @@
+//! The daemon's sessions: each a definition, the `ProcessManager`'s handle driven by a task of
+//! its own, the session's last output lines and its last report.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use claude_manager::proc::{ClaudeSession, OutputEvent, OutputReceiver};
+use claude_manager::{ProcessManager, SessionHandle, SessionReport, SessionState, Settings};
+use tokio::sync::{mpsc, watch};
+
+use crate::error::{Error, Result};
+use crate::wire::{ExitView, ProgramDef, SessionDef, SessionDetail, SessionView};
+
+/// Output lines kept per session.
+pub const KEPT_LINES: usize = 1000;
+
+#[derive(Debug, Clone, Copy)]
+enum Control {
+    Stop,
+    Restart,
+}
+
+/// One session of the daemon.
+struct Session {
+    def: SessionDef,
+    control: mpsc::UnboundedSender<Control>,
+    state: watch::Receiver<SessionState>,
+    /// Set when the session's task has seen its end (the report is in `last`).
+    done: watch::Receiver<bool>,
+    live: Arc<Live>,
+}
+
+/// What the session's task updates.
+#[derive(Default)]
+struct Live {
+    lines: Mutex<VecDeque<String>>,
+    last: Mutex<Option<SessionReport>>,
+    runs: Mutex<u32>,
+    /// A stream-json Claude session's handle on its current run.
+    claude: Mutex<Option<ClaudeSession>>,
+}
+
+/// The daemon's state: the manager, the daemon-wide default settings and the sessions.
+pub struct Daemon {
+    manager: Arc<ProcessManager>,
+    defaults: Settings,
+    sessions: Mutex<BTreeMap<String, Session>>,
+    draining: AtomicBool,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon")
+            .field("sessions", &self.list().len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn short(program: &ProgramDef) -> String {
+    let (first, rest) = match program {
+        ProgramDef::Command(argv) => (argv.first().cloned().unwrap_or_default(), argv.get(1..)),
+        ProgramDef::Claude(args) => ("claude".to_owned(), Some(&args[..])),
+    };
+    let mut text = first;
+    for arg in rest.unwrap_or_default() {
+        if text.len() > 60 {
+            text.push_str(" ...");
+            break;
+        }
+        text.push(' ');
+        text.push_str(arg);
+    }
+    text
+}
+
+/// Keep `rx`'s lines in `live`, the newest [`KEPT_LINES`].
+async fn keep_lines(mut rx: OutputReceiver, live: Arc<Live>) {
+    while let Some(event) = rx.recv().await {
+        let line = match event {
+            OutputEvent::Line(l) | OutputEvent::Unterminated(l) => l,
+            _ => continue,
+        };
+        if let Ok(mut lines) = live.lines.lock() {
+            if lines.len() == KEPT_LINES {
+                lines.pop_front();
+            }
+            lines.push_back(String::from_utf8_lossy(&line).into_owned());
+        }
+    }
+}
+
+/// Drive one session's handle: keep each run's output, pass control requests on, and keep the
+/// report when it ends.
+async fn drive(
+    mut handle: SessionHandle,
+    mut control: mpsc::UnboundedReceiver<Control>,
+    live: Arc<Live>,
+    done: watch::Sender<bool>,
+) {
+    loop {
+        tokio::select! {
+            run = handle.next_run() => {
+                let Some(mut run) = run else { break };
+                if let Ok(mut runs) = live.runs.lock() {
+                    *runs += 1;
+                }
+                for rx in [run.stdout.take(), run.stderr.take()].into_iter().flatten() {
+                    tokio::spawn(keep_lines(rx, Arc::clone(&live)));
+                }
+                if let Ok(mut claude) = live.claude.lock() {
+                    *claude = run.session.take();
+                }
+            }
+            c = control.recv() => match c {
+                Some(Control::Stop) | None => handle.request_stop(),
+                Some(Control::Restart) => handle.restart(),
+            },
+        }
+    }
+    let report = handle.wait().await.ok();
+    if let Ok(mut last) = live.last.lock() {
+        *last = report;
+    }
+    done.send_replace(true);
+}
+
+impl Daemon {
+    /// A daemon whose sessions get `defaults` (the config file's top-level settings) under
+    /// their own settings.
+    pub fn new(manager: Arc<ProcessManager>, defaults: Settings) -> Daemon {
+        Daemon {
+            manager,
+            defaults,
+            sessions: Mutex::new(BTreeMap::new()),
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    fn launch(&self, def: SessionDef) -> Result<Session> {
+        let spec = def.spec(&self.defaults)?;
+        // A program that is not there is refused now, not reported as a failed first run.
+        if let ProgramDef::Command(argv) = &def.program {
+            let path = std::env::var_os("PATH");
+            let program = std::path::Path::new(argv.first().map_or("", String::as_str));
+            claude_manager::proc::resolve_program(program, path.as_deref()).map_err(|e| {
+                Error::Field {
+                    field: "command".into(),
+                    why: e.to_string(),
+                }
+            })?;
+        }
+        let handle = self.manager.start(spec).map_err(|e| Error::Refused {
+            name: def.name.clone(),
+            why: claude_manager::describe_error(&e),
+        })?;
+        let (control, rx) = mpsc::unbounded_channel();
+        let (done_tx, done) = watch::channel(false);
+        let live = Arc::new(Live::default());
+        let state = handle.watch_state();
+        tokio::spawn(drive(handle, rx, Arc::clone(&live), done_tx));
+        tracing::info!(session = %def.name, "session created");
+        Ok(Session {
+            def,
+            control,
+            state,
+            done,
+            live,
+        })
+    }
+
+    /// Start a new session from `def`: refused while draining, for a name in use, or when
+    /// the manager cannot start it (nothing is left started then).
+    pub fn create(&self, def: SessionDef) -> Result<SessionDetail> {
+        if self.draining.load(Ordering::SeqCst) {
+            return Err(Error::Draining);
+        }
+        let mut sessions = self.lock();
+        if sessions.contains_key(&def.name) {
+            return Err(Error::Exists { name: def.name });
+        }
+        let name = def.name.clone();
+        let session = self.launch(def)?;
+        let detail = detail(&name, &session);
+        sessions.insert(name, session);
+        Ok(detail)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Session>> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Every session, by name.
+    pub fn list(&self) -> Vec<SessionView> {
+        self.lock().iter().map(|(n, s)| view(n, s)).collect()
+    }
+
+    /// One session.
+    pub fn inspect(&self, name: &str) -> Result<SessionDetail> {
+        let sessions = self.lock();
+        let session = sessions.get(name).ok_or_else(|| not_found(name))?;
+        Ok(detail(name, session))
+    }
+
+    /// The session's kept output lines.
+    pub fn lines(&self, name: &str) -> Result<Vec<String>> {
+        let sessions = self.lock();
+        let session = sessions.get(name).ok_or_else(|| not_found(name))?;
+        let lines = session
+            .live
+            .lines
+            .lock()
+            .map(|l| l.iter().cloned().collect());
+        Ok(lines.unwrap_or_default())
+    }
+
+    /// Ask the session to stop (its tree within its grace).
+    pub fn stop(&self, name: &str) -> Result<SessionView> {
+        let sessions = self.lock();
+        let session = sessions.get(name).ok_or_else(|| not_found(name))?;
+        let _ = session.control.send(Control::Stop);
+        Ok(view(name, session))
+    }
+
+    /// Restart the session: its current run is stopped and a new one started; a finished
+    /// session starts again from its definition.
+    pub fn restart(&self, name: &str) -> Result<SessionView> {
+        let mut sessions = self.lock();
+        let session = sessions.get(name).ok_or_else(|| not_found(name))?;
+        if *session.done.borrow() {
+            if self.draining.load(Ordering::SeqCst) {
+                return Err(Error::Draining);
+            }
+            let fresh = self.launch(session.def.clone())?;
+            let shown = view(name, &fresh);
+            sessions.insert(name.to_owned(), fresh);
+            return Ok(shown);
+        }
+        let _ = session.control.send(Control::Restart);
+        Ok(view(name, session))
+    }
+
+    /// Stop the session, wait until its tree is gone, and forget it.
+    pub async fn delete(&self, name: &str) -> Result<()> {
+        let mut done = {
+            let sessions = self.lock();
+            let session = sessions.get(name).ok_or_else(|| not_found(name))?;
+            let _ = session.control.send(Control::Stop);
+            session.done.clone()
+        };
+        let _ = done.wait_for(|d| *d).await;
+        self.lock().remove(name);
+        Ok(())
+    }
+
+    /// No new sessions; stop every one and wait until all trees are gone.
+    pub async fn drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+        let waits: Vec<watch::Receiver<bool>> = self
+            .lock()
+            .values()
+            .map(|s| {
+                let _ = s.control.send(Control::Stop);
+                s.done.clone()
+            })
+            .collect();
+        for mut done in waits {
+            let _ = done.wait_for(|d| *d).await;
+        }
+    }
+
+    /// Whether the daemon is draining.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// The manager's metrics as Prometheus text.
+    pub fn metrics(&self) -> String {
+        self.manager.metrics().to_prometheus()
+    }
+}
+
+fn not_found(name: &str) -> Error {
+    Error::NotFound { name: name.into() }
+}
+
+fn view(name: &str, session: &Session) -> SessionView {
+    let state = session.state.borrow().clone();
+    let last = session.live.last.lock().ok().and_then(|l| l.clone());
+    let runs = session.live.runs.lock().map(|r| *r).unwrap_or(0);
+    SessionView {
+        name: name.to_owned(),
+        state: state.as_str().to_owned(),
+        pid: state.pid(),
+        restarts: last.as_ref().map_or(runs.saturating_sub(1), |r| r.restarts),
+        program: short(&session.def.program),
+        last_exit: last.map(|r| ExitView {
+            reason: r.reason.as_str().to_owned(),
+            code: r.code,
+            signal: r.signal,
+            detail: r.detail,
+        }),
+    }
+}
+
+fn detail(name: &str, session: &Session) -> SessionDetail {
+    SessionDetail {
+        view: view(name, session),
+        definition: session.def.to_json(true),
+    }
+}

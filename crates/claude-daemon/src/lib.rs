@@ -1,0 +1,24 @@
+//! `claude-pm serve`: one daemon owning sessions through a [`claude_manager::ProcessManager`],
+//! its HTTP/1.1 + JSON API on a Unix socket (peer credentials checked), the config file's
+//! `[[session]]` tables, and the wire types the server and `claude-pm`'s operator commands
+//! share ([`wire`]), so the two cannot drift.
+//!
+//! Endpoints (sessions by name): `POST /v1/sessions` (a definition: `name`, one of `command`
+//! / `claude`, then setting keys), `GET /v1/sessions`, `GET /v1/sessions/{name}`,
+//! `GET /v1/sessions/{name}/logs` (the last [`daemon::KEPT_LINES`] output lines),
+//! `POST /v1/sessions/{name}/stop`, `POST /v1/sessions/{name}/restart`,
+//! `DELETE /v1/sessions/{name}`, `/healthz`, `/readyz`, `/metrics`. Errors are
+//! `{"error": ..., "field": ...}` with a 4xx status.
+
+mod client;
+mod config;
+mod daemon;
+mod error;
+mod server;
+pub mod wire;
+
+pub use client::{Client, Method};
+pub use config::{load, DaemonConfig};
+pub use daemon::{Daemon, KEPT_LINES};
+pub use error::{Error, Result};
+pub use server::{bind, default_state_dir, router, serve, socket_path, Access, MAX_BODY};

@@ -1,0 +1,266 @@
+//! `claude-pm serve` and the operator commands that talk to it over its socket.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use claude_daemon::{Client, Daemon};
+use claude_manager::{ManagerConfig, ProcessManager, SessionSpec};
+
+use crate::cli::{DaemonArgs, SettingsArgs};
+use crate::exit;
+use crate::output::{say, tell};
+use crate::supervise::load_settings;
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// The state directory: the flag, `CLAUDE_PM_STATE_DIR`, or the default for this user.
+fn state_dir(flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| std::env::var_os("CLAUDE_PM_STATE_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| claude_daemon::default_state_dir(is_root(), &|k| std::env::var(k).ok()))
+}
+
+fn client(args: &DaemonArgs) -> Client {
+    Client::new(claude_daemon::socket_path(&state_dir(
+        args.state_dir.clone(),
+    )))
+}
+
+/// A failed request: the daemon's message (or why it could not be asked), status 125.
+fn refused(e: &claude_daemon::Error) -> u8 {
+    tell!("claude-pm: {e}");
+    exit::USAGE
+}
+
+pub(crate) async fn serve(settings: SettingsArgs, socket_group: Option<u32>) -> u8 {
+    let defaults = match load_settings(&settings) {
+        Ok(s) => s,
+        Err(e) => return usage(&claude_manager::describe_error(&e)),
+    };
+    let mut manager_config = ManagerConfig::default();
+    let mut scratch = SessionSpec::command("serve", "/bin/true", [""; 0]);
+    if let Err(e) = defaults.apply(&mut scratch, &mut manager_config) {
+        return usage(&claude_manager::describe_error(&e));
+    }
+    let sessions = match &settings.config {
+        Some(path) => match claude_daemon::load(path) {
+            Ok(config) => config.sessions,
+            Err(e) => return usage(&e.to_string()),
+        },
+        None => Vec::new(),
+    };
+    let dir = state_dir(manager_config.state_dir.clone());
+    if let Err(e) = make_state_dir(&dir, socket_group) {
+        return usage(&format!(
+            "cannot use the state directory {}: {e}",
+            dir.display()
+        ));
+    }
+    let _ = claude_manager::proc::become_subreaper();
+    if let Err(e) = claude_manager::start_watchdog().await {
+        tell!("claude-pm: the watchdog did not start ({e}); a SIGKILLed daemon may leave trees");
+    }
+    let socket = claude_daemon::socket_path(&dir);
+    let listener = match claude_daemon::bind(&socket, socket_group).await {
+        Ok(l) => l,
+        Err(e) => return usage(&e.to_string()),
+    };
+    let daemon = Arc::new(Daemon::new(
+        Arc::new(ProcessManager::new(manager_config)),
+        defaults,
+    ));
+    let mut started = 0;
+    for def in sessions {
+        let name = def.name.clone();
+        match daemon.create(def) {
+            Ok(_) => started += 1,
+            Err(e) => tell!("claude-pm: session {name:?} not started: {e}"),
+        }
+    }
+    let access = claude_daemon::Access::new(nix::unistd::geteuid().as_raw(), socket_group);
+    let server = tokio::spawn(claude_daemon::serve(
+        listener,
+        claude_daemon::router(Arc::clone(&daemon)),
+        access,
+    ));
+    tell!(
+        "claude-pm serve: listening on {}; {started} sessions started",
+        socket.display()
+    );
+    wait_for_stop_signal().await;
+    tell!("claude-pm serve: draining");
+    daemon.drain().await;
+    server.abort();
+    let _ = std::fs::remove_file(&socket);
+    tell!("claude-pm serve: every session stopped; exiting");
+    0
+}
+
+fn usage(message: &str) -> u8 {
+    tell!("claude-pm: {message}");
+    exit::USAGE
+}
+
+/// Create the state directory, mode 0700 (0750 with a socket group).
+fn make_state_dir(dir: &std::path::Path, group: Option<u32>) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let mode = if group.is_some() { 0o750 } else { 0o700 };
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))?;
+    if let Some(gid) = group {
+        std::os::unix::fs::chown(dir, None, Some(gid))?;
+    }
+    Ok(())
+}
+
+async fn wait_for_stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+pub(crate) async fn ps(args: &DaemonArgs, json: bool) -> u8 {
+    let list = match client(args).list().await {
+        Ok(list) => list,
+        Err(e) => return refused(&e),
+    };
+    if json {
+        say!("{}", serde_json::to_string(&list).unwrap_or_default());
+        return 0;
+    }
+    say!(
+        "{:<20} {:<12} {:>7} {:>8}  {:<24} program",
+        "name",
+        "state",
+        "pid",
+        "restarts",
+        "last exit"
+    );
+    for s in list {
+        let last = s
+            .last_exit
+            .map_or(String::from("-"), |e| match (e.code, e.signal) {
+                (Some(code), _) => format!("{} ({code})", e.reason),
+                (None, Some(sig)) => format!(
+                    "{} ({})",
+                    e.reason,
+                    claude_manager::proc::signal_name(sig).unwrap_or("a signal")
+                ),
+                _ => e.reason,
+            });
+        say!(
+            "{:<20} {:<12} {:>7} {:>8}  {:<24} {}",
+            s.name,
+            s.state,
+            s.pid.map_or("-".into(), |p| p.to_string()),
+            s.restarts,
+            last,
+            s.program
+        );
+    }
+    0
+}
+
+pub(crate) async fn start(
+    name: String,
+    claude: bool,
+    settings: &SettingsArgs,
+    program: Vec<String>,
+) -> u8 {
+    let mut def = serde_json::Map::new();
+    def.insert("name".into(), name.into());
+    if claude {
+        def.insert("claude".into(), program.into());
+    } else {
+        if program.is_empty() {
+            return usage("start needs a program after -- (or --claude)");
+        }
+        def.insert("command".into(), program.into());
+    }
+    let mut daemon = DaemonArgs::default();
+    for (key, value) in &settings.values {
+        if *key == "state_dir" {
+            daemon.state_dir = Some(PathBuf::from(value));
+            continue;
+        }
+        let repeatable = claude_manager::setting(key).is_some_and(|s| s.repeatable);
+        if repeatable {
+            let entry = def
+                .entry(key.to_string())
+                .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+            if let serde_json::Value::Array(items) = entry {
+                items.push(value.clone().into());
+            }
+        } else {
+            def.insert(key.to_string(), value.clone().into());
+        }
+    }
+    if settings.config.is_some() {
+        return usage("start takes settings as flags; a config file's sessions are serve's");
+    }
+    match client(&daemon)
+        .create(&serde_json::Value::Object(def))
+        .await
+    {
+        Ok(detail) => {
+            say!("{} {}", detail.view.name, detail.view.state);
+            0
+        }
+        Err(e) => refused(&e),
+    }
+}
+
+pub(crate) async fn stop(args: &DaemonArgs, name: &str) -> u8 {
+    match client(args).stop(name).await {
+        Ok(v) => {
+            say!("{} stopping", v.name);
+            0
+        }
+        Err(e) => refused(&e),
+    }
+}
+
+pub(crate) async fn restart(args: &DaemonArgs, name: &str) -> u8 {
+    match client(args).restart(name).await {
+        Ok(v) => {
+            say!("{} restarting", v.name);
+            0
+        }
+        Err(e) => refused(&e),
+    }
+}
+
+pub(crate) async fn rm(args: &DaemonArgs, name: &str) -> u8 {
+    match client(args).delete(name).await {
+        Ok(()) => {
+            say!("{name} removed");
+            0
+        }
+        Err(e) => refused(&e),
+    }
+}
+
+pub(crate) async fn logs(args: &DaemonArgs, name: &str) -> u8 {
+    match client(args).logs(name).await {
+        Ok(text) => {
+            for line in text.lines() {
+                say!("{line}");
+            }
+            0
+        }
+        Err(e) => refused(&e),
+    }
+}

@@ -1,0 +1,464 @@
+//! `claude-pm serve`, the real daemon binary over its real socket: sessions from the config
+//! file and from the API, the operator commands, raw HTTP, malformed requests, the peer
+//! credential check, and the drain on SIGTERM.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use claude_daemon::{Client, Method};
+use claude_manager::proc::{
+    spawn, ChildSetup, EnvPolicy, HookError, HookInstance, OutputEvent, OutputMode, ProcessConfig,
+    SpawnHook,
+};
+
+use crate::cli::{code, pm};
+
+/// A running daemon with its state directory; stopped (SIGTERM, drained) on drop by its test.
+struct Served {
+    child: claude_manager::proc::Child,
+    dir: tempfile::TempDir,
+}
+
+impl Served {
+    async fn start(config: &str, extra: &[&str]) -> Served {
+        let dir = tempfile::Builder::new()
+            .prefix("serve-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .unwrap();
+        let file = dir.path().join("pm.toml");
+        std::fs::write(&file, config).unwrap();
+        let state = dir.path().join("state");
+        let mut args = vec![
+            "serve".to_owned(),
+            "--config".to_owned(),
+            file.display().to_string(),
+            "--state-dir".to_owned(),
+            state.display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let config = ProcessConfig::builder(env!("CARGO_BIN_EXE_claude-pm"))
+            .args(&args)
+            .env_policy(EnvPolicy::Inherit)
+            .stderr(OutputMode::lines())
+            .grace(Duration::from_secs(20))
+            .build()
+            .unwrap();
+        let mut child = spawn(&config).await.unwrap();
+        let mut err = child.take_stderr().unwrap();
+        match err.recv().await {
+            Some(OutputEvent::Line(l)) => {
+                let l = String::from_utf8_lossy(&l).into_owned();
+                assert!(l.contains("listening on"), "{l}");
+            }
+            other => panic!("the daemon did not start: {other:?}"),
+        }
+        tokio::spawn(async move { while err.recv().await.is_some() {} });
+        Served { child, dir }
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn client(&self) -> Client {
+        Client::new(claude_daemon::socket_path(&self.state()))
+    }
+
+    async fn cli(&self, args: &[&str]) -> (Vec<String>, String, i32) {
+        let state = self.state().display().to_string();
+        // The directory before anything else: `start`'s program follows its `--`.
+        let mut all = vec![args[0], "--state-dir", &state];
+        all.extend(&args[1..]);
+        let (out, err, exit) = pm(&all, &[]).await;
+        (out, err, code(&exit))
+    }
+
+    /// SIGTERM: the daemon drains and exits 0.
+    async fn drain(mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.pid() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let exit = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(code(&exit), 0);
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|r| !r.trim_start().starts_with('Z'))
+    })
+}
+
+const CONFIG: &str = "grace = \"2s\"\n\
+    [[session]]\nname = \"sleeper\"\ncommand = [\"/bin/sleep\", \"1000\"]\n\
+    [[session]]\nname = \"talker\"\ncommand = [\"/bin/sh\", \"-c\", \"echo hello; echo oops >&2; exec sleep 1000\"]\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_created_listed_stopped_restarted_and_deleted() {
+    let served = Served::start(CONFIG, &[]).await;
+    // From the config file, listed by the CLI and by raw HTTP.
+    let (out, err, status) = served.cli(&["ps"]).await;
+    assert_eq!(status, 0, "{err}");
+    assert!(
+        out[1].starts_with("sleeper") && out[1].contains("running"),
+        "{out:?}"
+    );
+    assert!(out[2].starts_with("talker"), "{out:?}");
+    let list = served.client().list().await.unwrap();
+    let pids: Vec<u32> = list.iter().filter_map(|s| s.pid).collect();
+    assert_eq!(pids.len(), 2);
+    // Kept output, both streams.
+    let mut logs = String::new();
+    for _ in 0..50 {
+        logs = served.client().logs("talker").await.unwrap();
+        if logs.lines().count() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(logs.contains("hello") && logs.contains("oops"), "{logs:?}");
+    // Created through the CLI, then through raw HTTP.
+    let (_, err, status) = served
+        .cli(&[
+            "start",
+            "--name",
+            "extra",
+            "--memory",
+            "64M",
+            "--",
+            "/bin/sleep",
+            "999",
+        ])
+        .await;
+    assert_eq!(status, 0, "{err}");
+    let body = br#"{"name": "raw", "command": ["/bin/sleep", "998"], "restart": "always"}"#;
+    let (status, answer) = served
+        .client()
+        .request(Method::Post, "/v1/sessions", Some(body.to_vec()))
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{answer:?}");
+    let detail = served.client().inspect("raw").await.unwrap();
+    assert_eq!(detail.definition["restart"], "always");
+    // Stop: the tree goes, the session stays listed as finished.
+    let sleeper = list
+        .iter()
+        .find(|s| s.name == "sleeper")
+        .and_then(|s| s.pid)
+        .unwrap();
+    let (_, err, status) = served.cli(&["stop", "sleeper"]).await;
+    assert_eq!(status, 0, "{err}");
+    wait_until(|| !alive(sleeper)).await;
+    let mut stopped = served.client().inspect("sleeper").await.unwrap();
+    for _ in 0..200 {
+        if stopped.view.state == "finished" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        stopped = served.client().inspect("sleeper").await.unwrap();
+    }
+    assert_eq!(stopped.view.state, "finished");
+    assert_eq!(stopped.view.last_exit.unwrap().reason, "stopped");
+    // Restart: a finished session starts again from its definition.
+    let (_, err, status) = served.cli(&["restart", "sleeper"]).await;
+    assert_eq!(status, 0, "{err}");
+    let again = pid_of(&served.client(), "sleeper").await;
+    assert_ne!(again, sleeper);
+    // Delete: stopped and forgotten.
+    let raw_pid = pid_of(&served.client(), "raw").await;
+    let (status, _) = served
+        .client()
+        .request(Method::Delete, "/v1/sessions/raw", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert!(!alive(raw_pid));
+    let (_, err, status) = served.cli(&["rm", "extra"]).await;
+    assert_eq!(status, 0, "{err}");
+    let (_, err, status) = served.cli(&["stop", "raw"]).await;
+    assert_eq!(status, 125);
+    assert!(err.contains("no session named \"raw\""), "{err}");
+    // SIGTERM drains: every tree gone, the daemon exits 0.
+    let left: Vec<u32> = served
+        .client()
+        .list()
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|s| s.pid)
+        .collect();
+    assert_eq!(left.len(), 2);
+    served.drain().await;
+    for pid in left {
+        assert!(!alive(pid), "{pid} outlived the drain");
+    }
+}
+
+/// The pid of `name`'s live run, once it has one (a restarted session queues first).
+async fn pid_of(client: &Client, name: &str) -> u32 {
+    for _ in 0..200 {
+        if let Some(pid) = client.inspect(name).await.unwrap().view.pid {
+            return pid;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{name} did not start within 2 s");
+}
+
+async fn wait_until(mut done: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("not within 2 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_get_a_4xx_naming_the_problem_and_the_daemon_keeps_serving() {
+    let served = Served::start("", &[]).await;
+    let client = served.client();
+    let huge = format!(
+        r#"{{"name": "h", "command": ["/bin/true"], "env": {{"A": "{}"}}}}"#,
+        "x".repeat(70_000)
+    );
+    let cases: Vec<(Method, &str, Vec<u8>, u16, &str)> = vec![
+        (
+            Method::Post,
+            "/v1/sessions",
+            b"{not json".to_vec(),
+            400,
+            "not JSON",
+        ),
+        (
+            Method::Post,
+            "/v1/sessions",
+            b"[1, 2]".to_vec(),
+            400,
+            "JSON object",
+        ),
+        (Method::Post, "/v1/sessions", b"".to_vec(), 400, "not JSON"),
+        (
+            Method::Post,
+            "/v1/sessions",
+            br#"{"command": ["/bin/true"]}"#.to_vec(),
+            400,
+            "name",
+        ),
+        (
+            Method::Post,
+            "/v1/sessions",
+            br#"{"name": 7, "command": ["/bin/true"]}"#.to_vec(),
+            400,
+            "must be a string",
+        ),
+        (
+            Method::Post,
+            "/v1/sessions",
+            br#"{"name": "../../etc/passwd", "command": ["/bin/true"]}"#.to_vec(),
+            400,
+            "A-Z",
+        ),
+        (
+            Method::Post,
+            "/v1/sessions",
+            br#"{"name": "a/b", "command": ["/bin/true"]}"#.to_vec(),
+            400,
+            "A-Z",
+        ),
+        (
+            Method::Post,
+            "/v1/sessions",
+            br#"{"name": "ok"}"#.to_vec(),
+            400,
+            "command or claude",
+        ),
+        (
+            Method::Post,
+            "/v1/sessions",
+            br#"{"name": "ok", "command": "true"}"#.to_vec(),
+            400,
+            "list of strings",
+        ),
+        (
+            Method::Post,
+            "/v1/sessions",
+            br#"{"name": "ok", "command": [1]}"#.to_vec(),
+            400,
+            "list of strings",
+        ),
+        (
+            Method::Post,
+            "/v1/sessions",
+            br#"{"name": "ok", "command": ["/bin/true"], "bogus": 1}"#.to_vec(),
+            400,
+            "unknown field",
+        ),
+        (
+            Method::Post,
+            "/v1/sessions",
+            br#"{"name": "ok", "command": ["/bin/true"], "memory": "-1G"}"#.to_vec(),
+            400,
+            "memory",
+        ),
+        (
+            Method::Post,
+            "/v1/sessions",
+            br#"{"name": "ok", "command": ["/bin/true"], "pids": -5}"#.to_vec(),
+            400,
+            "pids",
+        ),
+        (
+            Method::Post,
+            "/v1/sessions",
+            br#"{"name": "ok", "command": ["/bin/true"], "timeout": {"s": 1}}"#.to_vec(),
+            400,
+            "string or a number",
+        ),
+        (
+            Method::Post,
+            "/v1/sessions",
+            br#"{"name": "ok", "command": ["/no/such/program"]}"#.to_vec(),
+            400,
+            "no/such/program",
+        ),
+        (
+            Method::Post,
+            "/v1/sessions",
+            huge.into_bytes(),
+            400,
+            "larger than",
+        ),
+        (
+            Method::Get,
+            "/v1/sessions/nobody",
+            Vec::new(),
+            404,
+            "no session named",
+        ),
+        (Method::Get, "/v1/sessions/..", Vec::new(), 400, "A-Z"),
+        (
+            Method::Post,
+            "/v1/sessions/.hidden/restart",
+            Vec::new(),
+            400,
+            "A-Z",
+        ),
+        (
+            Method::Post,
+            "/v1/sessions/nobody/stop",
+            Vec::new(),
+            404,
+            "no session named",
+        ),
+        (
+            Method::Delete,
+            "/v1/sessions/nobody",
+            Vec::new(),
+            404,
+            "no session named",
+        ),
+        (
+            Method::Get,
+            "/v2/anything",
+            Vec::new(),
+            404,
+            "no such endpoint",
+        ),
+    ];
+    for (method, path, body, want, says) in cases {
+        let (status, answer) = client.request(method, path, Some(body)).await.unwrap();
+        let text = String::from_utf8_lossy(&answer);
+        assert_eq!(status, want, "{path}: {text}");
+        assert!(text.contains(says), "{path}: {text}");
+        if !says.is_empty() {
+            let parsed: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+            assert!(parsed["error"].is_string(), "{text}");
+        }
+    }
+    let (status, _) = client.request(Method::Get, "/healthz", None).await.unwrap();
+    assert_eq!(status, 200);
+    assert!(client.list().await.unwrap().is_empty(), "nothing started");
+    served.drain().await;
+}
+
+/// Runs the child as `uid`:`gid`.
+struct AsUser(u32, u32);
+
+struct Nothing;
+
+impl HookInstance for Nothing {}
+
+impl SpawnHook for AsUser {
+    fn name(&self) -> &str {
+        "as-user"
+    }
+    fn prepare(&self, setup: &mut ChildSetup) -> Result<Box<dyn HookInstance>, HookError> {
+        setup.run_as(self.0, self.1);
+        Ok(Box::new(Nothing))
+    }
+}
+
+/// `claude-pm ps` against `state` as `uid`:`gid`: its exit status and stderr.
+async fn ps_as(state: &Path, uid: u32, gid: u32) -> (i32, String) {
+    let config = ProcessConfig::builder(env!("CARGO_BIN_EXE_claude-pm"))
+        .args(["ps", "--state-dir", &state.display().to_string()])
+        .env_policy(EnvPolicy::Inherit)
+        .stdout(OutputMode::Null)
+        .stderr(OutputMode::lines())
+        .cwd("/")
+        .hook(Arc::new(AsUser(uid, gid)))
+        .build()
+        .unwrap();
+    let mut child = spawn(&config).await.unwrap();
+    let mut err = child.take_stderr().unwrap();
+    let mut text = String::new();
+    while let Some(e) = err.recv().await {
+        if let OutputEvent::Line(l) = e {
+            text.push_str(&String::from_utf8_lossy(&l));
+        }
+    }
+    (code(&child.wait().await.unwrap()), text)
+}
+
+/// A client under another uid is refused by the peer-credential check even when the socket's
+/// file permissions would let it in; a member of the configured group is let in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_socket_checks_its_peers_credentials() {
+    if !claude_testkit::running_as_root() {
+        return;
+    }
+    let (stranger, member, group) = (3_960_001, 3_960_002, 3_960_100);
+    let group_arg = group.to_string();
+    let served = Served::start("", &["--socket-group", &group_arg]).await;
+    let socket = claude_daemon::socket_path(&served.state());
+    assert_eq!(
+        std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777,
+        0o660
+    );
+    // The file system alone keeps the stranger out...
+    let (status, err) = ps_as(&served.state(), stranger, stranger).await;
+    assert_eq!(status, 125);
+    assert!(err.contains("Permission denied"), "{err}");
+    // ... so open it up, as a careless operator might: the credential check still refuses.
+    for (path, mode) in [
+        (served.dir.path().to_path_buf(), 0o755),
+        (served.state(), 0o755),
+        (socket.clone(), 0o666),
+    ] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let (status, err) = ps_as(&served.state(), stranger, stranger).await;
+    assert_eq!(status, 125);
+    assert!(err.contains("may not use the daemon's socket"), "{err}");
+    let (status, err) = ps_as(&served.state(), member, group).await;
+    assert_eq!(status, 0, "{err}");
+    served.drain().await;
+}
