@@ -146,6 +146,64 @@ impl Client {
         Ok(())
     }
 
+    /// `POST /v1/reload`: apply the config file as it is now.
+    pub async fn reload(&self) -> Result<crate::wire::ReloadReport> {
+        self.json(Method::Post, "/v1/reload", None).await
+    }
+
+    /// `POST /v1/drain`: stop every session and take no new ones (the daemon keeps running).
+    pub async fn drain(&self) -> Result<()> {
+        let _: serde_json::Value = self.json(Method::Post, "/v1/drain", None).await?;
+        Ok(())
+    }
+
+    /// `GET /v1/events?since=SEQ[&follow=true]`: each NDJSON record to `each` as it arrives,
+    /// until the stream ends (without `follow`, after the kept events).
+    pub async fn events(&self, since: u64, follow: bool, mut each: impl FnMut(&str)) -> Result<()> {
+        let stream = tokio::net::UnixStream::connect(&self.socket)
+            .await
+            .map_err(|e| {
+                Error::io(
+                    format!("connect to the daemon at {}", self.socket.display()),
+                    e,
+                )
+            })?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| Error::io("talk to the daemon", std::io::Error::other(e)))?;
+        tokio::spawn(conn);
+        let request = hyper::Request::builder()
+            .uri(format!("/v1/events?since={since}&follow={follow}"))
+            .header("host", "claude-pm")
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| Error::io("build a request", std::io::Error::other(e)))?;
+        let mut response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| Error::io("talk to the daemon", std::io::Error::other(e)))?;
+        let status = response.status().as_u16();
+        let mut pending = Vec::new();
+        while let Some(frame) = response.body_mut().frame().await {
+            let frame =
+                frame.map_err(|e| Error::io("read the event stream", std::io::Error::other(e)))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            pending.extend_from_slice(&data);
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                each(String::from_utf8_lossy(&line[..line.len() - 1]).as_ref());
+            }
+        }
+        if status != 200 {
+            return Err(Error::Api {
+                status,
+                message: String::from_utf8_lossy(&pending).into_owned(),
+            });
+        }
+        Ok(())
+    }
+
     /// `GET /v1/sessions/{name}/logs`: the kept lines.
     pub async fn logs(&self, name: &str) -> Result<String> {
         let (status, bytes) = self

@@ -21,9 +21,17 @@ enum Control {
     Restart,
 }
 
+/// Where a session's definition came from: reload replaces only the config file's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    Config,
+    Api,
+}
+
 /// One session of the daemon.
-struct Session {
-    def: SessionDef,
+pub(crate) struct Session {
+    pub(crate) def: SessionDef,
+    pub(crate) origin: Origin,
     control: mpsc::UnboundedSender<Control>,
     state: watch::Receiver<SessionState>,
     /// Set when the session's task has seen its end (the report is in `last`).
@@ -44,9 +52,15 @@ struct Live {
 /// The daemon's state: the manager, the daemon-wide default settings and the sessions.
 pub struct Daemon {
     manager: Arc<ProcessManager>,
-    defaults: Settings,
+    /// The config file's top-level settings (replaced by a reload).
+    pub(crate) file_settings: Mutex<Settings>,
+    /// `CLAUDE_PM_*` and flags: over the file's, fixed for the daemon's life.
+    overrides: Settings,
+    /// The config file, for reloads.
+    pub(crate) config: Option<std::path::PathBuf>,
     sessions: Mutex<BTreeMap<String, Session>>,
     draining: AtomicBool,
+    pub(crate) events: Arc<crate::events::EventLog>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -126,19 +140,39 @@ async fn drive(
 }
 
 impl Daemon {
-    /// A daemon whose sessions get `defaults` (the config file's top-level settings) under
-    /// their own settings.
-    pub fn new(manager: Arc<ProcessManager>, defaults: Settings) -> Daemon {
+    /// A daemon whose sessions get the config file's top-level settings, then `overrides`
+    /// (`CLAUDE_PM_*`, flags), under their own; `config` is re-read by [`Daemon::reload`].
+    /// Must be called within a tokio runtime (the event log's task starts here).
+    pub fn new(
+        manager: Arc<ProcessManager>,
+        file_settings: Settings,
+        overrides: Settings,
+        config: Option<std::path::PathBuf>,
+    ) -> Daemon {
+        let events = crate::events::EventLog::start(manager.subscribe());
         Daemon {
+            events,
             manager,
-            defaults,
+            file_settings: Mutex::new(file_settings),
+            overrides,
+            config,
             sessions: Mutex::new(BTreeMap::new()),
             draining: AtomicBool::new(false),
         }
     }
 
-    fn launch(&self, def: SessionDef) -> Result<Session> {
-        let spec = def.spec(&self.defaults)?;
+    /// The settings every session starts from.
+    fn defaults(&self) -> Settings {
+        let file = self
+            .file_settings
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default();
+        file.merged(self.overrides.clone())
+    }
+
+    pub(crate) fn launch(&self, def: SessionDef, origin: Origin) -> Result<Session> {
+        let spec = def.spec(&self.defaults())?;
         // A program that is not there is refused now, not reported as a failed first run.
         if let ProgramDef::Command(argv) = &def.program {
             let path = std::env::var_os("PATH");
@@ -162,6 +196,7 @@ impl Daemon {
         tracing::info!(session = %def.name, "session created");
         Ok(Session {
             def,
+            origin,
             control,
             state,
             done,
@@ -172,6 +207,15 @@ impl Daemon {
     /// Start a new session from `def`: refused while draining, for a name in use, or when
     /// the manager cannot start it (nothing is left started then).
     pub fn create(&self, def: SessionDef) -> Result<SessionDetail> {
+        self.create_from(def, Origin::Api)
+    }
+
+    /// [`Daemon::create`] for a session of the config file.
+    pub fn create_configured(&self, def: SessionDef) -> Result<SessionDetail> {
+        self.create_from(def, Origin::Config)
+    }
+
+    fn create_from(&self, def: SessionDef, origin: Origin) -> Result<SessionDetail> {
         if self.draining.load(Ordering::SeqCst) {
             return Err(Error::Draining);
         }
@@ -180,13 +224,13 @@ impl Daemon {
             return Err(Error::Exists { name: def.name });
         }
         let name = def.name.clone();
-        let session = self.launch(def)?;
+        let session = self.launch(def, origin)?;
         let detail = detail(&name, &session);
         sessions.insert(name, session);
         Ok(detail)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Session>> {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Session>> {
         self.sessions
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -233,7 +277,7 @@ impl Daemon {
             if self.draining.load(Ordering::SeqCst) {
                 return Err(Error::Draining);
             }
-            let fresh = self.launch(session.def.clone())?;
+            let fresh = self.launch(session.def.clone(), session.origin)?;
             let shown = view(name, &fresh);
             sessions.insert(name.to_owned(), fresh);
             return Ok(shown);
@@ -255,7 +299,8 @@ impl Daemon {
         Ok(())
     }
 
-    /// No new sessions; stop every one and wait until all trees are gone.
+    /// No new sessions; stop every one and wait until all trees are gone. The sessions stay
+    /// listed (finished).
     pub async fn drain(&self) {
         self.draining.store(true, Ordering::SeqCst);
         let waits: Vec<watch::Receiver<bool>> = self

@@ -14,6 +14,8 @@ mod client;
 mod config;
 mod daemon;
 mod error;
+mod events;
+mod reload;
 mod server;
 pub mod wire;
 
@@ -21,4 +23,5 @@ pub use client::{Client, Method};
 pub use config::{load, DaemonConfig};
 pub use daemon::{Daemon, KEPT_LINES};
 pub use error::{Error, Result};
+pub use events::KEPT_EVENTS;
 pub use server::{bind, default_state_dir, router, serve, socket_path, Access, MAX_BODY};

@@ -158,6 +158,46 @@ async fn delete(State(d): State<Arc<Daemon>>, UrlPath(name): UrlPath<String>) ->
     Ok(Json(serde_json::json!({"deleted": name})).into_response())
 }
 
+/// `?since=SEQ&follow=true`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    since: Option<u64>,
+    follow: Option<bool>,
+}
+
+async fn events(
+    State(d): State<Arc<Daemon>>,
+    query: std::result::Result<
+        axum::extract::Query<EventsQuery>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Api<Response> {
+    let axum::extract::Query(q) = query.map_err(|e| {
+        ApiError(Error::Field {
+            field: "(query)".into(),
+            why: e.body_text(),
+        })
+    })?;
+    let body = d
+        .events
+        .stream(q.since.unwrap_or(0), q.follow.unwrap_or(false));
+    let mut response = Response::new(axum::body::Body::new(body));
+    if let Ok(v) = "application/x-ndjson".parse() {
+        response.headers_mut().insert("content-type", v);
+    }
+    Ok(response)
+}
+
+async fn reload(State(d): State<Arc<Daemon>>) -> Api<Response> {
+    Ok(Json(d.reload().await?).into_response())
+}
+
+async fn drain(State(d): State<Arc<Daemon>>) -> Response {
+    d.drain().await;
+    Json(serde_json::json!({"drained": true})).into_response()
+}
+
 async fn ready(State(d): State<Arc<Daemon>>) -> Response {
     if d.draining() {
         (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
@@ -188,6 +228,9 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/sessions/{name}/logs", get(logs))
         .route("/v1/sessions/{name}/stop", post(stop))
         .route("/v1/sessions/{name}/restart", post(restart))
+        .route("/v1/reload", post(reload))
+        .route("/v1/events", get(events))
+        .route("/v1/drain", post(drain))
         .fallback(unknown)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(daemon)

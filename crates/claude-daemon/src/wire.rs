@@ -266,6 +266,20 @@ pub struct SessionDetail {
     pub definition: serde_json::Value,
 }
 
+/// What a reload did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ReloadReport {
+    /// Sessions new in the file, started.
+    pub started: Vec<String>,
+    /// Sessions gone from the file, stopped and forgotten.
+    pub stopped: Vec<String>,
+    /// Sessions whose definition changed, started again from the new one.
+    pub restarted: Vec<String>,
+    /// Sessions that could not be started, each with why.
+    pub refused: Vec<String>,
+}
+
 /// Every error response: what is wrong and, for a bad request, the field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]

@@ -112,6 +112,28 @@ pub(crate) enum Command {
         /// The session.
         name: String,
     },
+    /// The daemon's events as JSON lines, each with its sequence number (`lagged` records
+    /// count what a slow reader missed).
+    Events {
+        #[command(flatten)]
+        daemon: DaemonArgs,
+        /// Keep streaming new events.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only events after this sequence number (resume where a reader stopped).
+        #[arg(long, default_value_t = 0)]
+        since: u64,
+    },
+    /// Re-read the daemon's config file and apply the difference (as SIGHUP does).
+    Reload {
+        #[command(flatten)]
+        daemon: DaemonArgs,
+    },
+    /// Stop every session of the daemon and take no new ones; the daemon keeps running.
+    Drain {
+        #[command(flatten)]
+        daemon: DaemonArgs,
+    },
     /// The last output lines the daemon kept of a session.
     Logs {
         #[command(flatten)]

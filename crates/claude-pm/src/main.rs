@@ -65,6 +65,13 @@ fn main() -> ExitCode {
             cli::Command::Restart { daemon, name } => service::restart(&daemon, &name).await,
             cli::Command::Rm { daemon, name } => service::rm(&daemon, &name).await,
             cli::Command::Logs { daemon, name } => service::logs(&daemon, &name).await,
+            cli::Command::Reload { daemon } => service::reload(&daemon).await,
+            cli::Command::Events {
+                daemon,
+                follow,
+                since,
+            } => service::events(&daemon, follow, since).await,
+            cli::Command::Drain { daemon } => service::drain(&daemon).await,
         }
     });
     ExitCode::from(output::exit_status(code))

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use claude_daemon::{Client, Daemon};
-use claude_manager::{ManagerConfig, ProcessManager, SessionSpec};
+use claude_manager::{ManagerConfig, ProcessManager, SessionSpec, Settings, SettingsSource};
 
 use crate::cli::{DaemonArgs, SettingsArgs};
 use crate::exit;
@@ -38,17 +38,27 @@ pub(crate) async fn serve(settings: SettingsArgs, socket_group: Option<u32>) -> 
         Ok(s) => s,
         Err(e) => return usage(&claude_manager::describe_error(&e)),
     };
+    // The file's settings are replaced by a reload; variables and flags stay over them.
+    let mut overrides = match Settings::from_env(&|k| std::env::var_os(k)) {
+        Ok(s) => s,
+        Err(e) => return usage(&claude_manager::describe_error(&e)),
+    };
+    for (key, value) in &settings.values {
+        if let Err(e) = overrides.set(key, value, &SettingsSource::Flag) {
+            return usage(&claude_manager::describe_error(&e));
+        }
+    }
     let mut manager_config = ManagerConfig::default();
     let mut scratch = SessionSpec::command("serve", "/bin/true", [""; 0]);
     if let Err(e) = defaults.apply(&mut scratch, &mut manager_config) {
         return usage(&claude_manager::describe_error(&e));
     }
-    let sessions = match &settings.config {
+    let (file_settings, sessions) = match &settings.config {
         Some(path) => match claude_daemon::load(path) {
-            Ok(config) => config.sessions,
+            Ok(config) => (config.settings, config.sessions),
             Err(e) => return usage(&e.to_string()),
         },
-        None => Vec::new(),
+        None => (Settings::default(), Vec::new()),
     };
     let dir = state_dir(manager_config.state_dir.clone());
     if let Err(e) = make_state_dir(&dir, socket_group) {
@@ -66,14 +76,17 @@ pub(crate) async fn serve(settings: SettingsArgs, socket_group: Option<u32>) -> 
         Ok(l) => l,
         Err(e) => return usage(&e.to_string()),
     };
+    let manager = Arc::new(ProcessManager::new(manager_config));
     let daemon = Arc::new(Daemon::new(
-        Arc::new(ProcessManager::new(manager_config)),
-        defaults,
+        manager,
+        file_settings,
+        overrides,
+        settings.config.clone(),
     ));
     let mut started = 0;
     for def in sessions {
         let name = def.name.clone();
-        match daemon.create(def) {
+        match daemon.create_configured(def) {
             Ok(_) => started += 1,
             Err(e) => tell!("claude-pm: session {name:?} not started: {e}"),
         }
@@ -88,7 +101,7 @@ pub(crate) async fn serve(settings: SettingsArgs, socket_group: Option<u32>) -> 
         "claude-pm serve: listening on {}; {started} sessions started",
         socket.display()
     );
-    wait_for_stop_signal().await;
+    wait_for_stop_signal(&daemon).await;
     tell!("claude-pm serve: draining");
     daemon.drain().await;
     server.abort();
@@ -117,18 +130,65 @@ fn make_state_dir(dir: &std::path::Path, group: Option<u32>) -> std::io::Result<
     Ok(())
 }
 
-async fn wait_for_stop_signal() {
+/// Until SIGTERM or SIGINT; each SIGHUP meanwhile reloads the config file.
+async fn wait_for_stop_signal(daemon: &Daemon) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) else {
         std::future::pending::<()>().await;
         return;
     };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+            _ = hup.recv() => match daemon.reload().await {
+                Ok(r) => tell!(
+                    "claude-pm serve: reloaded: started {:?}, stopped {:?}, restarted {:?}, refused {:?}",
+                    r.started, r.stopped, r.restarted, r.refused
+                ),
+                Err(e) => tell!("claude-pm serve: reload refused, nothing changed: {e}"),
+            },
+        }
+    }
+}
+
+pub(crate) async fn events(args: &DaemonArgs, follow: bool, since: u64) -> u8 {
+    match client(args)
+        .events(since, follow, |line| say!("{line}"))
+        .await
+    {
+        Ok(()) => 0,
+        Err(e) => refused(&e),
+    }
+}
+
+pub(crate) async fn reload(args: &DaemonArgs) -> u8 {
+    match client(args).reload().await {
+        Ok(r) => {
+            say!(
+                "started {:?}, stopped {:?}, restarted {:?}, refused {:?}",
+                r.started,
+                r.stopped,
+                r.restarted,
+                r.refused
+            );
+            0
+        }
+        Err(e) => refused(&e),
+    }
+}
+
+pub(crate) async fn drain(args: &DaemonArgs) -> u8 {
+    match client(args).drain().await {
+        Ok(()) => {
+            say!("drained: every session stopped; the daemon takes no new ones");
+            0
+        }
+        Err(e) => refused(&e),
     }
 }
 

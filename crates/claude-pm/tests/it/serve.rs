@@ -462,3 +462,169 @@ async fn the_socket_checks_its_peers_credentials() {
     assert_eq!(status, 0, "{err}");
     served.drain().await;
 }
+
+/// `reload` (and SIGHUP) apply the config file's difference: a removed session stops, a new one
+/// starts, a changed one starts again from its new table; an API-made session is left alone.
+/// `drain` stops everything and refuses new sessions while the daemon keeps answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_applies_the_difference_and_drain_stops_everything() {
+    let table = |name: &str, secs: u32| {
+        format!("[[session]]\nname = \"{name}\"\ncommand = [\"/bin/sleep\", \"{secs}\"]\n")
+    };
+    let served = Served::start(
+        &format!("grace = \"2s\"\n{}{}", table("a", 1001), table("b", 1002)),
+        &[],
+    )
+    .await;
+    let client = served.client();
+    let (_, err, status) = served
+        .cli(&["start", "--name", "api", "--", "/bin/sleep", "1003"])
+        .await;
+    assert_eq!(status, 0, "{err}");
+    let (a, b) = (pid_of(&client, "a").await, pid_of(&client, "b").await);
+    let api = pid_of(&client, "api").await;
+    let file = served.dir.path().join("pm.toml");
+    std::fs::write(
+        &file,
+        format!("grace = \"2s\"\n{}{}", table("b", 2002), table("c", 1004)),
+    )
+    .unwrap();
+    let (out, err, status) = served.cli(&["reload"]).await;
+    assert_eq!(status, 0, "{err}");
+    assert_eq!(
+        out,
+        ["started [\"c\"], stopped [\"a\"], restarted [\"b\"], refused []"]
+    );
+    assert!(!alive(a) && !alive(b), "a and b's old tree are gone");
+    let names: Vec<String> = client
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, ["api", "b", "c"]);
+    let detail = client.inspect("b").await.unwrap();
+    assert_eq!(detail.definition["command"][1], "2002");
+    assert_eq!(
+        pid_of(&client, "api").await,
+        api,
+        "the API's session was left alone"
+    );
+    // A bad file changes nothing.
+    std::fs::write(
+        &file,
+        "[[session]]\nname = \"z\"\ncommand = [\"/bin/true\"]\nmemory = \"lots\"\n",
+    )
+    .unwrap();
+    let (_, err, status) = served.cli(&["reload"]).await;
+    assert_eq!(status, 125);
+    assert!(err.contains("memory"), "{err}");
+    assert_eq!(client.list().await.unwrap().len(), 3);
+    // SIGHUP does the same.
+    std::fs::write(
+        &file,
+        format!(
+            "grace = \"2s\"\n{}{}{}",
+            table("b", 2002),
+            table("c", 1004),
+            table("d", 1005)
+        ),
+    )
+    .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(served.child.pid() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    for _ in 0..300 {
+        if client.list().await.unwrap().iter().any(|s| s.name == "d") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    pid_of(&client, "d").await;
+    // Drain: every tree stopped, nothing new taken, the daemon still answers.
+    let pids: Vec<u32> = client
+        .list()
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|s| s.pid)
+        .collect();
+    assert_eq!(pids.len(), 4);
+    let (_, err, status) = served.cli(&["drain"]).await;
+    assert_eq!(status, 0, "{err}");
+    assert!(pids.iter().all(|p| !alive(*p)));
+    let (status, _) = client.request(Method::Get, "/readyz", None).await.unwrap();
+    assert_eq!(status, 503);
+    let (_, err, status) = served
+        .cli(&["start", "--name", "late", "--", "/bin/true"])
+        .await;
+    assert_eq!(status, 125);
+    assert!(err.contains("draining"), "{err}");
+    served.drain().await;
+}
+
+/// Every event numbered; `--since` resumes after a number; a follower sees new events live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_numbered_resumable_and_followed() {
+    let served = Served::start("", &[]).await;
+    let client = served.client();
+    let (_, err, status) = served
+        .cli(&["start", "--name", "e1", "--", "/bin/sh", "-c", "exit 3"])
+        .await;
+    assert_eq!(status, 0, "{err}");
+    for _ in 0..200 {
+        if client.inspect("e1").await.unwrap().view.state == "finished" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (out, err, status) = served.cli(&["events"]).await;
+    assert_eq!(status, 0, "{err}");
+    let records: Vec<serde_json::Value> = out
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let seqs: Vec<u64> = records.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    assert!(
+        records
+            .iter()
+            .any(|r| r["event"] == "exit" && r["code"] == 3),
+        "{out:?}"
+    );
+    let mid = seqs[seqs.len() / 2];
+    let (resumed, _, _) = served.cli(&["events", "--since", &mid.to_string()]).await;
+    assert_eq!(resumed.len(), seqs.iter().filter(|s| **s > mid).count());
+    // A follower started now sees the next session's events as they happen.
+    let socket = claude_daemon::socket_path(&served.state());
+    let last = *seqs.last().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let follower = tokio::spawn(async move {
+        let _ = Client::new(socket)
+            .events(last, true, |l| {
+                let _ = tx.send(l.to_owned());
+            })
+            .await;
+    });
+    let (_, err, status) = served
+        .cli(&["start", "--name", "e2", "--", "/bin/true"])
+        .await;
+    assert_eq!(status, 0, "{err}");
+    let first = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let first: serde_json::Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(first["seq"].as_u64(), Some(last + 1));
+    assert_eq!(first["session"], "e2");
+    follower.abort();
+    let (status, answer) = client
+        .request(Method::Get, "/v1/events?since=x", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 400, "{answer:?}");
+    served.drain().await;
+}

@@ -1,0 +1,215 @@
+//! The event stream: every `ManagerEvent` numbered, the newest kept for readers that resume
+//! (`?since=SEQ`), and streamed to followers. A reader that falls behind, or asks for events
+//! older than those kept, gets an explicit `{"lagged": N}` record, never a silent gap.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use claude_manager::ManagerEvent;
+use hyper::body::{Body, Frame};
+use tokio::sync::{broadcast, mpsc};
+
+/// Events kept for readers that resume.
+pub const KEPT_EVENTS: usize = 10_000;
+
+/// A response body fed from a channel, one chunk per record.
+pub(crate) struct ChannelBody(pub(crate) mpsc::Receiver<Bytes>);
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|bytes| Ok(Frame::data(bytes))))
+    }
+}
+
+/// The numbered events: the kept ones and the live feed.
+pub(crate) struct EventLog {
+    kept: Mutex<VecDeque<(u64, Bytes)>>,
+    live: broadcast::Sender<(u64, Bytes)>,
+}
+
+/// One event as its NDJSON line: `{"seq": N, "event": ..., ...}`.
+fn line(seq: u64, event: &ManagerEvent) -> Bytes {
+    let mut value = event.to_json();
+    if let Some(object) = value.as_object_mut() {
+        object.insert("seq".into(), seq.into());
+    }
+    let mut text = value.to_string();
+    text.push('\n');
+    Bytes::from(text)
+}
+
+fn lagged(count: u64) -> Bytes {
+    Bytes::from(format!("{{\"lagged\":{count}}}\n"))
+}
+
+impl EventLog {
+    /// Number and keep `events` from now on (a task on the current runtime).
+    pub(crate) fn start(mut events: broadcast::Receiver<ManagerEvent>) -> Arc<EventLog> {
+        let (live, _) = broadcast::channel(4096);
+        let log = Arc::new(EventLog {
+            kept: Mutex::new(VecDeque::new()),
+            live,
+        });
+        let writer = Arc::clone(&log);
+        tokio::spawn(async move {
+            let mut seq = 0u64;
+            loop {
+                match events.recv().await {
+                    Ok(event) => {
+                        seq += 1;
+                        writer.push(seq, line(seq, &event));
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        // The manager's buffer overran: the numbers say so to every reader.
+                        seq += n;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        log
+    }
+
+    fn push(&self, seq: u64, bytes: Bytes) {
+        if let Ok(mut kept) = self.kept.lock() {
+            if kept.len() == KEPT_EVENTS {
+                kept.pop_front();
+            }
+            kept.push_back((seq, bytes.clone()));
+        }
+        let _ = self.live.send((seq, bytes));
+    }
+
+    /// The kept events after `since`, led by a `lagged` record if some of those were not
+    /// kept; and the number of the last one.
+    fn after(&self, since: u64) -> (Vec<Bytes>, u64) {
+        let Ok(kept) = self.kept.lock() else {
+            return (Vec::new(), since);
+        };
+        let mut out = Vec::new();
+        let mut last = since;
+        if let Some((oldest, _)) = kept.front() {
+            if *oldest > since + 1 {
+                out.push(lagged(oldest - since - 1));
+            }
+        }
+        for (seq, bytes) in kept.iter().filter(|(s, _)| *s > since) {
+            out.push(bytes.clone());
+            last = *seq;
+        }
+        (out, last)
+    }
+
+    /// A body of the events after `since`; with `follow`, then the live ones until the reader
+    /// goes away.
+    pub(crate) fn stream(self: &Arc<Self>, since: u64, follow: bool) -> ChannelBody {
+        let (tx, rx) = mpsc::channel(256);
+        // Subscribed before the kept ones are read, so nothing falls between the two.
+        let mut live = self.live.subscribe();
+        let (kept, mut last) = self.after(since);
+        tokio::spawn(async move {
+            for bytes in kept {
+                if tx.send(bytes).await.is_err() {
+                    return;
+                }
+            }
+            if !follow {
+                return;
+            }
+            loop {
+                let record = match live.recv().await {
+                    Ok((seq, _)) if seq <= last => continue,
+                    Ok((seq, bytes)) => {
+                        if seq > last + 1 {
+                            let _ = tx.send(lagged(seq - last - 1)).await;
+                        }
+                        last = seq;
+                        bytes
+                    }
+                    // The next record's number shows the gap, and the lagged record says it.
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                if tx.send(record).await.is_err() {
+                    return;
+                }
+            }
+        });
+        ChannelBody(rx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log() -> EventLog {
+        EventLog {
+            kept: Mutex::new(VecDeque::new()),
+            live: broadcast::channel(16).0,
+        }
+    }
+
+    /// A reader asking for events older than those kept is told how many it missed, first.
+    #[test]
+    fn a_resume_past_the_kept_events_is_told_what_it_missed() {
+        let log = log();
+        let n = KEPT_EVENTS as u64 + 5;
+        for seq in 1..=n {
+            log.push(seq, Bytes::from(format!("{{\"seq\":{seq}}}\n")));
+        }
+        let (records, last) = log.after(0);
+        assert_eq!(records[0], lagged(5));
+        assert_eq!(records.len(), KEPT_EVENTS + 1);
+        assert_eq!(last, n);
+        let (records, _) = log.after(n - 2);
+        assert_eq!(records.len(), 2, "no lagged record when nothing was missed");
+        assert_eq!(log.after(n).0.len(), 0);
+    }
+
+    /// A follower whose live feed overran gets one `lagged` record with the exact count.
+    #[tokio::test]
+    async fn a_slow_follower_gets_the_exact_gap() {
+        let log = Arc::new(log());
+        log.push(1, Bytes::from_static(b"{\"seq\":1}\n"));
+        let mut body = log.stream(0, true);
+        // Overrun the live channel (capacity 16) before the follower reads.
+        for seq in 2..=40 {
+            log.push(seq, Bytes::from(format!("{{\"seq\":{seq}}}\n")));
+        }
+        let mut seen = Vec::new();
+        while seen.len() < 3 {
+            match body.0.recv().await {
+                Some(b) => seen.push(String::from_utf8_lossy(&b).into_owned()),
+                None => break,
+            }
+        }
+        assert_eq!(seen[0], "{\"seq\":1}\n");
+        assert!(seen[1].starts_with("{\"lagged\":"), "{seen:?}");
+        let missed: u64 = seen[1]
+            .trim_end()
+            .trim_start_matches("{\"lagged\":")
+            .trim_end_matches('}')
+            .parse()
+            .unwrap_or(0);
+        let next: u64 = seen[2]
+            .trim_end()
+            .trim_start_matches("{\"seq\":")
+            .trim_end_matches('}')
+            .parse()
+            .unwrap_or(0);
+        assert_eq!(1 + missed + 1, next, "{seen:?}");
+    }
+}
