@@ -10,6 +10,7 @@ use claude_manager::{ProcessManager, SessionHandle, SessionReport, SessionState,
 use tokio::sync::{mpsc, watch};
 
 use crate::error::{Error, Result};
+use crate::registry::Registry;
 use crate::wire::{ExitView, ProgramDef, SessionDef, SessionDetail, SessionView};
 
 /// Output lines kept per session.
@@ -61,6 +62,7 @@ pub struct Daemon {
     sessions: Mutex<BTreeMap<String, Session>>,
     draining: AtomicBool,
     pub(crate) events: Arc<crate::events::EventLog>,
+    registry: Option<Arc<Registry>>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -111,6 +113,7 @@ async fn drive(
     mut control: mpsc::UnboundedReceiver<Control>,
     live: Arc<Live>,
     done: watch::Sender<bool>,
+    registry: Option<Arc<Registry>>,
 ) {
     loop {
         tokio::select! {
@@ -133,6 +136,11 @@ async fn drive(
         }
     }
     let report = handle.wait().await.ok();
+    if let (Some(registry), Some(r)) = (&registry, &report) {
+        if let Err(e) = registry.report(&r.name, &exit_view(r), r.restarts) {
+            tracing::warn!(session = %r.name, error = %e, "the report was not recorded");
+        }
+    }
     if let Ok(mut last) = live.last.lock() {
         *last = report;
     }
@@ -152,6 +160,7 @@ impl Daemon {
         let events = crate::events::EventLog::start(manager.subscribe());
         Daemon {
             events,
+            registry: None,
             manager,
             file_settings: Mutex::new(file_settings),
             overrides,
@@ -159,6 +168,39 @@ impl Daemon {
             sessions: Mutex::new(BTreeMap::new()),
             draining: AtomicBool::new(false),
         }
+    }
+
+    /// Keep API-made sessions' definitions and every report in `registry`.
+    pub fn with_registry(mut self, registry: Arc<Registry>) -> Daemon {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// Start again every session the registry kept (after a restart of the daemon); the
+    /// names of those started, and each one refused with why.
+    pub fn restore(&self) -> (Vec<String>, Vec<String>) {
+        let Some(registry) = &self.registry else {
+            return (Vec::new(), Vec::new());
+        };
+        let (mut started, mut refused) = (Vec::new(), Vec::new());
+        match registry.definitions() {
+            Ok(defs) => {
+                for def in defs {
+                    match def {
+                        Ok(def) => {
+                            let name = def.name.clone();
+                            match self.create_from(def, Origin::Api, false) {
+                                Ok(_) => started.push(name),
+                                Err(e) => refused.push(format!("{name}: {e}")),
+                            }
+                        }
+                        Err((name, why)) => refused.push(format!("{name}: {why}")),
+                    }
+                }
+            }
+            Err(e) => refused.push(e.to_string()),
+        }
+        (started, refused)
     }
 
     /// The settings every session starts from.
@@ -192,7 +234,8 @@ impl Daemon {
         let (done_tx, done) = watch::channel(false);
         let live = Arc::new(Live::default());
         let state = handle.watch_state();
-        tokio::spawn(drive(handle, rx, Arc::clone(&live), done_tx));
+        let registry = self.registry.clone();
+        tokio::spawn(drive(handle, rx, Arc::clone(&live), done_tx, registry));
         tracing::info!(session = %def.name, "session created");
         Ok(Session {
             def,
@@ -207,15 +250,15 @@ impl Daemon {
     /// Start a new session from `def`: refused while draining, for a name in use, or when
     /// the manager cannot start it (nothing is left started then).
     pub fn create(&self, def: SessionDef) -> Result<SessionDetail> {
-        self.create_from(def, Origin::Api)
+        self.create_from(def, Origin::Api, true)
     }
 
     /// [`Daemon::create`] for a session of the config file.
     pub fn create_configured(&self, def: SessionDef) -> Result<SessionDetail> {
-        self.create_from(def, Origin::Config)
+        self.create_from(def, Origin::Config, false)
     }
 
-    fn create_from(&self, def: SessionDef, origin: Origin) -> Result<SessionDetail> {
+    fn create_from(&self, def: SessionDef, origin: Origin, persist: bool) -> Result<SessionDetail> {
         if self.draining.load(Ordering::SeqCst) {
             return Err(Error::Draining);
         }
@@ -224,7 +267,19 @@ impl Daemon {
             return Err(Error::Exists { name: def.name });
         }
         let name = def.name.clone();
-        let session = self.launch(def, origin)?;
+        let registry = self.registry.as_ref().filter(|_| persist);
+        if let Some(registry) = registry {
+            registry.put(&def)?;
+        }
+        let session = match self.launch(def, origin) {
+            Ok(s) => s,
+            Err(e) => {
+                if let Some(registry) = registry {
+                    let _ = registry.remove(&name);
+                }
+                return Err(e);
+            }
+        };
         let detail = detail(&name, &session);
         sessions.insert(name, session);
         Ok(detail)
@@ -296,6 +351,9 @@ impl Daemon {
         };
         let _ = done.wait_for(|d| *d).await;
         self.lock().remove(name);
+        if let Some(registry) = &self.registry {
+            registry.remove(name)?;
+        }
         Ok(())
     }
 
@@ -331,6 +389,15 @@ fn not_found(name: &str) -> Error {
     Error::NotFound { name: name.into() }
 }
 
+fn exit_view(r: &SessionReport) -> ExitView {
+    ExitView {
+        reason: r.reason.as_str().to_owned(),
+        code: r.code,
+        signal: r.signal,
+        detail: r.detail.clone(),
+    }
+}
+
 fn view(name: &str, session: &Session) -> SessionView {
     let state = session.state.borrow().clone();
     let last = session.live.last.lock().ok().and_then(|l| l.clone());
@@ -341,12 +408,7 @@ fn view(name: &str, session: &Session) -> SessionView {
         pid: state.pid(),
         restarts: last.as_ref().map_or(runs.saturating_sub(1), |r| r.restarts),
         program: short(&session.def.program),
-        last_exit: last.map(|r| ExitView {
-            reason: r.reason.as_str().to_owned(),
-            code: r.code,
-            signal: r.signal,
-            detail: r.detail,
-        }),
+        last_exit: last.as_ref().map(exit_view),
     }
 }
 

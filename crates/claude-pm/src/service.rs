@@ -76,13 +76,19 @@ pub(crate) async fn serve(settings: SettingsArgs, socket_group: Option<u32>) -> 
         Ok(l) => l,
         Err(e) => return usage(&e.to_string()),
     };
+    let registry = match claude_daemon::Registry::open(&claude_daemon::registry_path(&dir)) {
+        Ok(r) => Arc::new(r),
+        Err(e) => return usage(&e.to_string()),
+    };
     let manager = Arc::new(ProcessManager::new(manager_config));
-    let daemon = Arc::new(Daemon::new(
-        manager,
-        file_settings,
-        overrides,
-        settings.config.clone(),
-    ));
+    let daemon = Arc::new(
+        Daemon::new(manager, file_settings, overrides, settings.config.clone())
+            .with_registry(registry),
+    );
+    let (restored, refused) = daemon.restore();
+    for why in refused {
+        tell!("claude-pm: a kept session was not started again: {why}");
+    }
     let mut started = 0;
     for def in sessions {
         let name = def.name.clone();
@@ -98,8 +104,9 @@ pub(crate) async fn serve(settings: SettingsArgs, socket_group: Option<u32>) -> 
         access,
     ));
     tell!(
-        "claude-pm serve: listening on {}; {started} sessions started",
-        socket.display()
+        "claude-pm serve: listening on {}; {started} sessions started from the config file, {} from the registry",
+        socket.display(),
+        restored.len()
     );
     wait_for_stop_signal(&daemon).await;
     tell!("claude-pm serve: draining");

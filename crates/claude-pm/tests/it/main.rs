@@ -9,6 +9,7 @@ mod cli;
 mod edges;
 mod integrity;
 mod isolation;
+mod registry;
 mod serve;
 mod settings;
 mod terminal;

@@ -15,20 +15,29 @@ use claude_manager::proc::{
 
 use crate::cli::{code, pm};
 
-/// A running daemon with its state directory; stopped (SIGTERM, drained) on drop by its test.
-struct Served {
-    child: claude_manager::proc::Child,
-    dir: tempfile::TempDir,
+/// A running daemon with its state directory; its test drains it (SIGTERM) or kills it.
+pub(crate) struct Served {
+    pub(crate) child: claude_manager::proc::Child,
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Served {
-    async fn start(config: &str, extra: &[&str]) -> Served {
+    pub(crate) async fn start(config: &str, extra: &[&str]) -> Served {
         let dir = tempfile::Builder::new()
             .prefix("serve-")
             .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
             .unwrap();
+        std::fs::write(dir.path().join("pm.toml"), config).unwrap();
+        Served::launch(dir, extra).await
+    }
+
+    /// A new daemon on the state directory (and config) of one that is gone.
+    pub(crate) async fn restart(dir: tempfile::TempDir) -> Served {
+        Served::launch(dir, &[]).await
+    }
+
+    async fn launch(dir: tempfile::TempDir, extra: &[&str]) -> Served {
         let file = dir.path().join("pm.toml");
-        std::fs::write(&file, config).unwrap();
         let state = dir.path().join("state");
         let mut args = vec![
             "serve".to_owned(),
@@ -58,11 +67,11 @@ impl Served {
         Served { child, dir }
     }
 
-    fn state(&self) -> PathBuf {
+    pub(crate) fn state(&self) -> PathBuf {
         self.dir.path().join("state")
     }
 
-    fn client(&self) -> Client {
+    pub(crate) fn client(&self) -> Client {
         Client::new(claude_daemon::socket_path(&self.state()))
     }
 
@@ -75,8 +84,17 @@ impl Served {
         (out, err, code(&exit))
     }
 
+    /// SIGKILL to the daemon alone; its directory and state directory for what follows.
+    pub(crate) async fn kill(mut self) -> (tempfile::TempDir, PathBuf) {
+        let pid = nix::unistd::Pid::from_raw(self.child.pid() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+        let _ = self.child.wait().await;
+        let state = self.state();
+        (self.dir, state)
+    }
+
     /// SIGTERM: the daemon drains and exits 0.
-    async fn drain(mut self) {
+    pub(crate) async fn drain(mut self) -> tempfile::TempDir {
         let pid = nix::unistd::Pid::from_raw(self.child.pid() as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
         let exit = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
@@ -84,10 +102,11 @@ impl Served {
             .unwrap()
             .unwrap();
         assert_eq!(code(&exit), 0);
+        self.dir
     }
 }
 
-fn alive(pid: u32) -> bool {
+pub(crate) fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
         s.rsplit(')')
             .next()
@@ -201,7 +220,7 @@ async fn sessions_are_created_listed_stopped_restarted_and_deleted() {
 }
 
 /// The pid of `name`'s live run, once it has one (a restarted session queues first).
-async fn pid_of(client: &Client, name: &str) -> u32 {
+pub(crate) async fn pid_of(client: &Client, name: &str) -> u32 {
     for _ in 0..200 {
         if let Some(pid) = client.inspect(name).await.unwrap().view.pid {
             return pid;
