@@ -214,7 +214,13 @@ impl Daemon {
     }
 
     pub(crate) fn launch(&self, def: SessionDef, origin: Origin) -> Result<Session> {
-        let spec = def.spec(&self.defaults())?;
+        let mut spec = def.spec(&self.defaults())?;
+        if let ProgramDef::Claude(_) = &def.program {
+            // As `claude-pm claude`: the credential the CLI would find, from the daemon's
+            // environment and files, handed over by the auth hook (and refreshed by it).
+            let chain = claude_manager::auth::TokenChain::cli_default(&|k| std::env::var_os(k));
+            spec.credentials = Some(Arc::new(chain));
+        }
         // A program that is not there is refused now, not reported as a failed first run.
         if let ProgramDef::Command(argv) = &def.program {
             let path = std::env::var_os("PATH");
@@ -313,6 +319,37 @@ impl Daemon {
             .lock()
             .map(|l| l.iter().cloned().collect());
         Ok(lines.unwrap_or_default())
+    }
+
+    /// Take `name`'s stream-json Claude session for a turn (given back by
+    /// [`Daemon::give_back`]): refused for another program, a session between runs, or one
+    /// whose turn is under way.
+    pub(crate) fn take_claude(&self, name: &str) -> Result<ClaudeSession> {
+        let sessions = self.lock();
+        let session = sessions.get(name).ok_or_else(|| not_found(name))?;
+        let stream_json = matches!(&session.def.program, ProgramDef::Claude(args)
+            if args.windows(2).any(|w| w == ["--input-format", "stream-json"]));
+        if !stream_json {
+            return Err(Error::Conflict {
+                why: format!("{name} is not a stream-json Claude session (claude = [\"-p\", \"--input-format\", \"stream-json\", ...])"),
+            });
+        }
+        let taken = session.live.claude.lock().ok().and_then(|mut c| c.take());
+        taken.ok_or_else(|| Error::Conflict {
+            why: format!("{name} has a turn under way, or no live run"),
+        })
+    }
+
+    /// Hand a session back after its turn (unless its run changed meanwhile).
+    pub(crate) fn give_back(&self, name: &str, claude: ClaudeSession) {
+        let sessions = self.lock();
+        if let Some(session) = sessions.get(name) {
+            if let Ok(mut slot) = session.live.claude.lock() {
+                if slot.is_none() && session.state.borrow().pid().is_some() {
+                    *slot = Some(claude);
+                }
+            }
+        }
     }
 
     /// Ask the session to stop (its tree within its grace).

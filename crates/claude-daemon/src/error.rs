@@ -41,6 +41,13 @@ pub enum Error {
         why: String,
     },
 
+    /// The request does not fit the session's state or kind.
+    #[error("{why}")]
+    Conflict {
+        /// Why, for people.
+        why: String,
+    },
+
     /// The daemon is draining and takes no new sessions.
     #[error("the daemon is draining and takes no new sessions")]
     Draining,
@@ -79,7 +86,7 @@ impl Error {
         match self {
             Error::Field { .. } | Error::Refused { .. } => 400,
             Error::NotFound { .. } => 404,
-            Error::Exists { .. } => 409,
+            Error::Exists { .. } | Error::Conflict { .. } => 409,
             Error::Draining => 503,
             Error::Api { status, .. } => *status,
             _ => 500,

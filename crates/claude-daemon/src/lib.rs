@@ -18,6 +18,7 @@ mod events;
 mod registry;
 mod reload;
 mod server;
+mod turns;
 pub mod wire;
 
 pub use client::{Client, Method};

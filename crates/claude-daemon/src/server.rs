@@ -142,6 +142,27 @@ async fn logs(State(d): State<Arc<Daemon>>, UrlPath(name): UrlPath<String>) -> A
     Ok(text.into_response())
 }
 
+async fn turn(
+    State(d): State<Arc<Daemon>>,
+    UrlPath(name): UrlPath<String>,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Api<Response> {
+    named(&name)?;
+    let body = body.map_err(|e| {
+        ApiError(Error::Field {
+            field: "(body)".into(),
+            why: e.body_text(),
+        })
+    })?;
+    let text = crate::turns::turn_text(&body)?;
+    let stream = d.turn(&name, text)?;
+    let mut response = Response::new(axum::body::Body::new(stream));
+    if let Ok(v) = "application/x-ndjson".parse() {
+        response.headers_mut().insert("content-type", v);
+    }
+    Ok(response)
+}
+
 async fn stop(State(d): State<Arc<Daemon>>, UrlPath(name): UrlPath<String>) -> Api<Response> {
     named(&name)?;
     Ok((StatusCode::ACCEPTED, Json(d.stop(&name)?)).into_response())
@@ -226,6 +247,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/sessions", get(list).post(create))
         .route("/v1/sessions/{name}", get(inspect).delete(delete))
         .route("/v1/sessions/{name}/logs", get(logs))
+        .route("/v1/sessions/{name}/turns", post(turn))
         .route("/v1/sessions/{name}/stop", post(stop))
         .route("/v1/sessions/{name}/restart", post(restart))
         .route("/v1/reload", post(reload))

@@ -28,15 +28,25 @@ impl Served {
             .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
             .unwrap();
         std::fs::write(dir.path().join("pm.toml"), config).unwrap();
-        Served::launch(dir, extra).await
+        Served::launch(dir, extra, &[]).await
+    }
+
+    /// [`Served::start`] with more variables in the daemon's environment.
+    pub(crate) async fn start_with_env(config: &str, env: &[(&str, &str)]) -> Served {
+        let dir = tempfile::Builder::new()
+            .prefix("serve-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .unwrap();
+        std::fs::write(dir.path().join("pm.toml"), config).unwrap();
+        Served::launch(dir, &[], env).await
     }
 
     /// A new daemon on the state directory (and config) of one that is gone.
     pub(crate) async fn restart(dir: tempfile::TempDir) -> Served {
-        Served::launch(dir, &[]).await
+        Served::launch(dir, &[], &[]).await
     }
 
-    async fn launch(dir: tempfile::TempDir, extra: &[&str]) -> Served {
+    async fn launch(dir: tempfile::TempDir, extra: &[&str], env: &[(&str, &str)]) -> Served {
         let file = dir.path().join("pm.toml");
         let state = dir.path().join("state");
         let mut args = vec![
@@ -51,7 +61,10 @@ impl Served {
             .args(&args)
             .env_policy(EnvPolicy::Inherit)
             .stderr(OutputMode::lines())
-            .grace(Duration::from_secs(20))
+            .grace(Duration::from_secs(20));
+        let config = env
+            .iter()
+            .fold(config, |b, (k, v)| b.env(k, v))
             .build()
             .unwrap();
         let mut child = spawn(&config).await.unwrap();
@@ -645,5 +658,81 @@ async fn events_are_numbered_resumable_and_followed() {
         .await
         .unwrap();
     assert_eq!(status, 400, "{answer:?}");
+    served.drain().await;
+}
+
+/// A turn through the API against the real CLI on the stand-in: the turn's records come back
+/// as NDJSON, ending with the result; a second turn continues the same session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_through_the_api_streams_the_real_clis_answer() {
+    let _serial = crate::SERIAL.lock().await;
+    let api = claude_testkit::StandInApi::start().await.unwrap();
+    let cli = claude_testkit::pinned_cli().await.unwrap();
+    let mut config = format!(
+        "claude_binary = {:?}\n[[session]]\nname = \"chat\"\n",
+        cli.display().to_string()
+    );
+    config.push_str("claude = [\"-p\", \"--input-format\", \"stream-json\", \"--output-format\", \"stream-json\", \"--verbose\"]\n");
+    config.push_str("[session.env]\n");
+    for (k, v) in claude_testkit::offline_env(&api.base_url()) {
+        config.push_str(&format!("{k} = {v:?}\n"));
+    }
+    let home = tempfile::tempdir().unwrap();
+    config.push_str(&format!("HOME = {:?}\n", home.path().display().to_string()));
+    let served = Served::start_with_env(
+        &config,
+        &[(
+            "ANTHROPIC_API_KEY",
+            "sk-ant-api03-daemon-turns-000000000000",
+        )],
+    )
+    .await;
+    let client = served.client();
+    pid_of(&client, "chat").await;
+    let mut results = Vec::new();
+    for text in ["ping", "and again"] {
+        let body = serde_json::to_vec(&serde_json::json!({"text": text})).unwrap();
+        let (status, answer) = client
+            .request(Method::Post, "/v1/sessions/chat/turns", Some(body))
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{answer:?}");
+        let records: Vec<serde_json::Value> = String::from_utf8_lossy(&answer)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let last = records.last().unwrap();
+        assert_eq!(last["type"], "result", "{records:?}");
+        assert!(
+            records.iter().any(|r| r["type"] == "assistant"),
+            "{records:?}"
+        );
+        results.push(last.clone());
+    }
+    assert_eq!(results[0]["result"], "pong");
+    assert_eq!(results[1]["result"], "stand-in reply to: and again");
+    assert_eq!(results[0]["session_id"], results[1]["session_id"]);
+    // Not for another kind of session, nor with a bad body.
+    let (_, err, status) = served
+        .cli(&["start", "--name", "plain", "--", "/bin/sleep", "100"])
+        .await;
+    assert_eq!(status, 0, "{err}");
+    for (path, body, want) in [
+        ("/v1/sessions/plain/turns", r#"{"text": "hi"}"#, 409),
+        ("/v1/sessions/chat/turns", r#"{"text": ""}"#, 400),
+        ("/v1/sessions/chat/turns", r#"{"text": 1}"#, 400),
+        (
+            "/v1/sessions/chat/turns",
+            r#"{"text": "hi", "model": "x"}"#,
+            400,
+        ),
+        ("/v1/sessions/nobody/turns", r#"{"text": "hi"}"#, 404),
+    ] {
+        let (status, answer) = client
+            .request(Method::Post, path, Some(body.as_bytes().to_vec()))
+            .await
+            .unwrap();
+        assert_eq!(status, want, "{path} {body}: {answer:?}");
+    }
     served.drain().await;
 }
