@@ -10,10 +10,52 @@ use hyper_util::rt::TokioIo;
 use crate::error::{Error, Result};
 use crate::wire::{ErrorBody, SessionDetail, SessionView};
 
-/// A client of the daemon at a socket path.
-#[derive(Debug, Clone)]
+/// Where the daemon listens.
+#[derive(Clone)]
+enum Endpoint {
+    Unix(PathBuf),
+    /// `host:port`, and the bearer token every request carries.
+    Tcp {
+        addr: String,
+        token: String,
+    },
+}
+
+/// A client of the daemon, on its Unix socket or on TCP with a token.
+#[derive(Clone)]
 pub struct Client {
-    socket: PathBuf,
+    endpoint: Endpoint,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.endpoint {
+            Endpoint::Unix(path) => f.debug_struct("Client").field("socket", path).finish(),
+            Endpoint::Tcp { addr, .. } => f
+                .debug_struct("Client")
+                .field("addr", addr)
+                .field("token", &"[redacted]")
+                .finish(),
+        }
+    }
+}
+
+/// One HTTP/1.1 exchange over `io`.
+async fn exchange<I>(
+    io: I,
+    request: hyper::Request<Full<Bytes>>,
+) -> Result<hyper::Response<hyper::body::Incoming>>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| Error::io("talk to the daemon", std::io::Error::other(e)))?;
+    tokio::spawn(conn);
+    sender
+        .send_request(request)
+        .await
+        .map_err(|e| Error::io("talk to the daemon", std::io::Error::other(e)))
 }
 
 /// A request method.
@@ -32,13 +74,54 @@ impl Client {
     /// A client of the daemon listening on `socket`.
     pub fn new(socket: impl Into<PathBuf>) -> Client {
         Client {
-            socket: socket.into(),
+            endpoint: Endpoint::Unix(socket.into()),
         }
     }
 
-    /// The socket.
-    pub fn socket(&self) -> &Path {
-        &self.socket
+    /// A client of the daemon listening on TCP at `addr` (`host:port`), sending `token`.
+    pub fn tcp(addr: impl Into<String>, token: impl Into<String>) -> Client {
+        Client {
+            endpoint: Endpoint::Tcp {
+                addr: addr.into(),
+                token: token.into(),
+            },
+        }
+    }
+
+    /// The socket, for a client of one.
+    pub fn socket(&self) -> Option<&Path> {
+        match &self.endpoint {
+            Endpoint::Unix(path) => Some(path),
+            Endpoint::Tcp { .. } => None,
+        }
+    }
+
+    /// Send `request` (with the token, on TCP).
+    async fn send(
+        &self,
+        mut request: hyper::Request<Full<Bytes>>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>> {
+        match &self.endpoint {
+            Endpoint::Unix(path) => {
+                let stream = tokio::net::UnixStream::connect(path).await.map_err(|e| {
+                    Error::io(format!("connect to the daemon at {}", path.display()), e)
+                })?;
+                exchange(stream, request).await
+            }
+            Endpoint::Tcp { addr, token } => {
+                let stream = tokio::net::TcpStream::connect(addr)
+                    .await
+                    .map_err(|e| Error::io(format!("connect to the daemon at {addr}"), e))?;
+                let value = format!("Bearer {token}").parse().map_err(|_| {
+                    Error::io(
+                        "use the token",
+                        std::io::Error::other("it is not a valid header value"),
+                    )
+                })?;
+                request.headers_mut().insert("authorization", value);
+                exchange(stream, request).await
+            }
+        }
     }
 
     /// Send one request; the status and the body.
@@ -48,18 +131,6 @@ impl Client {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<(u16, Bytes)> {
-        let stream = tokio::net::UnixStream::connect(&self.socket)
-            .await
-            .map_err(|e| {
-                Error::io(
-                    format!("connect to the daemon at {}", self.socket.display()),
-                    e,
-                )
-            })?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| Error::io("talk to the daemon", std::io::Error::other(e)))?;
-        tokio::spawn(conn);
         let method = match method {
             Method::Get => hyper::Method::GET,
             Method::Post => hyper::Method::POST,
@@ -72,10 +143,7 @@ impl Client {
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| Error::io("build a request", std::io::Error::other(e)))?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| Error::io("talk to the daemon", std::io::Error::other(e)))?;
+        let response = self.send(request).await?;
         let status = response.status().as_u16();
         let body = response
             .into_body()
@@ -160,27 +228,12 @@ impl Client {
     /// `GET /v1/events?since=SEQ[&follow=true]`: each NDJSON record to `each` as it arrives,
     /// until the stream ends (without `follow`, after the kept events).
     pub async fn events(&self, since: u64, follow: bool, mut each: impl FnMut(&str)) -> Result<()> {
-        let stream = tokio::net::UnixStream::connect(&self.socket)
-            .await
-            .map_err(|e| {
-                Error::io(
-                    format!("connect to the daemon at {}", self.socket.display()),
-                    e,
-                )
-            })?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| Error::io("talk to the daemon", std::io::Error::other(e)))?;
-        tokio::spawn(conn);
         let request = hyper::Request::builder()
             .uri(format!("/v1/events?since={since}&follow={follow}"))
             .header("host", "claude-pm")
             .body(Full::new(Bytes::new()))
             .map_err(|e| Error::io("build a request", std::io::Error::other(e)))?;
-        let mut response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| Error::io("talk to the daemon", std::io::Error::other(e)))?;
+        let mut response = self.send(request).await?;
         let status = response.status().as_u16();
         let mut pending = Vec::new();
         while let Some(frame) = response.body_mut().frame().await {

@@ -27,4 +27,6 @@ pub use daemon::{Daemon, KEPT_LINES};
 pub use error::{Error, Result};
 pub use events::KEPT_EVENTS;
 pub use registry::{registry_path, Registry};
-pub use server::{bind, default_state_dir, router, serve, socket_path, Access, MAX_BODY};
+pub use server::{
+    bind, default_state_dir, router, serve, serve_tcp, socket_path, Access, MAX_BODY,
+};

@@ -324,6 +324,46 @@ pub async fn serve(listener: UnixListener, router: Router, access: Access) {
     }
 }
 
+/// Serve `router` on TCP: every request must carry `Authorization: Bearer TOKEN`, compared
+/// in constant time; anything else is answered 401 and nothing more.
+pub async fn serve_tcp(listener: tokio::net::TcpListener, router: Router, token: String) {
+    let token: Arc<[u8]> = Arc::from(token.into_bytes());
+    let app = router.layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let token = Arc::clone(&token);
+            async move {
+                if bearer_matches(&request, &token) {
+                    next.run(request).await
+                } else {
+                    (
+                        StatusCode::UNAUTHORIZED,
+                        [("www-authenticate", "Bearer")],
+                        Json(ErrorBody {
+                            error: "a valid bearer token is required".into(),
+                            field: None,
+                        }),
+                    )
+                        .into_response()
+                }
+            }
+        },
+    ));
+    let _ = axum::serve(listener, app).await;
+}
+
+/// Whether the request's bearer token is `token` (constant time in the token's content).
+fn bearer_matches(request: &axum::extract::Request, token: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    let Some(given) = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+    else {
+        return false;
+    };
+    given.len() == token.len() && bool::from(given.ct_eq(token))
+}
+
 /// The state directory's default: `/var/lib/claude-pm` for root, `$XDG_STATE_HOME/claude-pm`
 /// (or `~/.local/state/claude-pm`) otherwise.
 pub fn default_state_dir(root: bool, var: &dyn Fn(&str) -> Option<String>) -> PathBuf {

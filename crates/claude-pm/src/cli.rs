@@ -67,6 +67,12 @@ pub(crate) enum Command {
         /// A group (numeric gid) whose members may use the socket besides root and this user.
         #[arg(long, value_name = "GID")]
         socket_group: Option<u32>,
+        /// Also serve the API on TCP (`PORT` means 127.0.0.1:PORT); needs --token-file.
+        #[arg(long, value_name = "[HOST:]PORT")]
+        listen: Option<String>,
+        /// The bearer token TCP requests must carry (a file only its owner may read).
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
     },
     /// The daemon's sessions as a table.
     Ps {
@@ -82,6 +88,12 @@ pub(crate) enum Command {
         /// The session's unique name.
         #[arg(long)]
         name: String,
+        /// The daemon's API on TCP (with --token-file or CLAUDE_PM_TOKEN) instead of its socket.
+        #[arg(long, value_name = "http://HOST:PORT")]
+        url: Option<String>,
+        /// The bearer token for --url.
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
         /// The program is the claude CLI (the words after -- are its arguments).
         #[arg(long)]
         claude: bool,
@@ -150,6 +162,12 @@ pub(crate) struct DaemonArgs {
     /// CLAUDE_PM_STATE_DIR, else /var/lib/claude-pm as root, else $XDG_STATE_HOME/claude-pm.
     #[arg(long, value_name = "DIR")]
     pub(crate) state_dir: Option<PathBuf>,
+    /// The daemon's API on TCP (with --token-file or CLAUDE_PM_TOKEN) instead of its socket.
+    #[arg(long, value_name = "http://HOST:PORT")]
+    pub(crate) url: Option<String>,
+    /// The bearer token for --url.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) token_file: Option<PathBuf>,
 }
 
 /// The options of `run` and `claude`.

@@ -53,14 +53,25 @@ fn main() -> ExitCode {
             cli::Command::Serve {
                 settings,
                 socket_group,
-            } => service::serve(settings, socket_group).await,
+                listen,
+                token_file,
+            } => service::serve(settings, socket_group, listen, token_file).await,
             cli::Command::Ps { daemon, json } => service::ps(&daemon, json).await,
             cli::Command::Start {
                 name,
+                url,
+                token_file,
                 claude,
                 settings,
                 program,
-            } => service::start(name, claude, &settings, program).await,
+            } => {
+                let daemon = cli::DaemonArgs {
+                    state_dir: None,
+                    url,
+                    token_file,
+                };
+                service::start(daemon, name, claude, &settings, program).await
+            }
             cli::Command::Stop { daemon, name } => service::stop(&daemon, &name).await,
             cli::Command::Restart { daemon, name } => service::restart(&daemon, &name).await,
             cli::Command::Rm { daemon, name } => service::rm(&daemon, &name).await,

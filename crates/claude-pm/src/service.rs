@@ -21,10 +21,46 @@ fn state_dir(flag: Option<PathBuf>) -> PathBuf {
         .unwrap_or_else(|| claude_daemon::default_state_dir(is_root(), &|k| std::env::var(k).ok()))
 }
 
-fn client(args: &DaemonArgs) -> Client {
-    Client::new(claude_daemon::socket_path(&state_dir(
-        args.state_dir.clone(),
-    )))
+/// A token file's token: only its owner may read it, and it is not empty.
+fn read_token(path: &std::path::Path) -> Result<String, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| format!("token file {shown}: {e}"))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(format!(
+            "token file {shown}: other users may read it (chmod 600)"
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("token file {shown}: {e}"))?;
+    let token = text.trim().to_owned();
+    if token.is_empty() || token.contains(char::is_whitespace) {
+        return Err(format!(
+            "token file {shown}: must hold one token, without spaces"
+        ));
+    }
+    Ok(token)
+}
+
+/// The client the operator commands use: `--url` with a token, else the socket.
+fn client(args: &DaemonArgs) -> Result<Client, u8> {
+    let Some(url) = &args.url else {
+        return Ok(Client::new(claude_daemon::socket_path(&state_dir(
+            args.state_dir.clone(),
+        ))));
+    };
+    let addr = url
+        .strip_prefix("http://")
+        .unwrap_or(url)
+        .trim_end_matches('/');
+    if addr.contains('/') || addr.is_empty() {
+        return Err(usage(&format!("--url {url}: expected http://HOST:PORT")));
+    }
+    let token = match (&args.token_file, std::env::var("CLAUDE_PM_TOKEN")) {
+        (Some(path), _) => read_token(path).map_err(|e| usage(&e))?,
+        (None, Ok(token)) if !token.trim().is_empty() => token.trim().to_owned(),
+        _ => return Err(usage("--url needs --token-file or CLAUDE_PM_TOKEN")),
+    };
+    Ok(Client::tcp(addr, token))
 }
 
 /// A failed request: the daemon's message (or why it could not be asked), status 125.
@@ -33,7 +69,30 @@ fn refused(e: &claude_daemon::Error) -> u8 {
     exit::USAGE
 }
 
-pub(crate) async fn serve(settings: SettingsArgs, socket_group: Option<u32>) -> u8 {
+pub(crate) async fn serve(
+    settings: SettingsArgs,
+    socket_group: Option<u32>,
+    listen: Option<String>,
+    token_file: Option<PathBuf>,
+) -> u8 {
+    let tcp = match (listen, token_file) {
+        (None, None) => None,
+        (Some(listen), Some(file)) => {
+            let addr = if listen.contains(':') {
+                listen
+            } else {
+                format!("127.0.0.1:{listen}")
+            };
+            match read_token(&file) {
+                Ok(token) => Some((addr, token)),
+                Err(e) => return usage(&e),
+            }
+        }
+        (Some(_), None) => {
+            return usage("--listen needs --token-file: every TCP request must carry its token")
+        }
+        (None, Some(_)) => return usage("--token-file is for --listen"),
+    };
     let defaults = match load_settings(&settings) {
         Ok(s) => s,
         Err(e) => return usage(&claude_manager::describe_error(&e)),
@@ -103,6 +162,23 @@ pub(crate) async fn serve(settings: SettingsArgs, socket_group: Option<u32>) -> 
         claude_daemon::router(Arc::clone(&daemon)),
         access,
     ));
+    if let Some((addr, token)) = tcp {
+        match tokio::net::TcpListener::bind(&addr).await {
+            Ok(listener) => {
+                tokio::spawn(claude_daemon::serve_tcp(
+                    listener,
+                    claude_daemon::router(Arc::clone(&daemon)),
+                    token,
+                ));
+                tell!("claude-pm serve: also on http://{addr} (bearer token required)");
+            }
+            Err(e) => {
+                daemon.drain().await;
+                server.abort();
+                return usage(&format!("cannot listen on {addr}: {e}"));
+            }
+        }
+    }
     tell!(
         "claude-pm serve: listening on {}; {started} sessions started from the config file, {} from the registry",
         socket.display(),
@@ -164,17 +240,22 @@ async fn wait_for_stop_signal(daemon: &Daemon) {
 }
 
 pub(crate) async fn events(args: &DaemonArgs, follow: bool, since: u64) -> u8 {
-    match client(args)
-        .events(since, follow, |line| say!("{line}"))
-        .await
-    {
+    let client = match client(args) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match client.events(since, follow, |line| say!("{line}")).await {
         Ok(()) => 0,
         Err(e) => refused(&e),
     }
 }
 
 pub(crate) async fn reload(args: &DaemonArgs) -> u8 {
-    match client(args).reload().await {
+    let client = match client(args) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match client.reload().await {
         Ok(r) => {
             say!(
                 "started {:?}, stopped {:?}, restarted {:?}, refused {:?}",
@@ -190,7 +271,11 @@ pub(crate) async fn reload(args: &DaemonArgs) -> u8 {
 }
 
 pub(crate) async fn drain(args: &DaemonArgs) -> u8 {
-    match client(args).drain().await {
+    let client = match client(args) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match client.drain().await {
         Ok(()) => {
             say!("drained: every session stopped; the daemon takes no new ones");
             0
@@ -200,7 +285,11 @@ pub(crate) async fn drain(args: &DaemonArgs) -> u8 {
 }
 
 pub(crate) async fn ps(args: &DaemonArgs, json: bool) -> u8 {
-    let list = match client(args).list().await {
+    let client = match client(args) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let list = match client.list().await {
         Ok(list) => list,
         Err(e) => return refused(&e),
     };
@@ -242,6 +331,7 @@ pub(crate) async fn ps(args: &DaemonArgs, json: bool) -> u8 {
 }
 
 pub(crate) async fn start(
+    mut daemon: DaemonArgs,
     name: String,
     claude: bool,
     settings: &SettingsArgs,
@@ -257,7 +347,6 @@ pub(crate) async fn start(
         }
         def.insert("command".into(), program.into());
     }
-    let mut daemon = DaemonArgs::default();
     for (key, value) in &settings.values {
         if *key == "state_dir" {
             daemon.state_dir = Some(PathBuf::from(value));
@@ -278,10 +367,11 @@ pub(crate) async fn start(
     if settings.config.is_some() {
         return usage("start takes settings as flags; a config file's sessions are serve's");
     }
-    match client(&daemon)
-        .create(&serde_json::Value::Object(def))
-        .await
-    {
+    let client = match client(&daemon) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match client.create(&serde_json::Value::Object(def)).await {
         Ok(detail) => {
             say!("{} {}", detail.view.name, detail.view.state);
             0
@@ -291,7 +381,11 @@ pub(crate) async fn start(
 }
 
 pub(crate) async fn stop(args: &DaemonArgs, name: &str) -> u8 {
-    match client(args).stop(name).await {
+    let client = match client(args) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match client.stop(name).await {
         Ok(v) => {
             say!("{} stopping", v.name);
             0
@@ -301,7 +395,11 @@ pub(crate) async fn stop(args: &DaemonArgs, name: &str) -> u8 {
 }
 
 pub(crate) async fn restart(args: &DaemonArgs, name: &str) -> u8 {
-    match client(args).restart(name).await {
+    let client = match client(args) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match client.restart(name).await {
         Ok(v) => {
             say!("{} restarting", v.name);
             0
@@ -311,7 +409,11 @@ pub(crate) async fn restart(args: &DaemonArgs, name: &str) -> u8 {
 }
 
 pub(crate) async fn rm(args: &DaemonArgs, name: &str) -> u8 {
-    match client(args).delete(name).await {
+    let client = match client(args) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match client.delete(name).await {
         Ok(()) => {
             say!("{name} removed");
             0
@@ -321,7 +423,11 @@ pub(crate) async fn rm(args: &DaemonArgs, name: &str) -> u8 {
 }
 
 pub(crate) async fn logs(args: &DaemonArgs, name: &str) -> u8 {
-    match client(args).logs(name).await {
+    let client = match client(args) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match client.logs(name).await {
         Ok(text) => {
             for line in text.lines() {
                 say!("{line}");

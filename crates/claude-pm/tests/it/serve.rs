@@ -69,12 +69,12 @@ impl Served {
             .unwrap();
         let mut child = spawn(&config).await.unwrap();
         let mut err = child.take_stderr().unwrap();
-        match err.recv().await {
-            Some(OutputEvent::Line(l)) => {
-                let l = String::from_utf8_lossy(&l).into_owned();
-                assert!(l.contains("listening on"), "{l}");
+        loop {
+            match err.recv().await {
+                Some(OutputEvent::Line(l)) if l.windows(12).any(|w| w == b"listening on") => break,
+                Some(OutputEvent::Line(l)) if l.starts_with(b"claude-pm serve:") => {}
+                other => panic!("the daemon did not start: {other:?}"),
             }
-            other => panic!("the daemon did not start: {other:?}"),
         }
         tokio::spawn(async move { while err.recv().await.is_some() {} });
         Served { child, dir }
@@ -734,5 +734,59 @@ async fn a_turn_through_the_api_streams_the_real_clis_answer() {
             .unwrap();
         assert_eq!(status, want, "{path} {body}: {answer:?}");
     }
+    served.drain().await;
+}
+
+/// On TCP every request needs the bearer token: none or a wrong one is 401 and changes
+/// nothing; the right one works, also for the operator commands (`--url`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_requests_need_the_token() {
+    let token_dir = tempfile::tempdir().unwrap();
+    let token_file = token_dir.path().join("token");
+    std::fs::write(&token_file, "s3cr3t-token-for-the-test\n").unwrap();
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let file = token_file.display().to_string();
+    let served = Served::start("", &["--listen", &addr, "--token-file", &file]).await;
+    let body = br#"{"name": "t", "command": ["/bin/sleep", "100"]}"#.to_vec();
+    for token in [
+        "",
+        "wrong-token-of-other-length",
+        "s3cr3t-token-for-the-tesT",
+    ] {
+        let (status, answer) = Client::tcp(&addr, token)
+            .request(Method::Post, "/v1/sessions", Some(body.clone()))
+            .await
+            .unwrap();
+        assert_eq!(status, 401, "{token:?}: {answer:?}");
+        assert!(
+            !String::from_utf8_lossy(&answer).contains("s3cr3t"),
+            "the token is not echoed"
+        );
+    }
+    assert!(
+        served.client().list().await.unwrap().is_empty(),
+        "nothing was created"
+    );
+    let right = Client::tcp(&addr, "s3cr3t-token-for-the-test");
+    let (status, _) = right
+        .request(Method::Post, "/v1/sessions", Some(body))
+        .await
+        .unwrap();
+    assert_eq!(status, 201);
+    let url = format!("http://{addr}");
+    let (out, err, exit) = pm(&["ps", "--url", &url, "--token-file", &file], &[]).await;
+    assert_eq!(code(&exit), 0, "{err}");
+    assert!(out.iter().any(|l| l.starts_with("t ")), "{out:?}");
+    // A token file others may read is refused.
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (_, err, exit) = pm(&["ps", "--url", &url, "--token-file", &file], &[]).await;
+    assert_eq!(code(&exit), 125);
+    assert!(err.contains("other users may read it"), "{err}");
     served.drain().await;
 }
