@@ -227,9 +227,22 @@ impl Client {
 
     /// `GET /v1/events?since=SEQ[&follow=true]`: each NDJSON record to `each` as it arrives,
     /// until the stream ends (without `follow`, after the kept events).
-    pub async fn events(&self, since: u64, follow: bool, mut each: impl FnMut(&str)) -> Result<()> {
+    pub async fn events(&self, since: u64, follow: bool, each: impl FnMut(&str)) -> Result<()> {
+        self.lines_of(&format!("/v1/events?since={since}&follow={follow}"), each)
+            .await
+    }
+
+    /// `GET /v1/sessions/{name}/logs?follow=true`: each output line to `each` as it comes,
+    /// until the session is deleted or restarted from scratch.
+    pub async fn follow_logs(&self, name: &str, each: impl FnMut(&str)) -> Result<()> {
+        self.lines_of(&format!("/v1/sessions/{name}/logs?follow=true"), each)
+            .await
+    }
+
+    /// A GET whose body is lines, each to `each` as it arrives.
+    async fn lines_of(&self, path: &str, mut each: impl FnMut(&str)) -> Result<()> {
         let request = hyper::Request::builder()
-            .uri(format!("/v1/events?since={since}&follow={follow}"))
+            .uri(path)
             .header("host", "claude-pm")
             .body(Full::new(Bytes::new()))
             .map_err(|e| Error::io("build a request", std::io::Error::other(e)))?;

@@ -41,9 +41,10 @@ pub(crate) struct Session {
 }
 
 /// What the session's task updates.
-#[derive(Default)]
 struct Live {
     lines: Mutex<VecDeque<String>>,
+    /// Each new line, for followers.
+    feed: tokio::sync::broadcast::Sender<String>,
     last: Mutex<Option<SessionReport>>,
     runs: Mutex<u32>,
     /// A stream-json Claude session's handle on its current run.
@@ -97,11 +98,26 @@ async fn keep_lines(mut rx: OutputReceiver, live: Arc<Live>) {
             OutputEvent::Line(l) | OutputEvent::Unterminated(l) => l,
             _ => continue,
         };
+        let text = String::from_utf8_lossy(&line).into_owned();
         if let Ok(mut lines) = live.lines.lock() {
             if lines.len() == KEPT_LINES {
                 lines.pop_front();
             }
-            lines.push_back(String::from_utf8_lossy(&line).into_owned());
+            lines.push_back(text.clone());
+            // Sent under the lock, so a follower's kept lines and feed neither overlap nor gap.
+            let _ = live.feed.send(text);
+        }
+    }
+}
+
+impl Default for Live {
+    fn default() -> Self {
+        Live {
+            lines: Mutex::new(VecDeque::new()),
+            feed: tokio::sync::broadcast::channel(1024).0,
+            last: Mutex::new(None),
+            runs: Mutex::new(0),
+            claude: Mutex::new(None),
         }
     }
 }
@@ -307,6 +323,47 @@ impl Daemon {
         let sessions = self.lock();
         let session = sessions.get(name).ok_or_else(|| not_found(name))?;
         Ok(detail(name, session))
+    }
+
+    /// The session's kept lines, then (with `follow`) each new one as it comes, as a body;
+    /// a follower that falls behind gets a line saying how many it missed.
+    pub(crate) fn follow_lines(
+        &self,
+        name: &str,
+        follow: bool,
+    ) -> Result<crate::events::ChannelBody> {
+        let (kept, mut feed) = {
+            let sessions = self.lock();
+            let session = sessions.get(name).ok_or_else(|| not_found(name))?;
+            let lines = session.live.lines.lock();
+            let feed = session.live.feed.subscribe();
+            let kept: Vec<String> = lines
+                .map(|l| l.iter().cloned().collect())
+                .unwrap_or_default();
+            (kept, feed)
+        };
+        let (tx, rx) = mpsc::channel(256);
+        tokio::spawn(async move {
+            let line = |text: String| bytes::Bytes::from(text + "\n");
+            for text in kept {
+                if tx.send(line(text)).await.is_err() {
+                    return;
+                }
+            }
+            while follow {
+                let text = match feed.recv().await {
+                    Ok(text) => text,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        format!("[claude-pm: {n} lines missed]")
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                };
+                if tx.send(line(text)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(crate::events::ChannelBody(rx))
     }
 
     /// The session's kept output lines.

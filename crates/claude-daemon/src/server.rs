@@ -133,13 +133,34 @@ async fn inspect(State(d): State<Arc<Daemon>>, UrlPath(name): UrlPath<String>) -
     Ok(Json(d.inspect(&name)?).into_response())
 }
 
-async fn logs(State(d): State<Arc<Daemon>>, UrlPath(name): UrlPath<String>) -> Api<Response> {
+/// `?follow=true`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogsQuery {
+    follow: Option<bool>,
+}
+
+async fn logs(
+    State(d): State<Arc<Daemon>>,
+    UrlPath(name): UrlPath<String>,
+    query: std::result::Result<
+        axum::extract::Query<LogsQuery>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Api<Response> {
     named(&name)?;
-    let mut text = d.lines(&name)?.join("\n");
-    if !text.is_empty() {
-        text.push('\n');
+    let axum::extract::Query(q) = query.map_err(|e| {
+        ApiError(Error::Field {
+            field: "(query)".into(),
+            why: e.body_text(),
+        })
+    })?;
+    let body = d.follow_lines(&name, q.follow.unwrap_or(false))?;
+    let mut response = Response::new(axum::body::Body::new(body));
+    if let Ok(v) = "text/plain; charset=utf-8".parse() {
+        response.headers_mut().insert("content-type", v);
     }
-    Ok(text.into_response())
+    Ok(response)
 }
 
 async fn turn(

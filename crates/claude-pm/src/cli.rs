@@ -146,10 +146,13 @@ pub(crate) enum Command {
         #[command(flatten)]
         daemon: DaemonArgs,
     },
-    /// The last output lines the daemon kept of a session.
+    /// The last output lines the daemon kept of a session (with -f, then each new one).
     Logs {
         #[command(flatten)]
         daemon: DaemonArgs,
+        /// Keep streaming new lines.
+        #[arg(short, long)]
+        follow: bool,
         /// The session.
         name: String,
     },

@@ -75,7 +75,11 @@ fn main() -> ExitCode {
             cli::Command::Stop { daemon, name } => service::stop(&daemon, &name).await,
             cli::Command::Restart { daemon, name } => service::restart(&daemon, &name).await,
             cli::Command::Rm { daemon, name } => service::rm(&daemon, &name).await,
-            cli::Command::Logs { daemon, name } => service::logs(&daemon, &name).await,
+            cli::Command::Logs {
+                daemon,
+                follow,
+                name,
+            } => service::logs(&daemon, &name, follow).await,
             cli::Command::Reload { daemon } => service::reload(&daemon).await,
             cli::Command::Events {
                 daemon,

@@ -422,11 +422,17 @@ pub(crate) async fn rm(args: &DaemonArgs, name: &str) -> u8 {
     }
 }
 
-pub(crate) async fn logs(args: &DaemonArgs, name: &str) -> u8 {
+pub(crate) async fn logs(args: &DaemonArgs, name: &str, follow: bool) -> u8 {
     let client = match client(args) {
         Ok(c) => c,
         Err(code) => return code,
     };
+    if follow {
+        return match client.follow_logs(name, |line| say!("{line}")).await {
+            Ok(()) => 0,
+            Err(e) => refused(&e),
+        };
+    }
     match client.logs(name).await {
         Ok(text) => {
             for line in text.lines() {

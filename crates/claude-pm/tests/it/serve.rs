@@ -790,3 +790,40 @@ async fn tcp_requests_need_the_token() {
     assert!(err.contains("other users may read it"), "{err}");
     served.drain().await;
 }
+
+/// `logs -f` (and `?follow=true`) streams a session's kept lines, then each new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_followed_as_they_are_written() {
+    let served = Served::start("", &[]).await;
+    let client = served.client();
+    let script =
+        "echo first; read go < /dev/null; sleep 0.3; echo second; sleep 0.3; echo third; sleep 100";
+    let (_, err, status) = served
+        .cli(&["start", "--name", "w", "--", "/bin/sh", "-c", script])
+        .await;
+    assert_eq!(status, 0, "{err}");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let follower = client.clone();
+    let task = tokio::spawn(async move {
+        let _ = follower
+            .follow_logs("w", |l| {
+                let _ = tx.send(l.to_owned());
+            })
+            .await;
+    });
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+            Ok(Some(line)) => seen.push(line),
+            other => panic!("{other:?} after {seen:?}"),
+        }
+    }
+    assert_eq!(seen, ["first", "second", "third"]);
+    task.abort();
+    let (status, answer) = client
+        .request(Method::Get, "/v1/sessions/w/logs?tail=5", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 400, "{answer:?}");
+    served.drain().await;
+}
