@@ -252,6 +252,13 @@ async fn metrics(State(d): State<Arc<Daemon>>) -> Response {
     ([("content-type", "text/plain; version=0.0.4")], d.metrics()).into_response()
 }
 
+async fn not_allowed() -> Api<Response> {
+    Err(ApiError(Error::Api {
+        status: 405,
+        message: "this endpoint does not take that method".into(),
+    }))
+}
+
 async fn unknown() -> Api<Response> {
     Err(ApiError(Error::Api {
         status: 404,
@@ -275,6 +282,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/events", get(events))
         .route("/v1/drain", post(drain))
         .fallback(unknown)
+        .method_not_allowed_fallback(not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(daemon)
 }

@@ -405,6 +405,91 @@ async fn malformed_requests_get_a_4xx_naming_the_problem_and_the_daemon_keeps_se
             "no such endpoint",
         ),
     ];
+    let more: Vec<(Method, &str, Vec<u8>, u16, &str)> = vec![
+        (
+            Method::Post,
+            "/v1/sessions",
+            format!(
+                r#"{{"name": "{}", "command": ["/bin/true"]}}"#,
+                "n".repeat(65)
+            )
+            .into_bytes(),
+            400,
+            "1 to 64",
+        ),
+        (
+            Method::Post,
+            "/v1/sessions",
+            br#"{"name": null, "command": ["/bin/true"]}"#.to_vec(),
+            400,
+            "must be a string",
+        ),
+        (
+            Method::Post,
+            "/v1/sessions",
+            br#"{"name": "ok", "command": ["/bin/true"], "memory": ["1G"]}"#.to_vec(),
+            400,
+            "string or a number",
+        ),
+        (
+            Method::Post,
+            "/v1/sessions",
+            br#"{"name": "ok", "command": ["/bin/true"], "env": {"A": [1]}}"#.to_vec(),
+            400,
+            "env",
+        ),
+        (
+            Method::Post,
+            "/v1/sessions",
+            br#"{"name": "ok", "claude": [1]}"#.to_vec(),
+            400,
+            "list of strings",
+        ),
+        (
+            Method::Post,
+            "/v1/sessions",
+            br#"{"name": "ok", "command": ["/bin/true"]} trailing"#.to_vec(),
+            400,
+            "not JSON",
+        ),
+        (
+            Method::Post,
+            "/v1/sessions",
+            format!(
+                r#"{{"name": "ok", "command": ["/bin/true"], "x": {}}}"#,
+                "[".repeat(200) + &"]".repeat(200)
+            )
+            .into_bytes(),
+            400,
+            "not JSON",
+        ),
+        (
+            Method::Post,
+            "/v1/sessions",
+            br#"{"name": "ok", "command": ["/bin/true"], "restart": "sometimes"}"#.to_vec(),
+            400,
+            "restart",
+        ),
+        (
+            Method::Post,
+            "/v1/sessions",
+            br#"{"name": "ok", "command": ["/bin/true"], "state_dir": "/x"}"#.to_vec(),
+            400,
+            "daemon",
+        ),
+        (Method::Delete, "/v1/sessions", Vec::new(), 405, "method"),
+        (
+            Method::Post,
+            "/v1/sessions/nobody",
+            Vec::new(),
+            405,
+            "method",
+        ),
+        (Method::Get, "/v1/events?since=-1", Vec::new(), 400, "query"),
+        (Method::Get, "/v1/events?bogus=1", Vec::new(), 400, "query"),
+    ];
+    let cases: Vec<_> = cases.into_iter().chain(more).collect();
+    assert!(cases.len() >= 30, "{} cases", cases.len());
     for (method, path, body, want, says) in cases {
         let (status, answer) = client.request(method, path, Some(body)).await.unwrap();
         let text = String::from_utf8_lossy(&answer);
