@@ -350,7 +350,10 @@ impl Daemon {
                     return;
                 }
             }
-            while follow {
+            if !follow {
+                return;
+            }
+            loop {
                 let text = match feed.recv().await {
                     Ok(text) => text,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {

@@ -69,57 +69,77 @@ fn refused(e: &claude_daemon::Error) -> u8 {
     exit::USAGE
 }
 
-pub(crate) async fn serve(
-    settings: SettingsArgs,
-    socket_group: Option<u32>,
+/// `--listen` and `--token-file`: the TCP address and its token, if asked for.
+fn tcp_option(
     listen: Option<String>,
     token_file: Option<PathBuf>,
-) -> u8 {
-    let tcp = match (listen, token_file) {
-        (None, None) => None,
+) -> Result<Option<(String, String)>, u8> {
+    match (listen, token_file) {
+        (None, None) => Ok(None),
         (Some(listen), Some(file)) => {
             let addr = if listen.contains(':') {
                 listen
             } else {
                 format!("127.0.0.1:{listen}")
             };
-            match read_token(&file) {
-                Ok(token) => Some((addr, token)),
-                Err(e) => return usage(&e),
-            }
+            read_token(&file)
+                .map(|token| Some((addr, token)))
+                .map_err(|e| usage(&e))
         }
-        (Some(_), None) => {
-            return usage("--listen needs --token-file: every TCP request must carry its token")
-        }
-        (None, Some(_)) => return usage("--token-file is for --listen"),
-    };
-    let defaults = match load_settings(&settings) {
-        Ok(s) => s,
-        Err(e) => return usage(&claude_manager::describe_error(&e)),
-    };
-    // The file's settings are replaced by a reload; variables and flags stay over them.
-    let mut overrides = match Settings::from_env(&|k| std::env::var_os(k)) {
-        Ok(s) => s,
-        Err(e) => return usage(&claude_manager::describe_error(&e)),
-    };
+        (Some(_), None) => Err(usage(
+            "--listen needs --token-file: every TCP request must carry its token",
+        )),
+        (None, Some(_)) => Err(usage("--token-file is for --listen")),
+    }
+}
+
+/// What the daemon starts from: its manager's configuration, the file's settings and
+/// sessions, and the variables and flags that stay over the file's settings across reloads.
+struct Startup {
+    manager: ManagerConfig,
+    file_settings: Settings,
+    overrides: Settings,
+    sessions: Vec<claude_daemon::wire::SessionDef>,
+}
+
+fn startup(settings: &SettingsArgs) -> Result<Startup, u8> {
+    let failed = |e: claude_manager::Error| usage(&claude_manager::describe_error(&e));
+    let defaults = load_settings(settings).map_err(failed)?;
+    let mut overrides = Settings::from_env(&|k| std::env::var_os(k)).map_err(failed)?;
     for (key, value) in &settings.values {
-        if let Err(e) = overrides.set(key, value, &SettingsSource::Flag) {
-            return usage(&claude_manager::describe_error(&e));
-        }
+        overrides
+            .set(key, value, &SettingsSource::Flag)
+            .map_err(failed)?;
     }
-    let mut manager_config = ManagerConfig::default();
+    let mut manager = ManagerConfig::default();
     let mut scratch = SessionSpec::command("serve", "/bin/true", [""; 0]);
-    if let Err(e) = defaults.apply(&mut scratch, &mut manager_config) {
-        return usage(&claude_manager::describe_error(&e));
-    }
+    defaults.apply(&mut scratch, &mut manager).map_err(failed)?;
     let (file_settings, sessions) = match &settings.config {
-        Some(path) => match claude_daemon::load(path) {
-            Ok(config) => (config.settings, config.sessions),
-            Err(e) => return usage(&e.to_string()),
-        },
+        Some(path) => {
+            let config = claude_daemon::load(path).map_err(|e| usage(&e.to_string()))?;
+            (config.settings, config.sessions)
+        }
         None => (Settings::default(), Vec::new()),
     };
-    let dir = state_dir(manager_config.state_dir.clone());
+    Ok(Startup {
+        manager,
+        file_settings,
+        overrides,
+        sessions,
+    })
+}
+
+pub(crate) async fn serve(
+    settings: SettingsArgs,
+    socket_group: Option<u32>,
+    listen: Option<String>,
+    token_file: Option<PathBuf>,
+) -> u8 {
+    let (tcp, start) = match (tcp_option(listen, token_file), startup(&settings)) {
+        (Ok(tcp), Ok(start)) => (tcp, start),
+        (Err(code), _) | (_, Err(code)) => return code,
+    };
+    let dir = state_dir(start.manager.state_dir.clone());
     if let Err(e) = make_state_dir(&dir, socket_group) {
         return usage(&format!(
             "cannot use the state directory {}: {e}",
@@ -135,15 +155,57 @@ pub(crate) async fn serve(
         Ok(l) => l,
         Err(e) => return usage(&e.to_string()),
     };
+    let tcp_listener = match &tcp {
+        Some((addr, _)) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => Some(l),
+            Err(e) => return usage(&format!("cannot listen on {addr}: {e}")),
+        },
+        None => None,
+    };
     let registry = match claude_daemon::Registry::open(&claude_daemon::registry_path(&dir)) {
         Ok(r) => Arc::new(r),
         Err(e) => return usage(&e.to_string()),
     };
-    let manager = Arc::new(ProcessManager::new(manager_config));
+    let manager = Arc::new(ProcessManager::new(start.manager));
     let daemon = Arc::new(
-        Daemon::new(manager, file_settings, overrides, settings.config.clone())
-            .with_registry(registry),
+        Daemon::new(
+            manager,
+            start.file_settings,
+            start.overrides,
+            settings.config.clone(),
+        )
+        .with_registry(registry),
     );
+    let (restored, started) = start_sessions(&daemon, start.sessions);
+    let access = claude_daemon::Access::new(nix::unistd::geteuid().as_raw(), socket_group);
+    let server = tokio::spawn(claude_daemon::serve(
+        listener,
+        claude_daemon::router(Arc::clone(&daemon)),
+        access,
+    ));
+    if let (Some(listener), Some((addr, token))) = (tcp_listener, tcp) {
+        let router = claude_daemon::router(Arc::clone(&daemon));
+        tokio::spawn(claude_daemon::serve_tcp(listener, router, token));
+        tell!("claude-pm serve: also on http://{addr} (bearer token required)");
+    }
+    tell!(
+        "claude-pm serve: listening on {}; {started} sessions started from the config file, {restored} from the registry",
+        socket.display()
+    );
+    wait_for_stop_signal(&daemon).await;
+    tell!("claude-pm serve: draining");
+    daemon.drain().await;
+    server.abort();
+    let _ = std::fs::remove_file(&socket);
+    tell!("claude-pm serve: every session stopped; exiting");
+    0
+}
+
+/// The registry's sessions, then the config file's; how many of each started.
+fn start_sessions(
+    daemon: &Daemon,
+    sessions: Vec<claude_daemon::wire::SessionDef>,
+) -> (usize, usize) {
     let (restored, refused) = daemon.restore();
     for why in refused {
         tell!("claude-pm: a kept session was not started again: {why}");
@@ -156,41 +218,7 @@ pub(crate) async fn serve(
             Err(e) => tell!("claude-pm: session {name:?} not started: {e}"),
         }
     }
-    let access = claude_daemon::Access::new(nix::unistd::geteuid().as_raw(), socket_group);
-    let server = tokio::spawn(claude_daemon::serve(
-        listener,
-        claude_daemon::router(Arc::clone(&daemon)),
-        access,
-    ));
-    if let Some((addr, token)) = tcp {
-        match tokio::net::TcpListener::bind(&addr).await {
-            Ok(listener) => {
-                tokio::spawn(claude_daemon::serve_tcp(
-                    listener,
-                    claude_daemon::router(Arc::clone(&daemon)),
-                    token,
-                ));
-                tell!("claude-pm serve: also on http://{addr} (bearer token required)");
-            }
-            Err(e) => {
-                daemon.drain().await;
-                server.abort();
-                return usage(&format!("cannot listen on {addr}: {e}"));
-            }
-        }
-    }
-    tell!(
-        "claude-pm serve: listening on {}; {started} sessions started from the config file, {} from the registry",
-        socket.display(),
-        restored.len()
-    );
-    wait_for_stop_signal(&daemon).await;
-    tell!("claude-pm serve: draining");
-    daemon.drain().await;
-    server.abort();
-    let _ = std::fs::remove_file(&socket);
-    tell!("claude-pm serve: every session stopped; exiting");
-    0
+    (restored.len(), started)
 }
 
 fn usage(message: &str) -> u8 {
