@@ -13,6 +13,13 @@ use crate::error::{Error, Result};
 use crate::registry::Registry;
 use crate::wire::{ExitView, ProgramDef, SessionDef, SessionDetail, SessionView};
 
+/// Variables that carry a Claude credential.
+const CREDENTIAL_VARS: &[&str] = &[
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "CLAUDE_CODE_OAUTH_TOKEN",
+];
+
 /// Output lines kept per session.
 pub const KEPT_LINES: usize = 1000;
 
@@ -231,9 +238,18 @@ impl Daemon {
 
     pub(crate) fn launch(&self, def: SessionDef, origin: Origin) -> Result<Session> {
         let mut spec = def.spec(&self.defaults())?;
-        if let ProgramDef::Claude(_) = &def.program {
-            // As `claude-pm claude`: the credential the CLI would find, from the daemon's
-            // environment and files, handed over by the auth hook (and refreshed by it).
+        // A credential the definition sets in the session's environment is the session's;
+        // otherwise, as `claude-pm claude`, the one the CLI would find, from the daemon's
+        // environment and files, handed over by the auth hook (and refreshed by it).
+        let own_credential = def.settings.iter().any(|(key, value)| {
+            key == "env"
+                && CREDENTIAL_VARS.iter().any(|v| {
+                    value
+                        .strip_prefix(v)
+                        .is_some_and(|rest| rest.starts_with('='))
+                })
+        });
+        if let (ProgramDef::Claude(_), false) = (&def.program, own_credential) {
             let chain = claude_manager::auth::TokenChain::cli_default(&|k| std::env::var_os(k));
             spec.credentials = Some(Arc::new(chain));
         }

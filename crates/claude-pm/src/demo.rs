@@ -90,13 +90,14 @@ pub(crate) async fn demo(sessions: usize) -> u8 {
     printer.abort();
     let _ = std::fs::remove_dir_all(&work);
     let ok = summary(&rows) && rows.len() == sessions;
+    let ok = crate::demo_daemon::show_daemon(&bin, &api).await && ok;
     say!(
         "\nstand-in answered {} API calls; total {:.1}s",
         api.message_calls().len(),
         started.elapsed().as_secs_f64()
     );
     if ok {
-        say!("all {sessions} sessions answered every turn and ended cleanly; no process of theirs is left");
+        say!("all {sessions} sessions answered every turn and ended cleanly, and the daemon's API ran a session and its turn; no process of theirs is left");
         0
     } else {
         say!("some sessions did not complete (see above)");

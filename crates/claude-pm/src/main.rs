@@ -3,6 +3,7 @@
 
 mod cli;
 mod demo;
+mod demo_daemon;
 mod doctor;
 mod exit;
 mod output;
