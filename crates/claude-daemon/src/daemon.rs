@@ -1,15 +1,16 @@
 //! The daemon's sessions: each a definition, the `ProcessManager`'s handle driven by a task of
 //! its own, the session's last output lines and its last report.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use claude_manager::proc::{ClaudeSession, OutputEvent, OutputReceiver};
+use claude_manager::proc::ClaudeSession;
 use claude_manager::{ProcessManager, SessionHandle, SessionReport, SessionState, Settings};
 use tokio::sync::{mpsc, watch};
 
 use crate::error::{Error, Result};
+use crate::live::{keep_lines, Live};
 use crate::registry::Registry;
 use crate::wire::{ExitView, ProgramDef, SessionDef, SessionDetail, SessionView};
 
@@ -47,17 +48,6 @@ pub(crate) struct Session {
     live: Arc<Live>,
 }
 
-/// What the session's task updates.
-struct Live {
-    lines: Mutex<VecDeque<String>>,
-    /// Each new line, for followers.
-    feed: tokio::sync::broadcast::Sender<String>,
-    last: Mutex<Option<SessionReport>>,
-    runs: Mutex<u32>,
-    /// A stream-json Claude session's handle on its current run.
-    claude: Mutex<Option<ClaudeSession>>,
-}
-
 /// The daemon's state: the manager, the daemon-wide default settings and the sessions.
 pub struct Daemon {
     manager: Arc<ProcessManager>,
@@ -71,6 +61,8 @@ pub struct Daemon {
     draining: AtomicBool,
     pub(crate) events: Arc<crate::events::EventLog>,
     registry: Option<Arc<Registry>>,
+    /// Where sessions' log files go, and the size cap of one file.
+    logs: Option<(std::path::PathBuf, u64)>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -96,37 +88,6 @@ fn short(program: &ProgramDef) -> String {
         text.push_str(arg);
     }
     text
-}
-
-/// Keep `rx`'s lines in `live`, the newest [`KEPT_LINES`].
-async fn keep_lines(mut rx: OutputReceiver, live: Arc<Live>) {
-    while let Some(event) = rx.recv().await {
-        let line = match event {
-            OutputEvent::Line(l) | OutputEvent::Unterminated(l) => l,
-            _ => continue,
-        };
-        let text = String::from_utf8_lossy(&line).into_owned();
-        if let Ok(mut lines) = live.lines.lock() {
-            if lines.len() == KEPT_LINES {
-                lines.pop_front();
-            }
-            lines.push_back(text.clone());
-            // Sent under the lock, so a follower's kept lines and feed neither overlap nor gap.
-            let _ = live.feed.send(text);
-        }
-    }
-}
-
-impl Default for Live {
-    fn default() -> Self {
-        Live {
-            lines: Mutex::new(VecDeque::new()),
-            feed: tokio::sync::broadcast::channel(1024).0,
-            last: Mutex::new(None),
-            runs: Mutex::new(0),
-            claude: Mutex::new(None),
-        }
-    }
 }
 
 /// Drive one session's handle: keep each run's output, pass control requests on, and keep the
@@ -184,6 +145,7 @@ impl Daemon {
         Daemon {
             events,
             registry: None,
+            logs: None,
             manager,
             file_settings: Mutex::new(file_settings),
             overrides,
@@ -191,6 +153,12 @@ impl Daemon {
             sessions: Mutex::new(BTreeMap::new()),
             draining: AtomicBool::new(false),
         }
+    }
+
+    /// Write each session's output lines to `<dir>/<name>.log`, rotated past `cap` bytes.
+    pub fn with_log_files(mut self, dir: std::path::PathBuf, cap: u64) -> Daemon {
+        self.logs = Some((dir, cap));
+        self
     }
 
     /// Keep API-made sessions' definitions and every report in `registry`.
@@ -270,7 +238,13 @@ impl Daemon {
         })?;
         let (control, rx) = mpsc::unbounded_channel();
         let (done_tx, done) = watch::channel(false);
-        let live = Arc::new(Live::default());
+        let live = Arc::new(Live {
+            registry: self.registry.clone().map(|r| (def.name.clone(), r)),
+            ..Live::default()
+        });
+        if let (Some((dir, cap)), Ok(mut file)) = (&self.logs, live.file.lock()) {
+            *file = Some(crate::logfile::LogFile::open(dir, &def.name, *cap));
+        }
         let state = handle.watch_state();
         let registry = self.registry.clone();
         tokio::spawn(drive(handle, rx, Arc::clone(&live), done_tx, registry));
@@ -416,6 +390,13 @@ impl Daemon {
         })
     }
 
+    /// `name`'s CLI reported this Claude session id (during a turn).
+    pub(crate) fn note_session_id(&self, name: &str, id: &str) {
+        if let Some(session) = self.lock().get(name) {
+            session.live.note_session_id(id);
+        }
+    }
+
     /// Hand a session back after its turn (unless its run changed meanwhile).
     pub(crate) fn give_back(&self, name: &str, claude: ClaudeSession) {
         let sessions = self.lock();
@@ -529,5 +510,11 @@ fn detail(name: &str, session: &Session) -> SessionDetail {
     SessionDetail {
         view: view(name, session),
         definition: session.def.to_json(true),
+        claude_session_id: session
+            .live
+            .claude_session_id
+            .lock()
+            .ok()
+            .and_then(|id| id.clone()),
     }
 }

@@ -15,6 +15,8 @@ mod config;
 mod daemon;
 mod error;
 mod events;
+mod live;
+mod logfile;
 mod registry;
 mod reload;
 mod server;
@@ -26,6 +28,7 @@ pub use config::{load, DaemonConfig};
 pub use daemon::{Daemon, KEPT_LINES};
 pub use error::{Error, Result};
 pub use events::KEPT_EVENTS;
+pub use logfile::KEPT_FILES;
 pub use registry::{registry_path, Registry};
 pub use server::{
     bind, default_state_dir, router, serve, serve_tcp, socket_path, Access, MAX_BODY,

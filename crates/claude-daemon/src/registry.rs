@@ -43,6 +43,12 @@ const SCHEMA: &str = "
         definition TEXT NOT NULL,
         created_at INTEGER NOT NULL
     );
+    CREATE TABLE IF NOT EXISTS claude_sessions (
+        session TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        seen_at INTEGER NOT NULL,
+        PRIMARY KEY (session, session_id)
+    );
     CREATE TABLE IF NOT EXISTS reports (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         session TEXT NOT NULL,
@@ -151,6 +157,28 @@ impl Registry {
     pub fn integrity(&self) -> Result<String> {
         self.with("check the registry", |c| {
             c.query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        })
+    }
+
+    /// Keep a Claude session id `name`'s CLI reported (the id a resume would need).
+    pub fn claude_session(&self, name: &str, session_id: &str) -> Result<()> {
+        self.with("record a Claude session id", |c| {
+            c.execute(
+                "INSERT OR IGNORE INTO claude_sessions (session, session_id, seen_at) VALUES (?1, ?2, ?3)",
+                params![name, session_id, now()],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// The Claude session ids kept for `name`, oldest first.
+    pub fn claude_sessions(&self, name: &str) -> Result<Vec<String>> {
+        self.with("read Claude session ids", |c| {
+            let mut stmt = c.prepare(
+                "SELECT session_id FROM claude_sessions WHERE session = ?1 ORDER BY seen_at, rowid",
+            )?;
+            let rows = stmt.query_map(params![name], |r| r.get(0))?;
+            rows.collect()
         })
     }
 

@@ -74,6 +74,14 @@ async fn run_turn(
     } else {
         while let Some(event) = session.next_event().await {
             let done = matches!(event, SessionEvent::Message(StreamMessage::Result(_)));
+            let id = match &event {
+                SessionEvent::Message(StreamMessage::System(m)) => m.session_id.as_deref(),
+                SessionEvent::Message(StreamMessage::Result(r)) => r.session_id.as_deref(),
+                _ => None,
+            };
+            if let Some(id) = id {
+                daemon.note_session_id(&name, id);
+            }
             let _ = tx.send(line(&record(&event))).await;
             if done {
                 break;

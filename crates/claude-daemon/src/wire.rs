@@ -264,6 +264,9 @@ pub struct SessionDetail {
     pub view: SessionView,
     /// The definition it was created from, `env` values hidden.
     pub definition: serde_json::Value,
+    /// For a Claude session: the session id its CLI last reported (kept in the registry).
+    #[serde(default)]
+    pub claude_session_id: Option<String>,
 }
 
 /// What a reload did.

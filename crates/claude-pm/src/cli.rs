@@ -73,6 +73,10 @@ pub(crate) enum Command {
         /// The bearer token TCP requests must carry (a file only its owner may read).
         #[arg(long, value_name = "FILE")]
         token_file: Option<PathBuf>,
+        /// The size at which a session's log file (`STATE_DIR/logs/NAME.log`) is rotated; three
+        /// old files are kept.
+        #[arg(long, value_name = "SIZE", default_value = "8M")]
+        log_size: String,
     },
     /// The daemon's sessions as a table.
     Ps {

@@ -56,7 +56,8 @@ fn main() -> ExitCode {
                 socket_group,
                 listen,
                 token_file,
-            } => service::serve(settings, socket_group, listen, token_file).await,
+                log_size,
+            } => service::serve(settings, socket_group, listen, token_file, &log_size).await,
             cli::Command::Ps { daemon, json } => service::ps(&daemon, json).await,
             cli::Command::Start {
                 name,

@@ -69,6 +69,17 @@ fn refused(e: &claude_daemon::Error) -> u8 {
     exit::USAGE
 }
 
+/// `--log-size`: at least 4 KiB.
+fn log_cap(text: &str) -> Result<u64, u8> {
+    match claude_manager::parse_size(text) {
+        Ok(bytes) if bytes >= 4096 => Ok(bytes),
+        Ok(_) => Err(usage(&format!(
+            "invalid --log-size: {text:?} (at least 4K)"
+        ))),
+        Err(why) => Err(usage(&format!("invalid --log-size: {text:?} ({why})"))),
+    }
+}
+
 /// `--listen` and `--token-file`: the TCP address and its token, if asked for.
 fn tcp_option(
     listen: Option<String>,
@@ -134,10 +145,15 @@ pub(crate) async fn serve(
     socket_group: Option<u32>,
     listen: Option<String>,
     token_file: Option<PathBuf>,
+    log_size: &str,
 ) -> u8 {
-    let (tcp, start) = match (tcp_option(listen, token_file), startup(&settings)) {
-        (Ok(tcp), Ok(start)) => (tcp, start),
-        (Err(code), _) | (_, Err(code)) => return code,
+    let (tcp, start, log_cap) = match (
+        tcp_option(listen, token_file),
+        startup(&settings),
+        log_cap(log_size),
+    ) {
+        (Ok(tcp), Ok(start), Ok(cap)) => (tcp, start, cap),
+        (Err(code), _, _) | (_, Err(code), _) | (_, _, Err(code)) => return code,
     };
     let dir = state_dir(start.manager.state_dir.clone());
     if let Err(e) = make_state_dir(&dir, socket_group) {
@@ -162,6 +178,10 @@ pub(crate) async fn serve(
         },
         None => None,
     };
+    let logs = dir.join("logs");
+    if let Err(e) = make_state_dir(&logs, socket_group) {
+        return usage(&format!("cannot use {}: {e}", logs.display()));
+    }
     let registry = match claude_daemon::Registry::open(&claude_daemon::registry_path(&dir)) {
         Ok(r) => Arc::new(r),
         Err(e) => return usage(&e.to_string()),
@@ -174,7 +194,8 @@ pub(crate) async fn serve(
             start.overrides,
             settings.config.clone(),
         )
-        .with_registry(registry),
+        .with_registry(registry)
+        .with_log_files(logs, log_cap),
     );
     let (restored, started) = start_sessions(&daemon, start.sessions);
     let access = claude_daemon::Access::new(nix::unistd::geteuid().as_raw(), socket_group);

@@ -797,6 +797,17 @@ async fn a_turn_through_the_api_streams_the_real_clis_answer() {
     assert_eq!(results[0]["result"], "pong");
     assert_eq!(results[1]["result"], "stand-in reply to: and again");
     assert_eq!(results[0]["session_id"], results[1]["session_id"]);
+    // The CLI's session id is shown and kept (what a resume would need).
+    let id = results[0]["session_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        client
+            .inspect("chat")
+            .await
+            .unwrap()
+            .claude_session_id
+            .as_deref(),
+        Some(id.as_str())
+    );
     // Not for another kind of session, nor with a bad body.
     let (_, err, status) = served
         .cli(&["start", "--name", "plain", "--", "/bin/sleep", "100"])
@@ -819,7 +830,10 @@ async fn a_turn_through_the_api_streams_the_real_clis_answer() {
             .unwrap();
         assert_eq!(status, want, "{path} {body}: {answer:?}");
     }
-    served.drain().await;
+    let state = served.state();
+    let _dir = served.drain().await;
+    let registry = claude_daemon::Registry::open(&claude_daemon::registry_path(&state)).unwrap();
+    assert_eq!(registry.claude_sessions("chat").unwrap(), [id]);
 }
 
 /// On TCP every request needs the bearer token: none or a wrong one is 401 and changes
@@ -910,5 +924,49 @@ async fn logs_are_followed_as_they_are_written() {
         .await
         .unwrap();
     assert_eq!(status, 400, "{answer:?}");
+    served.drain().await;
+}
+
+/// Each session's output also goes to `<state>/logs/NAME.log`, rotated at `--log-size` with
+/// three old files kept: a chatty session cannot fill the disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_files_rotate_at_their_cap() {
+    let served = Served::start("", &["--log-size", "4K"]).await;
+    let script = "i=0; while [ $i -lt 2000 ]; do echo \"line $i of a chatty session\"; i=$((i+1)); done; echo done";
+    let (_, err, status) = served
+        .cli(&["start", "--name", "chatty", "--", "/bin/sh", "-c", script])
+        .await;
+    assert_eq!(status, 0, "{err}");
+    let logs = served.state().join("logs");
+    let newest = logs.join("chatty.log");
+    for _ in 0..300 {
+        if std::fs::read_to_string(&newest).is_ok_and(|t| t.ends_with("done\n")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut files: Vec<(String, u64)> = std::fs::read_dir(&logs)
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.metadata().unwrap().len(),
+            )
+        })
+        .collect();
+    files.sort();
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["chatty.log", "chatty.log.1", "chatty.log.2", "chatty.log.3"]
+    );
+    assert!(files.iter().all(|(_, size)| *size <= 4096), "{files:?}");
+    assert!(std::fs::read_to_string(&newest)
+        .unwrap()
+        .ends_with("done\n"));
+    let (_, err, exit) = pm(&["serve", "--log-size", "12"], &[]).await;
+    assert_eq!(code(&exit), 125);
+    assert!(err.contains("--log-size"), "{err}");
     served.drain().await;
 }
