@@ -54,6 +54,32 @@ pub fn load(path: &Path) -> Result<DaemonConfig> {
     Ok(DaemonConfig { settings, sessions })
 }
 
+/// One session's definition from a file of its own (`claude-pm start --config FILE`): a TOML
+/// table (`name = ...`, `command = [...]`, settings), or a JSON object if the file is JSON.
+pub fn definition_file(path: &Path) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let bad = |why: String| Error::Config {
+        path: path.to_path_buf(),
+        why,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| bad(e.to_string()))?;
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(bad(format!("larger than {MAX_CONFIG_BYTES} bytes")));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let value = if text.trim_start().starts_with('{') {
+        serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?
+    } else {
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| bad(e.to_string()))?;
+        serde_json::to_value(table).map_err(|e| bad(e.to_string()))?
+    };
+    match value {
+        serde_json::Value::Object(map) => Ok(map),
+        _ => Err(bad("must be one session's table".into())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

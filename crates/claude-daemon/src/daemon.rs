@@ -46,6 +46,8 @@ pub(crate) struct Session {
     /// Set when the session's task has seen its end (the report is in `last`).
     done: watch::Receiver<bool>,
     live: Arc<Live>,
+    /// Each limit and its mechanism, as planned for the session.
+    limits: Vec<crate::wire::LimitView>,
 }
 
 /// The daemon's state: the manager, the daemon-wide default settings and the sessions.
@@ -232,6 +234,19 @@ impl Daemon {
                 }
             })?;
         }
+        // What enforces each limit (the same plan the manager applies at start).
+        let limits = claude_manager::plan_limits(&spec)
+            .map(|hook| {
+                hook.report()
+                    .entries
+                    .iter()
+                    .map(|e| crate::wire::LimitView {
+                        limit: e.limit.name().to_owned(),
+                        mechanism: e.mechanism.to_string(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let handle = self.manager.start(spec).map_err(|e| Error::Refused {
             name: def.name.clone(),
             why: claude_manager::describe_error(&e),
@@ -256,6 +271,7 @@ impl Daemon {
             state,
             done,
             live,
+            limits,
         })
     }
 
@@ -292,7 +308,7 @@ impl Daemon {
                 return Err(e);
             }
         };
-        let detail = detail(&name, &session);
+        let detail = detail(&name, &session, self.events.latest(&name));
         sessions.insert(name, session);
         Ok(detail)
     }
@@ -312,7 +328,7 @@ impl Daemon {
     pub fn inspect(&self, name: &str) -> Result<SessionDetail> {
         let sessions = self.lock();
         let session = sessions.get(name).ok_or_else(|| not_found(name))?;
-        Ok(detail(name, session))
+        Ok(detail(name, session, self.events.latest(name)))
     }
 
     /// The session's kept lines, then (with `follow`) each new one as it comes, as a body;
@@ -496,9 +512,16 @@ fn view(name: &str, session: &Session) -> SessionView {
     let state = session.state.borrow().clone();
     let last = session.live.last.lock().ok().and_then(|l| l.clone());
     let runs = session.live.runs.lock().map(|r| *r).unwrap_or(0);
+    // "finished" once the report is kept, so a finished session always shows how it ended;
+    // until then the manager's last word is still "stopping".
+    let shown = match (&state, *session.done.borrow()) {
+        (_, true) => "finished",
+        (SessionState::Finished, false) => "stopping",
+        (other, false) => other.as_str(),
+    };
     SessionView {
         name: name.to_owned(),
-        state: state.as_str().to_owned(),
+        state: shown.to_owned(),
         pid: state.pid(),
         restarts: last.as_ref().map_or(runs.saturating_sub(1), |r| r.restarts),
         program: short(&session.def.program),
@@ -506,7 +529,7 @@ fn view(name: &str, session: &Session) -> SessionView {
     }
 }
 
-fn detail(name: &str, session: &Session) -> SessionDetail {
+fn detail(name: &str, session: &Session, latest: crate::events::Latest) -> SessionDetail {
     SessionDetail {
         view: view(name, session),
         definition: session.def.to_json(true),
@@ -516,5 +539,8 @@ fn detail(name: &str, session: &Session) -> SessionDetail {
             .lock()
             .ok()
             .and_then(|id| id.clone()),
+        limits: session.limits.clone(),
+        health: latest.health,
+        last_sample: latest.sample,
     }
 }

@@ -33,10 +33,19 @@ impl Body for ChannelBody {
     }
 }
 
-/// The numbered events: the kept ones and the live feed.
+/// The numbered events: the kept ones and the live feed; and each session's last sample and
+/// health event, for inspect.
 pub(crate) struct EventLog {
     kept: Mutex<VecDeque<(u64, Bytes)>>,
     live: broadcast::Sender<(u64, Bytes)>,
+    latest: Mutex<std::collections::HashMap<String, Latest>>,
+}
+
+/// A session's last sample and health event, as JSON.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Latest {
+    pub(crate) sample: Option<serde_json::Value>,
+    pub(crate) health: Option<serde_json::Value>,
 }
 
 /// One event as its NDJSON line: `{"seq": N, "event": ..., ...}`.
@@ -61,6 +70,7 @@ impl EventLog {
         let log = Arc::new(EventLog {
             kept: Mutex::new(VecDeque::new()),
             live,
+            latest: Mutex::new(std::collections::HashMap::new()),
         });
         let writer = Arc::clone(&log);
         tokio::spawn(async move {
@@ -69,6 +79,7 @@ impl EventLog {
                 match events.recv().await {
                     Ok(event) => {
                         seq += 1;
+                        writer.note_latest(&event);
                         writer.push(seq, line(seq, &event));
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -80,6 +91,33 @@ impl EventLog {
             }
         });
         log
+    }
+
+    fn note_latest(&self, event: &ManagerEvent) {
+        use claude_manager::EventKind;
+        let (is_sample, is_health) = match &event.kind {
+            EventKind::Sample { .. } => (true, false),
+            EventKind::Health(_) => (false, true),
+            _ => return,
+        };
+        if let Ok(mut latest) = self.latest.lock() {
+            let entry = latest.entry(event.session.clone()).or_default();
+            let value = Some(event.to_json());
+            if is_sample {
+                entry.sample = value;
+            } else if is_health {
+                entry.health = value;
+            }
+        }
+    }
+
+    /// `session`'s last sample and health event.
+    pub(crate) fn latest(&self, session: &str) -> Latest {
+        self.latest
+            .lock()
+            .ok()
+            .and_then(|l| l.get(session).cloned())
+            .unwrap_or_default()
     }
 
     fn push(&self, seq: u64, bytes: Bytes) {
@@ -159,6 +197,7 @@ mod tests {
         EventLog {
             kept: Mutex::new(VecDeque::new()),
             live: broadcast::channel(16).0,
+            latest: Mutex::new(std::collections::HashMap::new()),
         }
     }
 

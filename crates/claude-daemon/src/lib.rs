@@ -24,7 +24,7 @@ mod turns;
 pub mod wire;
 
 pub use client::{Client, Method};
-pub use config::{load, DaemonConfig};
+pub use config::{definition_file, load, DaemonConfig};
 pub use daemon::{Daemon, KEPT_LINES};
 pub use error::{Error, Result};
 pub use events::KEPT_EVENTS;

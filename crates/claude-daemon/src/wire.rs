@@ -267,6 +267,25 @@ pub struct SessionDetail {
     /// For a Claude session: the session id its CLI last reported (kept in the registry).
     #[serde(default)]
     pub claude_session_id: Option<String>,
+    /// Each limit and what enforces it on this host (a limit enforced two ways is listed twice).
+    #[serde(default)]
+    pub limits: Vec<LimitView>,
+    /// The last health event (`status`, `reasons`), once there is one.
+    #[serde(default)]
+    pub health: Option<serde_json::Value>,
+    /// The last sample of the tree (`cpu_percent`, `rss_bytes`, IO, `processes`).
+    #[serde(default)]
+    pub last_sample: Option<serde_json::Value>,
+}
+
+/// A limit and its mechanism, as inspect shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct LimitView {
+    /// `memory`, `pids`, `cpu`, ...
+    pub limit: String,
+    /// `cgroup-v1`, `rlimit`, `soft`, ...
+    pub mechanism: String,
 }
 
 /// What a reload did.

@@ -88,10 +88,12 @@ pub(crate) enum Command {
     },
     /// Create a session in the daemon: settings as flags (as for run; --state-dir finds the
     /// daemon), the program after --.
+    /// With --config FILE, the session is that file's one table (name, command or claude,
+    /// settings), flags and the words after -- over it.
     Start {
         /// The session's unique name.
         #[arg(long)]
-        name: String,
+        name: Option<String>,
         /// The daemon's API on TCP (with --token-file or CLAUDE_PM_TOKEN) instead of its socket.
         #[arg(long, value_name = "http://HOST:PORT")]
         url: Option<String>,

@@ -381,20 +381,29 @@ pub(crate) async fn ps(args: &DaemonArgs, json: bool) -> u8 {
 
 pub(crate) async fn start(
     mut daemon: DaemonArgs,
-    name: String,
+    name: Option<String>,
     claude: bool,
     settings: &SettingsArgs,
     program: Vec<String>,
 ) -> u8 {
-    let mut def = serde_json::Map::new();
-    def.insert("name".into(), name.into());
+    let mut def = match &settings.config {
+        Some(path) => match claude_daemon::definition_file(path) {
+            Ok(def) => def,
+            Err(e) => return usage(&e.to_string()),
+        },
+        None => serde_json::Map::new(),
+    };
+    if let Some(name) = name {
+        def.insert("name".into(), name.into());
+    }
     if claude {
+        def.remove("command");
         def.insert("claude".into(), program.into());
-    } else {
-        if program.is_empty() {
-            return usage("start needs a program after -- (or --claude)");
-        }
+    } else if !program.is_empty() {
+        def.remove("claude");
         def.insert("command".into(), program.into());
+    } else if !def.contains_key("command") && !def.contains_key("claude") {
+        return usage("start needs a program after -- (or --claude, or --config FILE)");
     }
     for (key, value) in &settings.values {
         if *key == "state_dir" {
@@ -412,9 +421,6 @@ pub(crate) async fn start(
         } else {
             def.insert(key.to_string(), value.clone().into());
         }
-    }
-    if settings.config.is_some() {
-        return usage("start takes settings as flags; a config file's sessions are serve's");
     }
     let client = match client(&daemon) {
         Ok(c) => c,

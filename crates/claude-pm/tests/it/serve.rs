@@ -970,3 +970,60 @@ async fn log_files_rotate_at_their_cap() {
     assert!(err.contains("--log-size"), "{err}");
     served.drain().await;
 }
+
+/// A session from a spec file (`start --config FILE`); inspect shows its limits and their
+/// mechanisms, its last sample and health; `/metrics` counts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspect_shows_limits_samples_and_health_and_metrics_count_sessions() {
+    let served = Served::start("", &[]).await;
+    let spec = served.dir.path().join("probe.toml");
+    std::fs::write(
+        &spec,
+        "name = \"probe\"\ncommand = [\"/bin/sleep\", \"100\"]\nmemory = \"64M\"\nnofile = 256\nhealth_interval = \"100ms\"\n",
+    )
+    .unwrap();
+    let file = spec.display().to_string();
+    let (_, err, status) = served.cli(&["start", "--config", &file]).await;
+    assert_eq!(status, 0, "{err}");
+    let client = served.client();
+    let mut detail = client.inspect("probe").await.unwrap();
+    for _ in 0..300 {
+        if detail.last_sample.is_some() && detail.health.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        detail = client.inspect("probe").await.unwrap();
+    }
+    let limits: Vec<(&str, &str)> = detail
+        .limits
+        .iter()
+        .map(|l| (l.limit.as_str(), l.mechanism.as_str()))
+        .collect();
+    assert!(
+        limits.iter().any(|(l, m)| *l == "memory" && !m.is_empty()),
+        "{limits:?}"
+    );
+    assert!(limits.contains(&("open_files", "rlimit")), "{limits:?}");
+    let sample = detail.last_sample.clone().unwrap();
+    assert!(sample["rss_bytes"].as_u64().unwrap() > 0, "{sample}");
+    assert_eq!(detail.health.clone().unwrap()["event"], "health");
+    let (status, metrics) = client.request(Method::Get, "/metrics", None).await.unwrap();
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert_eq!(status, 200);
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("claude_pm_") && !l.starts_with('#')),
+        "{metrics}"
+    );
+    // A spec file that is not one session's table is refused, naming what is wrong.
+    std::fs::write(&spec, "[[session]]\nname = \"x\"\n").unwrap();
+    let (_, err, status) = served.cli(&["start", "--config", &file]).await;
+    assert_eq!(status, 125);
+    assert!(err.contains("needs a program"), "{err}");
+    std::fs::write(&spec, "name = [").unwrap();
+    let (_, err, status) = served.cli(&["start", "--config", &file]).await;
+    assert_eq!(status, 125);
+    assert!(err.contains("probe.toml"), "{err}");
+    served.drain().await;
+}
