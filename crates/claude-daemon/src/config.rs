@@ -19,9 +19,8 @@ pub struct DaemonConfig {
     pub sessions: Vec<SessionDef>,
 }
 
-/// Read `path`: its settings, and its sessions (names unique, each checked as an API request
-/// would be, the error naming the table).
-pub fn load(path: &Path) -> Result<DaemonConfig> {
+/// The text of a config file of at most [`MAX_CONFIG_BYTES`].
+fn read_small(path: &Path) -> Result<String> {
     let bad = |why: String| Error::Config {
         path: path.to_path_buf(),
         why,
@@ -30,7 +29,17 @@ pub fn load(path: &Path) -> Result<DaemonConfig> {
     if meta.len() > MAX_CONFIG_BYTES {
         return Err(bad(format!("larger than {MAX_CONFIG_BYTES} bytes")));
     }
-    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))
+}
+
+/// Read `path`: its settings, and its sessions (names unique, each checked as an API request
+/// would be, the error naming the table).
+pub fn load(path: &Path) -> Result<DaemonConfig> {
+    let bad = |why: String| Error::Config {
+        path: path.to_path_buf(),
+        why,
+    };
+    let text = read_small(path)?;
     let settings = Settings::from_toml(&text, path).map_err(Error::Settings)?;
     let table: toml::Table = text
         .parse()
@@ -61,11 +70,7 @@ pub fn definition_file(path: &Path) -> Result<serde_json::Map<String, serde_json
         path: path.to_path_buf(),
         why,
     };
-    let meta = std::fs::metadata(path).map_err(|e| bad(e.to_string()))?;
-    if meta.len() > MAX_CONFIG_BYTES {
-        return Err(bad(format!("larger than {MAX_CONFIG_BYTES} bytes")));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let text = read_small(path)?;
     let value = if text.trim_start().starts_with('{') {
         serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?
     } else {
