@@ -987,8 +987,14 @@ async fn inspect_shows_limits_samples_and_health_and_metrics_count_sessions() {
     assert_eq!(status, 0, "{err}");
     let client = served.client();
     let mut detail = client.inspect("probe").await.unwrap();
+    // The first sample may catch the leader before its exec (no RSS of its own yet).
+    let sampled = |d: &claude_daemon::wire::SessionDetail| {
+        d.last_sample
+            .as_ref()
+            .is_some_and(|s| s["rss_bytes"].as_u64().is_some_and(|r| r > 0))
+    };
     for _ in 0..300 {
-        if detail.last_sample.is_some() && detail.health.is_some() {
+        if sampled(&detail) && detail.health.is_some() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
