@@ -375,27 +375,13 @@ impl Daemon {
         Ok(crate::events::ChannelBody(rx))
     }
 
-    /// The session's kept output lines.
-    pub fn lines(&self, name: &str) -> Result<Vec<String>> {
-        let sessions = self.lock();
-        let session = sessions.get(name).ok_or_else(|| not_found(name))?;
-        let lines = session
-            .live
-            .lines
-            .lock()
-            .map(|l| l.iter().cloned().collect());
-        Ok(lines.unwrap_or_default())
-    }
-
     /// Take `name`'s stream-json Claude session for a turn (given back by
     /// [`Daemon::give_back`]): refused for another program, a session between runs, or one
     /// whose turn is under way.
     pub(crate) fn take_claude(&self, name: &str) -> Result<ClaudeSession> {
         let sessions = self.lock();
         let session = sessions.get(name).ok_or_else(|| not_found(name))?;
-        let stream_json = matches!(&session.def.program, ProgramDef::Claude(args)
-            if args.windows(2).any(|w| w == ["--input-format", "stream-json"]));
-        if !stream_json {
+        if !session.def.program.is_stream_json() {
             return Err(Error::Conflict {
                 why: format!("{name} is not a stream-json Claude session (claude = [\"-p\", \"--input-format\", \"stream-json\", ...])"),
             });

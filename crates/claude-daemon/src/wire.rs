@@ -39,6 +39,14 @@ pub enum ProgramDef {
     Claude(Vec<String>),
 }
 
+impl ProgramDef {
+    /// Whether this is a Claude session taking turns on stdin (`--input-format stream-json`).
+    pub fn is_stream_json(&self) -> bool {
+        matches!(self, ProgramDef::Claude(args)
+            if args.windows(2).any(|w| w == ["--input-format", "stream-json"]))
+    }
+}
+
 /// A session's definition: its name, its program, and setting keys with their text values
 /// (repeatable ones once per value), in the order given.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,15 +208,10 @@ impl SessionDef {
             .map_err(Error::Settings)?;
         spec.stdout = claude_manager::proc::OutputMode::lines();
         spec.stderr = claude_manager::proc::OutputMode::lines();
-        spec.stdin = match &self.program {
-            ProgramDef::Claude(args)
-                if args
-                    .windows(2)
-                    .any(|w| w == ["--input-format", "stream-json"]) =>
-            {
-                claude_manager::proc::StdinMode::Piped
-            }
-            _ => claude_manager::proc::StdinMode::Null,
+        spec.stdin = if self.program.is_stream_json() {
+            claude_manager::proc::StdinMode::Piped
+        } else {
+            claude_manager::proc::StdinMode::Null
         };
         Ok(spec)
     }
@@ -300,6 +303,24 @@ pub struct ReloadReport {
     pub restarted: Vec<String>,
     /// Sessions that could not be started, each with why.
     pub refused: Vec<String>,
+}
+
+impl std::fmt::Display for ReloadReport {
+    /// `started c; stopped a; restarted b; refused none` (a refused one with why).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let list = |names: &[String]| match names {
+            [] => "none".to_owned(),
+            _ => names.join(", "),
+        };
+        write!(
+            f,
+            "started {}; stopped {}; restarted {}; refused {}",
+            list(&self.started),
+            list(&self.stopped),
+            list(&self.restarted),
+            list(&self.refused)
+        )
+    }
 }
 
 /// Every error response: what is wrong and, for a bad request, the field.

@@ -74,20 +74,18 @@ pub(crate) fn processes_of(uid: u32) -> Vec<u32> {
         return Vec::new();
     };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
-                return false;
-            };
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .is_some_and(|ids| {
-                    ids.split_whitespace()
-                        .take(3)
-                        .any(|id| id == uid.to_string())
-                })
-        })
+        .filter(|pid| runs_as(*pid, uid))
         .collect()
+}
+
+/// Whether process `pid`'s real, effective or saved uid is `uid` (`Uid:` of its `status`).
+fn runs_as(pid: u32, uid: u32) -> bool {
+    let uid = uid.to_string();
+    std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .is_some_and(|ids| ids.split_whitespace().take(3).any(|id| id == uid))
+    })
 }
 
 /// SIGKILL every process running under `uid` until none is left (at most ~2 s).
@@ -101,7 +99,7 @@ pub(crate) fn end_processes_of(uid: u32) -> bool {
             // Through a pidfd, so a recycled pid of another uid is never hit: the uid is
             // checked again after the descriptor pins the process.
             if let Ok(fd) = pidfd_open(pid) {
-                if processes_of_one(pid, uid) {
+                if runs_as(pid, uid) {
                     use std::os::fd::AsRawFd;
                     // SAFETY: pidfd_send_signal on a descriptor we own, no siginfo.
                     unsafe {
@@ -119,18 +117,6 @@ pub(crate) fn end_processes_of(uid: u32) -> bool {
         std::thread::sleep(Duration::from_millis(10));
     }
     processes_of(uid).is_empty()
-}
-
-fn processes_of_one(pid: u32, uid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| {
-        s.lines()
-            .find_map(|l| l.strip_prefix("Uid:"))
-            .is_some_and(|ids| {
-                ids.split_whitespace()
-                    .take(3)
-                    .any(|id| id == uid.to_string())
-            })
-    })
 }
 
 fn pidfd_open(pid: u32) -> std::io::Result<std::os::fd::OwnedFd> {

@@ -221,6 +221,8 @@ impl ApiNetwork {
 async fn forward(listener: tokio::net::TcpListener, targets: Vec<SocketAddr>) {
     loop {
         let Ok((mut inside, _)) = listener.accept().await else {
+            // Out of descriptors, say: wait instead of spinning on the same error.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
         };
         let targets = targets.clone();
