@@ -92,7 +92,8 @@ pub struct SessionInfo {
 pub struct ProcessManager {
     slots: Arc<Semaphore>,
     max_live: usize,
-    lease_dir: PathBuf,
+    /// What `plan_sandbox` needs: the lease and state directories.
+    dirs: ManagerConfig,
     events: broadcast::Sender<ManagerEvent>,
     sessions: Arc<Mutex<Vec<Entry>>>,
     next_id: AtomicU64,
@@ -125,7 +126,11 @@ impl ProcessManager {
         ProcessManager {
             slots: Arc::new(Semaphore::new(permits)),
             max_live: config.max_live,
-            lease_dir: config.lease_dir,
+            dirs: ManagerConfig {
+                lease_dir: config.lease_dir,
+                state_dir: config.state_dir,
+                ..ManagerConfig::default()
+            },
             events,
             sessions: Arc::default(),
             next_id: AtomicU64::new(1),
@@ -151,7 +156,7 @@ impl ProcessManager {
             .any(|e| e.limit != claude_limits::LimitKind::Timeout)
             .then(|| Arc::new(hook));
         // Last of the checks: it leases a uid and grants the working directory.
-        let sandbox = plan_sandbox(&spec, &self.lease_dir)?.map(Arc::new);
+        let sandbox = plan_sandbox(&spec, &self.dirs)?.map(Arc::new);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (state_tx, state_rx) = watch::channel(SessionState::Queued);
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();

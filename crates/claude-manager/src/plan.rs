@@ -10,19 +10,20 @@ use claude_limits::{block_device_of, LimitsHook};
 use claude_sandbox::{SandboxConfig, SessionSandbox};
 
 use crate::error::Result;
+use crate::manager::ManagerConfig;
 use crate::spec::SessionSpec;
 
 /// The isolation `spec` asks for, checked against this host and leased: a uid from the spec's
 /// range held for the session's life, its working directory granted. `None` without
-/// isolation. Fails, naming what is missing, when the level cannot be enforced here.
-pub fn plan_sandbox(
-    spec: &SessionSpec,
-    lease_dir: &std::path::Path,
-) -> Result<Option<SessionSandbox>> {
+/// isolation. Sandboxed sessions see neither the lease directory nor `manager`'s state
+/// directory. Fails, naming what is missing, when the level cannot be enforced here.
+pub fn plan_sandbox(spec: &SessionSpec, manager: &ManagerConfig) -> Result<Option<SessionSandbox>> {
     let mut config = SandboxConfig::default();
     config.level = spec.isolation;
     config.uid_range = spec.uid_range;
-    config.lease_dir = lease_dir.to_path_buf();
+    config.lease_dir = manager.lease_dir.clone();
+    // The manager's own state (a daemon's socket, registry and logs) is no session's to see.
+    config.hidden.extend(manager.state_dir.iter().cloned());
     config.network = spec.network;
     config.api_url = api_url(spec);
     Ok(SessionSandbox::start(&config, &workdir_of(spec))?)

@@ -9,7 +9,6 @@ use claude_manager::{ManagerConfig, ProcessManager, SessionSpec, Settings, Setti
 use crate::cli::{DaemonArgs, SettingsArgs};
 use crate::exit;
 use crate::output::{say, tell};
-use crate::supervise::load_settings;
 
 fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
@@ -115,7 +114,14 @@ struct Startup {
 
 fn startup(settings: &SettingsArgs) -> Result<Startup, u8> {
     let failed = |e: claude_manager::Error| usage(&claude_manager::describe_error(&e));
-    let defaults = load_settings(settings).map_err(failed)?;
+    // The file is read once: its settings and its sessions.
+    let (file_settings, sessions) = match &settings.config {
+        Some(path) => {
+            let config = claude_daemon::load(path).map_err(|e| usage(&e.to_string()))?;
+            (config.settings, config.sessions)
+        }
+        None => (Settings::default(), Vec::new()),
+    };
     let mut overrides = Settings::from_env(&|k| std::env::var_os(k)).map_err(failed)?;
     for (key, value) in &settings.values {
         overrides
@@ -124,14 +130,11 @@ fn startup(settings: &SettingsArgs) -> Result<Startup, u8> {
     }
     let mut manager = ManagerConfig::default();
     let mut scratch = SessionSpec::command("serve", "/bin/true", [""; 0]);
-    defaults.apply(&mut scratch, &mut manager).map_err(failed)?;
-    let (file_settings, sessions) = match &settings.config {
-        Some(path) => {
-            let config = claude_daemon::load(path).map_err(|e| usage(&e.to_string()))?;
-            (config.settings, config.sessions)
-        }
-        None => (Settings::default(), Vec::new()),
-    };
+    file_settings
+        .clone()
+        .merged(overrides.clone())
+        .apply(&mut scratch, &mut manager)
+        .map_err(failed)?;
     Ok(Startup {
         manager,
         file_settings,
@@ -186,7 +189,10 @@ pub(crate) async fn serve(
         Ok(r) => Arc::new(r),
         Err(e) => return usage(&e.to_string()),
     };
-    let manager = Arc::new(ProcessManager::new(start.manager));
+    // Sandboxed sessions must not see the daemon's own state: it is hidden from their view.
+    let mut manager_config = start.manager;
+    manager_config.state_dir = Some(dir.clone());
+    let manager = Arc::new(ProcessManager::new(manager_config));
     let daemon = Arc::new(
         Daemon::new(
             manager,
@@ -278,10 +284,7 @@ async fn wait_for_stop_signal(daemon: &Daemon) {
             _ = term.recv() => return,
             _ = int.recv() => return,
             _ = hup.recv() => match daemon.reload().await {
-                Ok(r) => tell!(
-                    "claude-pm serve: reloaded: started {:?}, stopped {:?}, restarted {:?}, refused {:?}",
-                    r.started, r.stopped, r.restarted, r.refused
-                ),
+                Ok(r) => tell!("claude-pm serve: reloaded: {r}"),
                 Err(e) => tell!("claude-pm serve: reload refused, nothing changed: {e}"),
             },
         }
@@ -306,13 +309,7 @@ pub(crate) async fn reload(args: &DaemonArgs) -> u8 {
     };
     match client.reload().await {
         Ok(r) => {
-            say!(
-                "started {:?}, stopped {:?}, restarted {:?}, refused {:?}",
-                r.started,
-                r.stopped,
-                r.restarted,
-                r.refused
-            );
+            say!("{r}");
             0
         }
         Err(e) => refused(&e),

@@ -259,19 +259,35 @@ async fn a_live_sessions_workdir_is_hidden_from_a_later_sandbox() {
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         dir
     };
-    let (a_dir, b_dir) = (in_var(), in_var());
-    let c = config(Level::Sandbox, 3_900_400, 2, leases.path());
+    let (a_dir, b_dir, state) = (in_var(), in_var(), in_var());
+    let mut c = config(Level::Sandbox, 3_900_400, 2, leases.path());
     let _a = SessionSandbox::start(&c, a_dir.path()).unwrap().unwrap();
+    // The manager's own state directory (world-readable here, so only the hiding hides it).
+    c.hidden.push(state.path().to_path_buf());
     let b = Arc::new(SessionSandbox::start(&c, b_dir.path()).unwrap().unwrap());
     let script = format!(
-        "ls -A {a} 2>/dev/null | wc -l; stat -c %a {a}; cat existing",
-        a = a_dir.path().display()
+        "ls -A {a} 2>/dev/null | wc -l; stat -c %a {a}; cat existing; \
+         ls -A {s} 2>/dev/null | wc -l; stat -c %a {s}",
+        a = a_dir.path().display(),
+        s = state.path().display()
     );
-    let (out, reason) = run_in(b, b_dir.path(), &script).await;
+    let (out, reason) = run_in(Arc::clone(&b), b_dir.path(), &script).await;
     assert_eq!(reason, ExitReason::Exited { code: 0 }, "{out:?}");
     assert_eq!(
         out,
-        ["0", "0", "tenant data"],
-        "the other's directory is an empty mode-0 mount"
+        ["0", "0", "tenant data", "0", "0"],
+        "the other's directory and the manager's state are empty mode-0 mounts"
     );
+    // Without the hiding the same listing sees the state's file (the probe is real).
+    let plain = Arc::new(
+        SessionSandbox::start(
+            &config(Level::User, 3_900_410, 1, leases.path()),
+            b_dir.path(),
+        )
+        .unwrap()
+        .unwrap(),
+    );
+    let listing = format!("ls -A {} | wc -l", state.path().display());
+    let (out, _) = run_in(plain, b_dir.path(), &listing).await;
+    assert_eq!(out, ["1"]);
 }

@@ -608,10 +608,7 @@ async fn reload_applies_the_difference_and_drain_stops_everything() {
     .unwrap();
     let (out, err, status) = served.cli(&["reload"]).await;
     assert_eq!(status, 0, "{err}");
-    assert_eq!(
-        out,
-        ["started [\"c\"], stopped [\"a\"], restarted [\"b\"], refused []"]
-    );
+    assert_eq!(out, ["started c; stopped a; restarted b; refused none"]);
     assert!(!alive(a) && !alive(b), "a and b's old tree are gone");
     let names: Vec<String> = client
         .list()
