@@ -134,7 +134,10 @@ const CONFIG: &str = "grace = \"2s\"\n\
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_are_created_listed_stopped_restarted_and_deleted() {
     let served = Served::start(CONFIG, &[]).await;
-    // From the config file, listed by the CLI and by raw HTTP.
+    // From the config file (started at boot, running once each has a pid), listed by the CLI
+    // and by raw HTTP.
+    pid_of(&served.client(), "sleeper").await;
+    pid_of(&served.client(), "talker").await;
     let (out, err, status) = served.cli(&["ps"]).await;
     assert_eq!(status, 0, "{err}");
     assert!(
