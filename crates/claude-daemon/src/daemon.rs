@@ -341,12 +341,7 @@ impl Daemon {
         let (kept, mut feed) = {
             let sessions = self.lock();
             let session = sessions.get(name).ok_or_else(|| not_found(name))?;
-            let lines = session.live.lines.lock();
-            let feed = session.live.feed.subscribe();
-            let kept: Vec<String> = lines
-                .map(|l| l.iter().cloned().collect())
-                .unwrap_or_default();
-            (kept, feed)
+            session.live.follow()
         };
         let (tx, rx) = mpsc::channel(256);
         tokio::spawn(async move {
@@ -447,6 +442,7 @@ impl Daemon {
         };
         let _ = done.wait_for(|d| *d).await;
         self.lock().remove(name);
+        self.events.forget(name);
         if let Some(registry) = &self.registry {
             registry.remove(name)?;
         }

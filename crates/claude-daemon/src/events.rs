@@ -38,7 +38,15 @@ impl Body for ChannelBody {
 pub(crate) struct EventLog {
     kept: Mutex<VecDeque<(u64, Bytes)>>,
     live: broadcast::Sender<(u64, Bytes)>,
-    latest: Mutex<std::collections::HashMap<String, Latest>>,
+    latest: Mutex<std::collections::HashMap<String, LatestEvents>>,
+}
+
+/// A session's last sample and health event as they came (JSON is made only when asked: a
+/// fleet publishes hundreds of samples a second and inspect reads a few).
+#[derive(Default)]
+struct LatestEvents {
+    sample: Option<ManagerEvent>,
+    health: Option<ManagerEvent>,
 }
 
 /// A session's last sample and health event, as JSON.
@@ -101,13 +109,23 @@ impl EventLog {
             _ => return,
         };
         if let Ok(mut latest) = self.latest.lock() {
-            let entry = latest.entry(event.session.clone()).or_default();
-            let value = Some(event.to_json());
+            let slot = match latest.get_mut(&event.session) {
+                Some(entry) => entry,
+                None => latest.entry(event.session.clone()).or_default(),
+            };
+            let value = Some(event.clone());
             if is_sample {
-                entry.sample = value;
+                slot.sample = value;
             } else if is_health {
-                entry.health = value;
+                slot.health = value;
             }
+        }
+    }
+
+    /// Drop what is kept of a deleted session (a name used again starts afresh).
+    pub(crate) fn forget(&self, session: &str) {
+        if let Ok(mut latest) = self.latest.lock() {
+            latest.remove(session);
         }
     }
 
@@ -116,7 +134,12 @@ impl EventLog {
         self.latest
             .lock()
             .ok()
-            .and_then(|l| l.get(session).cloned())
+            .and_then(|l| {
+                l.get(session).map(|e| Latest {
+                    sample: e.sample.as_ref().map(ManagerEvent::to_json),
+                    health: e.health.as_ref().map(ManagerEvent::to_json),
+                })
+            })
             .unwrap_or_default()
     }
 

@@ -13,8 +13,10 @@ use crate::registry::Registry;
 /// What the session's task updates.
 pub(crate) struct Live {
     pub(crate) lines: Mutex<VecDeque<String>>,
-    /// Each new line, for followers.
-    pub(crate) feed: tokio::sync::broadcast::Sender<String>,
+    /// Each new line, for followers: made when the first follows, dropped when the last has
+    /// gone (its buffer is allocated whole; most sessions are never followed). Locked after
+    /// `lines`.
+    pub(crate) feed: Mutex<Option<tokio::sync::broadcast::Sender<String>>>,
     pub(crate) last: Mutex<Option<SessionReport>>,
     pub(crate) runs: Mutex<u32>,
     /// A stream-json Claude session's handle on its current run.
@@ -42,6 +44,21 @@ impl Live {
             }
         }
     }
+
+    /// The kept lines and a feed of the lines after them (no overlap, no gap).
+    pub(crate) fn follow(&self) -> (Vec<String>, tokio::sync::broadcast::Receiver<String>) {
+        let lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        let mut feed = self.feed.lock().unwrap_or_else(|p| p.into_inner());
+        let rx = match feed.as_ref() {
+            Some(tx) => tx.subscribe(),
+            None => {
+                let (tx, rx) = tokio::sync::broadcast::channel(FOLLOW_BUFFER);
+                *feed = Some(tx);
+                rx
+            }
+        };
+        (lines.iter().cloned().collect(), rx)
+    }
 }
 
 /// The `session_id` of a stream-json line that has one.
@@ -52,6 +69,9 @@ fn session_id_of(line: &str) -> Option<String> {
     let value: serde_json::Value = serde_json::from_str(line).ok()?;
     value.get("session_id")?.as_str().map(str::to_owned)
 }
+
+/// Lines a follower may fall behind before it is told how many it missed.
+const FOLLOW_BUFFER: usize = 1024;
 
 /// Keep `rx`'s lines in `live`, the newest [`KEPT_LINES`].
 pub(crate) async fn keep_lines(mut rx: OutputReceiver, live: Arc<Live>) {
@@ -75,7 +95,11 @@ pub(crate) async fn keep_lines(mut rx: OutputReceiver, live: Arc<Live>) {
             }
             lines.push_back(text.clone());
             // Sent under the lock, so a follower's kept lines and feed neither overlap nor gap.
-            let _ = live.feed.send(text);
+            if let Ok(mut feed) = live.feed.lock() {
+                if feed.as_ref().is_some_and(|f| f.send(text).is_err()) {
+                    *feed = None;
+                }
+            }
         }
     }
 }
@@ -84,7 +108,7 @@ impl Default for Live {
     fn default() -> Self {
         Live {
             lines: Mutex::new(VecDeque::new()),
-            feed: tokio::sync::broadcast::channel(1024).0,
+            feed: Mutex::new(None),
             last: Mutex::new(None),
             runs: Mutex::new(0),
             claude: Mutex::new(None),

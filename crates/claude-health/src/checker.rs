@@ -72,6 +72,9 @@ pub struct MonitorConfig {
     pub thresholds: Thresholds,
     /// Hang classification; `None` disables it.
     pub hang: Option<HangConfig>,
+    /// A clock shared with other monitors (one timer per interval for all of them); `None`:
+    /// a timer of its own.
+    pub clock: Option<crate::SharedClock>,
 }
 
 impl MonitorConfig {
@@ -93,6 +96,7 @@ impl Default for MonitorConfig {
             interval: Duration::from_secs(1),
             thresholds: Thresholds::default(),
             hang: Some(HangConfig::default()),
+            clock: None,
         }
     }
 }
@@ -214,7 +218,6 @@ impl HealthMonitor {
                 latest: latest_tx,
                 changes: change_tx,
                 first_fds: None,
-                previous: None,
             }
             .run(sampler.clone().with_fields(config.fields())),
         );
@@ -306,23 +309,6 @@ async fn dispatch(
     }
 }
 
-/// The first point of the process-wide grid of `interval` after `now`: monitors with the same
-/// interval wake together, so a few hundred of them cost one wake-up of the runtime per tick
-/// instead of one each (BENCHMARKS.md).
-fn next_tick(now: Instant, interval: Duration) -> Instant {
-    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    let epoch = Instant::from_std(*EPOCH.get_or_init(std::time::Instant::now));
-    let interval_ns = interval.as_nanos().max(1);
-    let since = now.saturating_duration_since(epoch).as_nanos();
-    let ticks = since / interval_ns + 1;
-    let at = u64::try_from(ticks.saturating_mul(interval_ns)).unwrap_or(u64::MAX);
-    let floor = Instant::from_std(claude_proc::instant_after(now.into_std(), interval / 2));
-    epoch
-        .checked_add(Duration::from_nanos(at))
-        .unwrap_or(floor)
-        .max(floor)
-}
-
 /// The monitoring loop's state: what it publishes to and what it remembers between samples.
 struct Loop {
     pid: u32,
@@ -336,17 +322,21 @@ struct Loop {
     hang: Option<HangDetector>,
     /// The first sample's descriptor count, the base of the growth check.
     first_fds: Option<u64>,
-    previous: Option<TreeSample>,
 }
 
 impl Loop {
     async fn run(mut self, sampler: Sampler) {
         let mut next_sample = Instant::now();
         let mut watch = sampler.watch(self.pid);
+        let mut ticks = self
+            .config
+            .clock
+            .as_ref()
+            .map(|c| c.subscribe(self.config.interval));
         loop {
             self.run_due_probes().await;
             if Instant::now() >= next_sample {
-                next_sample = next_tick(Instant::now(), self.config.interval);
+                next_sample = crate::clock::next_tick(Instant::now(), self.config.interval);
                 let tree = match watch.sample() {
                     Ok(tree) if !tree.root().is_some_and(|r| r.state == ProcState::Zombie) => tree,
                     _ => {
@@ -355,22 +345,32 @@ impl Loop {
                         return;
                     }
                 };
-                let status = self.judge(&tree);
+                // The previous sample is the one the watch still holds: kept once, not cloned.
+                let rates = self
+                    .latest
+                    .borrow()
+                    .as_ref()
+                    .map(|p| tree.rates_since(&p.sample));
+                let status = self.judge(&tree, rates.as_ref());
                 self.latest.send_replace(Some(Observation {
-                    rates: self.previous.as_ref().map(|p| tree.rates_since(p)),
-                    sample: tree.clone(),
+                    rates,
+                    sample: tree,
                 }));
-                self.previous = Some(tree);
                 self.publish(status);
             }
-            let wake = self
-                .probes
-                .iter()
-                .map(ProbeRunner::next_due)
-                .chain(std::iter::once(next_sample))
-                .min()
-                .unwrap_or(next_sample);
-            tokio::time::sleep_until(wake.max(Instant::now())).await;
+            let probe_due = self.probes.iter().map(ProbeRunner::next_due).min();
+            match &mut ticks {
+                // The shared ticker wakes every monitor of the interval at the grid's points.
+                Some(rx) if probe_due.is_none_or(|due| due >= next_sample) => {
+                    if rx.changed().await.is_err() {
+                        ticks = None;
+                    }
+                }
+                _ => {
+                    let wake = probe_due.map_or(next_sample, |due| due.min(next_sample));
+                    tokio::time::sleep_until(wake.max(Instant::now())).await;
+                }
+            }
         }
     }
 
@@ -394,7 +394,7 @@ impl Loop {
 
     /// The status `tree` earns: liveness and thresholds, CPU while idle, descriptor growth,
     /// the hang detector's verdict, failing probes.
-    fn judge(&mut self, tree: &TreeSample) -> HealthStatus {
+    fn judge(&mut self, tree: &TreeSample, rates: Option<&crate::sample::Rates>) -> HealthStatus {
         let (mut unhealthy, mut degraded) = (Vec::new(), Vec::new());
         let thresholds = &self.config.thresholds;
         let stopped = judge_sample(
@@ -408,8 +408,8 @@ impl Loop {
         // to: it is not hanging.
         let paused = stopped.is_some_and(|by| by != StoppedBy::Other);
         let in_flight = self.signals.in_flight() && !paused;
-        if let (Some(threshold), Some(prev)) = (thresholds.idle_cpu_percent, &self.previous) {
-            let cpu = tree.rates_since(prev).cpu_percent;
+        if let (Some(threshold), Some(rates)) = (thresholds.idle_cpu_percent, rates) {
+            let cpu = rates.cpu_percent;
             if !in_flight && cpu >= threshold {
                 degraded.push(HealthReason::BusyWhileIdle { cpu_percent: cpu });
             }

@@ -58,6 +58,7 @@
 //! ```
 
 mod checker;
+mod clock;
 mod error;
 mod hang;
 mod probe;
@@ -69,6 +70,7 @@ pub use checker::{
     HealthChange, HealthChecker, HealthHandler, HealthMonitor, MonitorConfig, Observation,
     Thresholds,
 };
+pub use clock::SharedClock;
 pub use error::{Error, Result};
 pub use hang::{Activity, HangConfig, HangDetector};
 pub use probe::{Probe, ProbeRole, ProbeRunner, ProbeSpec, ProbeVerdict};

@@ -98,6 +98,8 @@ pub struct ProcessManager {
     sessions: Arc<Mutex<Vec<Entry>>>,
     next_id: AtomicU64,
     metrics: Arc<Metrics>,
+    /// One sampling timer per interval for every session's health monitor.
+    clock: claude_health::SharedClock,
 }
 
 impl std::fmt::Debug for ProcessManager {
@@ -135,6 +137,7 @@ impl ProcessManager {
             sessions: Arc::default(),
             next_id: AtomicU64::new(1),
             metrics: Arc::default(),
+            clock: claude_health::SharedClock::new(),
         }
     }
 
@@ -174,6 +177,7 @@ impl ProcessManager {
             cmd: cmd_rx,
             runs: runs_tx,
             metrics: Arc::clone(&self.metrics),
+            clock: self.clock.clone(),
             restart_requested: false,
             api_log: None,
         };

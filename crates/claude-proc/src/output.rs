@@ -8,7 +8,6 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 use tokio::sync::mpsc;
 
@@ -119,7 +118,7 @@ impl Tail {
     pub(crate) fn new(cap: usize) -> Self {
         Tail {
             cap,
-            bytes: Arc::new(Mutex::new(VecDeque::with_capacity(cap.min(64 * 1024)))),
+            bytes: Arc::new(Mutex::new(VecDeque::new())),
         }
     }
 
@@ -194,8 +193,11 @@ pub(crate) fn start_reader(
     (rx, task)
 }
 
+/// The most one read of a child's pipe takes.
+const READ_BUFFER: usize = 64 * 1024;
+
 async fn read_loop(
-    mut pipe: pipe::Receiver,
+    pipe: pipe::Receiver,
     framing: Framing,
     tail: Option<Tail>,
     mut tx: Option<mpsc::Sender<OutputEvent>>,
@@ -204,12 +206,26 @@ async fn read_loop(
         Framing::Lines(max) => Some(LineFramer::new(max)),
         _ => None,
     };
-    let mut buf = vec![0u8; 64 * 1024];
+    // The read buffer exists only while the pipe has data: an idle child (most of a fleet,
+    // most of the time) costs no buffer, where a buffer held across the wait cost 64 KiB of
+    // resident memory per stream.
+    let mut buf: Vec<u8> = Vec::new();
     let mut events = Vec::new();
     loop {
-        let n = match pipe.read(&mut buf).await {
+        if buf.is_empty() {
+            if let Err(e) = pipe.readable().await {
+                tracing::warn!(error = %e, "waiting for child output failed");
+                break;
+            }
+            buf = vec![0u8; READ_BUFFER];
+        }
+        let n = match pipe.try_read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                buf = Vec::new();
+                continue;
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 tracing::warn!(error = %e, "reading child output failed");

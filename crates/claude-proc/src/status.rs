@@ -371,8 +371,9 @@ pub(crate) struct StatusCell {
     events: broadcast::Sender<StatusEvent>,
 }
 
-/// How many events a slow subscriber may fall behind before it sees `Lagged`.
-const EVENT_CAPACITY: usize = 256;
+/// How many events a slow subscriber may fall behind before it sees `Lagged` (a run makes a
+/// handful; the buffer is allocated whole per process, so a fleet pays for every slot).
+const EVENT_CAPACITY: usize = 32;
 
 impl StatusCell {
     pub(crate) fn new() -> Self {

@@ -32,6 +32,7 @@ fn config(hang_after: Option<Duration>) -> MonitorConfig {
             hang_after,
             ..HangConfig::default()
         }),
+        clock: None,
     }
 }
 
@@ -378,4 +379,63 @@ async fn descriptor_growth_past_the_threshold_degrades() {
     .await;
     assert_eq!(s.to_string(), "degraded: open descriptors grew by 4");
     child.stop().await.unwrap();
+}
+
+/// Monitors sharing one clock each sample at the interval (one ticker wakes them all) and
+/// still see their own process end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitors_sharing_a_clock_sample_at_their_interval() {
+    let _serial = SERIAL.lock().await;
+    let clock = claude_health::SharedClock::new();
+    let mut children = Vec::new();
+    let mut monitors = Vec::new();
+    for _ in 0..20 {
+        let child = sh("exec sleep 100").await;
+        let config = MonitorConfig {
+            interval: Duration::from_millis(100),
+            clock: Some(clock.clone()),
+            ..config(None)
+        };
+        monitors.push(HealthMonitor::start(
+            child.pid(),
+            config,
+            Sampler::default(),
+            Vec::new(),
+        ));
+        children.push(child);
+    }
+    let mut feeds: Vec<_> = monitors.iter().map(HealthMonitor::watch_samples).collect();
+    let start = Instant::now();
+    let mut counts = vec![0u32; feeds.len()];
+    while start.elapsed() < Duration::from_millis(1050) {
+        for (feed, count) in feeds.iter_mut().zip(counts.iter_mut()) {
+            if feed.has_changed().unwrap_or(false) {
+                feed.borrow_and_update();
+                *count += 1;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for count in &counts {
+        assert!(
+            (8..=12).contains(count),
+            "samples in 1.05 s at 100 ms: {counts:?}"
+        );
+    }
+    let mut first = children.remove(0);
+    first.request_kill(claude_proc::StopCause::Requested);
+    let _ = first.wait().await;
+    let status = wait_status(
+        &monitors[0],
+        |s| matches!(s, HealthStatus::Unhealthy(_)),
+        Duration::from_secs(2),
+    )
+    .await;
+    assert!(
+        matches!(&status, HealthStatus::Unhealthy(r) if matches!(r[..], [HealthReason::Exited { .. }])),
+        "{status:?}"
+    );
+    for mut child in children {
+        child.stop().await.unwrap();
+    }
 }

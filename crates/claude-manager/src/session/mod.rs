@@ -46,6 +46,8 @@ pub(crate) struct SessionTask {
     pub(crate) cmd: mpsc::UnboundedReceiver<Cmd>,
     pub(crate) runs: mpsc::UnboundedSender<Run>,
     pub(crate) metrics: Arc<Metrics>,
+    /// The manager's sampling clock, shared by every session's monitor.
+    pub(crate) clock: claude_health::SharedClock,
     /// The caller asked for a restart of the run now ending ([`Cmd::Restart`]).
     pub(crate) restart_requested: bool,
     /// Where the CLI writes its debug log, when the manager reads API errors from there.

@@ -205,6 +205,7 @@ impl SessionTask {
                 hang_after: after,
                 ..HangConfig::default()
             }),
+            clock: Some(self.clock.clone()),
         };
         Some(HealthMonitor::start_with_signals(
             pid,
@@ -292,14 +293,22 @@ impl SessionTask {
         samples: Option<&watch::Receiver<Option<Observation>>>,
         totals: &mut Totals,
     ) {
-        let Some(obs) = samples.and_then(|s| s.borrow().clone()) else {
+        let Some(samples) = samples else {
             return;
         };
-        let t = obs.sample.totals;
+        // Read in place: the observation holds the whole tree, and a fleet makes hundreds a
+        // second.
+        let (t, cpu_percent) = {
+            let current = samples.borrow();
+            let Some(obs) = current.as_ref() else {
+                return;
+            };
+            totals.run_cpu.observe(&obs.sample);
+            (obs.sample.totals, obs.rates.map_or(0.0, |r| r.cpu_percent))
+        };
         totals.run_rss = totals.run_rss.max(t.rss_bytes);
-        totals.run_cpu.observe(&obs.sample);
         self.emit(EventKind::Sample {
-            cpu_percent: obs.rates.map_or(0.0, |r| r.cpu_percent),
+            cpu_percent,
             rss_bytes: t.rss_bytes,
             read_bytes: t.read_bytes,
             write_bytes: t.write_bytes,
