@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 /// sessions spreads out instead of retrying in lockstep.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Backoff {
-    /// The ceiling of the first delay.
+    /// The ceiling of the first delay; zero restarts at once every time.
     pub initial: Duration,
     /// The ceiling never exceeds this.
     pub max: Duration,
@@ -30,14 +30,8 @@ impl Default for Backoff {
 }
 
 impl Backoff {
-    /// Check the values: positive durations, `initial <= max`, multiplier finite and >= 1.
+    /// Check the values: `initial <= max`, multiplier finite and >= 1.
     pub fn validate(&self) -> Result<()> {
-        if self.initial.is_zero() {
-            return Err(Error::InvalidDuration {
-                field: "backoff.initial",
-                value: self.initial,
-            });
-        }
         if self.max < self.initial {
             return Err(Error::InvalidValue {
                 field: "backoff.max",
@@ -196,14 +190,22 @@ mod tests {
     }
 
     #[test]
+    fn zero_backoff_restarts_at_once_every_time() {
+        let b = Backoff {
+            initial: Duration::ZERO,
+            ..Backoff::default()
+        };
+        assert!(b.validate().is_ok());
+        let mut rng = fastrand::Rng::with_seed(7);
+        for attempt in [0, 1, 5, 30, 1000] {
+            assert_eq!(b.delay(attempt, &mut rng), Duration::ZERO);
+        }
+    }
+
+    #[test]
     fn invalid_backoff_is_rejected() {
         let b = Backoff {
             multiplier: f64::NAN,
-            ..Backoff::default()
-        };
-        assert!(b.validate().is_err());
-        let b = Backoff {
-            initial: Duration::ZERO,
             ..Backoff::default()
         };
         assert!(b.validate().is_err());

@@ -195,6 +195,20 @@ pub const SETTINGS: &[Setting] = &[
         },
     ),
     Setting::new(
+        "restart_delay",
+        "DUR",
+        "Ceiling of the first restart's delay (random below it, doubling per failure up to 60s; 0s: at once)",
+        |t, v| {
+            let d = parse_duration(v)?;
+            if d > t.spec.restart.backoff.max {
+                let max = t.spec.restart.backoff.max.as_secs();
+                return Err(format!("must be at most {max}s (the longest delay)"));
+            }
+            t.spec.restart.backoff.initial = d;
+            Ok(())
+        },
+    ),
+    Setting::new(
         "health_interval",
         "DUR",
         "How often the tree is sampled",

@@ -152,3 +152,21 @@ fn a_non_utf8_variable_is_refused_by_name() {
         "{e}"
     );
 }
+
+#[test]
+fn restart_delay_reaches_the_backoff_and_zero_means_at_once() {
+    let mut s = Settings::default();
+    s.set("restart_delay", "0s", &SettingsSource::Flag).unwrap();
+    let (spec, _) = applied(&s);
+    assert_eq!(spec.restart.backoff.initial, Duration::ZERO);
+    assert!(spec.restart.validate().is_ok());
+    s.set("restart_delay", "2s", &SettingsSource::Flag).unwrap();
+    assert_eq!(
+        applied(&s).0.restart.backoff.initial,
+        Duration::from_secs(2)
+    );
+    let e = s
+        .set("restart_delay", "2m", &SettingsSource::Flag)
+        .unwrap_err();
+    assert!(e.to_string().contains("at most 60s"), "{e}");
+}
