@@ -5,6 +5,7 @@
 //!                         docs -D warnings, cargo deny check, benches compiled
 //! cargo xtask demo        the main job (see README.md)
 //! cargo xtask bench       run the criterion benches
+//! cargo xtask bench-peers claude-pm serve against pm2 and supervisord (installed under target/)
 //! cargo xtask fuzz        run every fuzz target (cargo-fuzz) for --seconds N, report a table
 //! cargo xtask soak        10,000 start/stop cycles of misbehaving children, then a leftover count
 //! cargo xtask claude-cli  install the pinned real Claude CLI under target/ and print its path
@@ -16,6 +17,7 @@
 #![expect(clippy::print_stdout, reason = "xtask reports to its user")]
 
 mod graph;
+mod peers;
 #[cfg(test)]
 mod tidy;
 
@@ -29,11 +31,12 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("demo") => demo(args.get(1..).unwrap_or_default()),
         Some("bench") => bench(args.get(1..).unwrap_or_default()),
+        Some("bench-peers") => peers::bench_peers(args.get(1..).unwrap_or_default()),
         Some("claude-cli") => claude_cli().map(|path| println!("{}", path.display())),
         Some("fuzz") => fuzz(args.get(1..).unwrap_or_default()),
         Some("soak") => soak(args.get(1..).unwrap_or_default()),
         _ => {
-            eprintln!("usage: cargo xtask <ci|demo|bench|fuzz|soak|claude-cli>");
+            eprintln!("usage: cargo xtask <ci|demo|bench|bench-peers|fuzz|soak|claude-cli>");
             return ExitCode::from(2);
         }
     };
