@@ -141,6 +141,11 @@ impl Child {
         self.exit.borrow().clone()
     }
 
+    /// The run's exit as it becomes known (for a session attached to this child).
+    pub(crate) fn exit_watch(&self) -> watch::Receiver<Option<ExitInfo>> {
+        self.exit.clone()
+    }
+
     /// Ask for the stop sequence without waiting: close stdin, SIGTERM the tree, wait the grace
     /// period, SIGKILL the tree, reap. A second request while one runs is ignored.
     pub fn request_stop(&self, cause: StopCause) {

@@ -252,6 +252,20 @@ pub enum Error {
     #[error("session output ended")]
     SessionClosed,
 
+    /// The CLI ended while a request or turn was outstanding (during start-up: a bad flag,
+    /// a broken configuration); its exit and what it last wrote to stderr.
+    #[error("the CLI (pid {pid}) ended before answering {during}: {reason}{}", tail_hint(.stderr_tail))]
+    SessionEnded {
+        /// The CLI's pid.
+        pid: u32,
+        /// What was waiting: a control subtype (`initialize`) or `turn`.
+        during: String,
+        /// How it ended.
+        reason: ExitReason,
+        /// The last bytes it wrote to stderr (lossy UTF-8).
+        stderr_tail: String,
+    },
+
     /// `/proc/<pid>/stat` bytes that are not a stat line.
     #[error("malformed /proc/<pid>/stat: {why}")]
     MalformedProcStat {

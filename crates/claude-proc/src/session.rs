@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::child::Child;
+use crate::child::{Child, ExitInfo};
 use crate::config::{OutputMode, ProcessConfig, ProcessConfigBuilder, StdinMode};
 use crate::error::{Error, Result};
 use crate::message::{parse_line, ControlResponse, ResultMessage, StreamMessage};
@@ -65,7 +65,14 @@ pub struct SessionControl {
     stdin: ChildStdin,
     pending: Pending,
     next_id: Arc<AtomicU64>,
+    /// The run's exit, when the session was attached to its child: a request or turn cut
+    /// short by the CLI's end reports that end and its stderr at once.
+    exit: Option<tokio::sync::watch::Receiver<Option<ExitInfo>>>,
 }
+
+/// How long a request cut short by the end of output waits for the CLI's exit to be known
+/// (the tree is confirmed gone and reaped first; usually a few milliseconds).
+const EXIT_REPORT_WAIT: Duration = Duration::from_secs(2);
 
 /// The CLI's arguments for a long-lived stream-json session: turns and control requests on
 /// stdin, messages on stdout.
@@ -104,7 +111,9 @@ impl ClaudeSession {
             field: "stdout",
             value: "not framed in lines (or already taken)".into(),
         })?;
-        Ok(Self::from_streams(pid, stdin, stdout))
+        let mut session = Self::from_streams(pid, stdin, stdout);
+        session.control.exit = Some(child.exit_watch());
+        Ok(session)
     }
 
     /// Build a session from streams taken elsewhere (for example a supervisor's [`crate::Run`]).
@@ -118,6 +127,7 @@ impl ClaudeSession {
                 stdin,
                 pending,
                 next_id: Arc::new(AtomicU64::new(1)),
+                exit: None,
             },
             events: rx,
         }
@@ -140,7 +150,9 @@ impl ClaudeSession {
 
     /// Send `text` and collect events until the turn's `result`.
     pub async fn turn(&mut self, text: &str) -> Result<Turn> {
-        self.send_user(text).await?;
+        if let Err(e) = self.send_user(text).await {
+            return Err(self.control.write_failed("turn", e).await);
+        }
         let mut events = Vec::new();
         while let Some(event) = self.events.recv().await {
             if let SessionEvent::Message(StreamMessage::Result(result)) = event {
@@ -148,7 +160,7 @@ impl ClaudeSession {
             }
             events.push(event);
         }
-        Err(Error::SessionClosed)
+        Err(self.control.ended("turn").await)
     }
 }
 
@@ -214,11 +226,11 @@ impl SessionControl {
         });
         if let Err(e) = self.send_json(&msg).await {
             self.pending_map().remove(&request_id);
-            return Err(e);
+            return Err(self.write_failed(subtype, e).await);
         }
         let response = match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(response)) => response,
-            Ok(Err(_)) => return Err(Error::SessionClosed),
+            Ok(Err(_)) => return Err(self.ended(subtype).await),
             Err(_) => {
                 self.pending_map().remove(&request_id);
                 return Err(Error::ControlTimeout {
@@ -247,6 +259,38 @@ impl SessionControl {
     /// `interrupt` the running turn.
     pub async fn interrupt(&self, timeout: Duration) -> Result<ControlResponse> {
         self.control("interrupt", None, timeout).await
+    }
+
+    /// A write to the CLI's stdin failed: its end, if that is why (a closed pipe).
+    async fn write_failed(&self, during: &str, error: Error) -> Error {
+        if !matches!(error, Error::StdinWrite { .. }) {
+            return error;
+        }
+        match self.ended(during).await {
+            Error::SessionClosed => error,
+            ended => ended,
+        }
+    }
+
+    /// Why `during` was cut short: the CLI's exit and stderr once known (waiting briefly for
+    /// the tree to be confirmed gone), [`Error::SessionClosed`] for a session without a child.
+    async fn ended(&self, during: &str) -> Error {
+        let Some(mut rx) = self.exit.clone() else {
+            return Error::SessionClosed;
+        };
+        let waited = tokio::time::timeout(EXIT_REPORT_WAIT, rx.wait_for(Option::is_some)).await;
+        match waited
+            .ok()
+            .and_then(|r| r.ok().and_then(|info| info.clone()))
+        {
+            Some(info) => Error::SessionEnded {
+                pid: info.pid,
+                during: during.to_owned(),
+                reason: info.reason,
+                stderr_tail: info.stderr_tail,
+            },
+            None => Error::SessionClosed,
+        }
     }
 
     fn pending_map(

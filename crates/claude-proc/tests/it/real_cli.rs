@@ -67,6 +67,40 @@ async fn stream_json_session_answers_control_pings_and_stops_cleanly() {
     }
 }
 
+/// The real CLI refusing its arguments fails `initialize` at once, with the CLI's own words.
+#[tokio::test]
+async fn the_real_cli_failing_at_start_fails_initialize_at_once() {
+    let Some(bin) = claude_bin() else { return };
+    let home = tempfile::tempdir().unwrap();
+    let config = ClaudeSession::config(&bin)
+        .arg("--no-such-option")
+        .env("HOME", home.path())
+        .env("CLAUDE_CONFIG_DIR", home.path().join(".claude"))
+        .env("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")
+        .env("ANTHROPIC_API_KEY", "sk-ant-api03-test-not-real")
+        .build()
+        .unwrap();
+    let mut child = spawn(&config).await.unwrap();
+    let session = ClaudeSession::attach(&mut child).unwrap();
+    let start = std::time::Instant::now();
+    let err = session
+        .initialize(Duration::from_secs(60))
+        .await
+        .unwrap_err();
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    match &err {
+        claude_proc::Error::SessionEnded { stderr_tail, .. } => {
+            assert!(stderr_tail.contains("no-such-option"), "{stderr_tail:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!alive(child.pid()));
+}
+
 #[test]
 fn resolve_prefers_the_environment_variable() {
     let Some(bin) = claude_bin() else { return };

@@ -37,14 +37,58 @@ async fn an_unanswered_control_request_times_out() {
 }
 
 #[tokio::test]
-async fn a_cli_that_exits_mid_request_closes_the_session() {
+async fn a_cli_that_exits_mid_request_ends_the_request_with_its_exit() {
     let mut child = spawn(&session_of("head -n 1 >/dev/null")).await.unwrap();
     let session = ClaudeSession::attach(&mut child).unwrap();
     match session.initialize(Duration::from_secs(10)).await {
-        Err(Error::SessionClosed) => {}
+        Err(Error::SessionEnded { during, reason, .. }) => {
+            assert_eq!(during, "initialize");
+            assert!(reason.success(), "{reason}");
+        }
         other => panic!("{other:?}"),
     }
     child.wait().await.unwrap();
+}
+
+/// A CLI that fails during start-up fails `initialize` at once with its exit and stderr, not
+/// after the request's timeout (the official SDKs' "Control request timeout: initialize").
+#[tokio::test]
+async fn a_start_up_failure_fails_initialize_at_once_with_stderr() {
+    let script = "echo 'fatal: the settings file is not valid JSON' >&2; exit 3";
+    let mut child = spawn(&session_of(script)).await.unwrap();
+    let session = ClaudeSession::attach(&mut child).unwrap();
+    let start = std::time::Instant::now();
+    let err = session
+        .initialize(Duration::from_secs(60))
+        .await
+        .unwrap_err();
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "noticed after {:?}",
+        start.elapsed()
+    );
+    match &err {
+        Error::SessionEnded {
+            during,
+            reason,
+            stderr_tail,
+            ..
+        } => {
+            assert_eq!(during, "initialize");
+            assert_eq!(*reason, claude_proc::ExitReason::Exited { code: 3 });
+            assert!(stderr_tail.contains("not valid JSON"), "{stderr_tail:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let text = err.to_string();
+    assert!(text.contains("exit") || text.contains("3"), "{text}");
+    assert!(text.contains("not valid JSON"), "{text}");
+    // A turn on the ended session reports the same end.
+    let mut session = session;
+    assert!(matches!(
+        session.turn("hello").await,
+        Err(Error::SessionEnded { .. })
+    ));
 }
 
 #[tokio::test]
