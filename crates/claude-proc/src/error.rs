@@ -93,6 +93,16 @@ pub enum Error {
         value: String,
     },
 
+    /// A Claude session option with a bad value, or options that cannot go together (or
+    /// one that needs another).
+    #[error("claude option {option}: {why}")]
+    InvalidOption {
+        /// The option or options, by their `ClaudeOptions` field names.
+        option: &'static str,
+        /// What is wrong.
+        why: String,
+    },
+
     /// A spawn hook of an upper layer refused or failed to prepare the child.
     #[error("spawn hook {hook} failed")]
     Hook {
@@ -315,6 +325,7 @@ impl Error {
                 | Error::InvalidArgument { .. }
                 | Error::InvalidDuration { .. }
                 | Error::InvalidValue { .. }
+                | Error::InvalidOption { .. }
         )
     }
 

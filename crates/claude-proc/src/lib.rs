@@ -118,6 +118,7 @@ mod error;
 mod hook;
 mod limit;
 mod message;
+mod options;
 mod output;
 mod proc_stat;
 mod resolve;
@@ -143,6 +144,9 @@ pub use limit::LimitKind;
 pub use message::{
     parse_line, AssistantMessage, ContentBlock, ControlRequest, ControlResponse, RateLimitEvent,
     ResultMessage, StreamMessage, SystemMessage, Usage, UserMessage,
+};
+pub use options::{
+    ClaudeOptions, Conversation, Effort, PermissionMode, PermissionPrompts, SettingSource, Tools,
 };
 pub use output::{OutputEvent, OutputReceiver};
 pub use proc_stat::{parse_proc_stat, ProcStat};

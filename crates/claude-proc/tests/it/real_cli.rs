@@ -101,6 +101,101 @@ async fn the_real_cli_failing_at_start_fails_initialize_at_once() {
     assert!(!alive(child.pid()));
 }
 
+/// Every option set at once, as `ClaudeOptions` maps them.
+fn every_option() -> claude_proc::ClaudeOptions {
+    use claude_proc::{
+        ClaudeOptions, Effort, PermissionMode, PermissionPrompts, SettingSource, Tools,
+    };
+    let mut o = ClaudeOptions::default();
+    o.model = Some("claude-haiku-4-5".into());
+    o.fallback_models = vec!["claude-sonnet-4-5".into()];
+    o.permission_mode = Some(PermissionMode::AcceptEdits);
+    o.permission_prompts = Some(PermissionPrompts::Host);
+    o.allowed_tools = vec!["Bash(git *)".into(), "Read".into()];
+    o.disallowed_tools = vec!["WebFetch".into()];
+    o.tools = Some(Tools::Named(vec![
+        "Bash".into(),
+        "Read".into(),
+        "Edit".into(),
+    ]));
+    o.append_system_prompt = Some("Answer briefly.".into());
+    o.max_turns = Some(3);
+    o.max_budget_usd = Some(0.25);
+    o.json_schema = Some(r#"{"type":"object","properties":{"a":{"type":"string"}}}"#.into());
+    o.session_id = Some("0f8b2c3e-1d4a-4b5c-9e6f-7a8b9c0d1e2f".into());
+    o.no_session_persistence = true;
+    o.add_dirs = vec![std::env::temp_dir()];
+    o.mcp_config = vec![r#"{"mcpServers":{}}"#.into()];
+    o.strict_mcp_config = true;
+    o.settings = Some(r#"{"cleanupPeriodDays":7}"#.into());
+    o.setting_sources = Some(vec![SettingSource::Project]);
+    o.agents = Some(r#"{"reviewer":{"description":"Reviews","prompt":"Review."}}"#.into());
+    o.include_partial_messages = true;
+    o.effort = Some(Effort::Low);
+    o
+}
+
+/// Every flag `ClaudeOptions` emits is one the pinned CLI documents in `--help` (read from
+/// the binary, not from memory), except `--max-turns`, which it accepts without listing.
+#[tokio::test]
+async fn every_option_flag_is_in_the_real_clis_help() {
+    let Some(bin) = claude_bin() else { return };
+    let config = claude_proc::ProcessConfig::builder(&bin)
+        .arg("--help")
+        .stdout(claude_proc::OutputMode::lines())
+        .build()
+        .unwrap();
+    let mut child = spawn(&config).await.unwrap();
+    let mut out = child.take_stdout().unwrap();
+    let mut help = String::new();
+    while let Some(event) = out.recv().await {
+        if let claude_proc::OutputEvent::Line(line) = event {
+            help.push_str(&String::from_utf8_lossy(&line));
+            help.push('\n');
+        }
+    }
+    child.wait().await.unwrap();
+    let mut flags: Vec<String> = every_option().to_args().unwrap();
+    let mut resumed = claude_proc::ClaudeOptions::default();
+    resumed.conversation = claude_proc::Conversation::Resume("x".into());
+    resumed.fork_session = true;
+    flags.extend(resumed.to_args().unwrap());
+    let mut cont = claude_proc::ClaudeOptions::default();
+    cont.conversation = claude_proc::Conversation::Continue;
+    flags.extend(cont.to_args().unwrap());
+    for token in &flags {
+        let flag = token.split_once('=').map_or(token.as_str(), |(f, _)| f);
+        if flag == "--max-turns" {
+            continue;
+        }
+        assert!(
+            help.contains(&format!("{flag} ")) || help.contains(&format!("{flag},")),
+            "{flag} is not in claude --help"
+        );
+    }
+}
+
+/// The real CLI takes all of them at once: it starts and answers `initialize` (a flag it
+/// refused would end it, which fails `initialize` at once).
+#[tokio::test]
+async fn the_real_cli_accepts_every_option_at_once() {
+    let Some(bin) = claude_bin() else { return };
+    let home = tempfile::tempdir().unwrap();
+    let config = ClaudeSession::config(&bin)
+        .args(every_option().to_args().unwrap())
+        .env("HOME", home.path())
+        .env("CLAUDE_CONFIG_DIR", home.path().join(".claude"))
+        .env("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")
+        .env("ANTHROPIC_API_KEY", "sk-ant-api03-test-not-real")
+        .build()
+        .unwrap();
+    let mut child = spawn(&config).await.unwrap();
+    let session = ClaudeSession::attach(&mut child).unwrap();
+    let init = session.initialize(Duration::from_secs(30)).await;
+    assert!(init.is_ok(), "{init:?}");
+    child.stop().await.unwrap();
+}
+
 #[test]
 fn resolve_prefers_the_environment_variable() {
     let Some(bin) = claude_bin() else { return };
