@@ -149,6 +149,8 @@ impl ProcessManager {
             Program::Claude { binary, .. } => claude_proc::resolve_claude(binary.as_deref())?,
             Program::Command { program, .. } => program.clone(),
         };
+        // The program's arguments with the Claude options' flags, checked now.
+        let args = spec.program.args_with(&spec.claude)?;
         // Validates every limit; attached only if it enforces something at spawn (the
         // timeout is the session loop's).
         let hook = plan_limits(&spec)?;
@@ -169,6 +171,7 @@ impl ProcessManager {
         let task = SessionTask {
             spec,
             binary,
+            args,
             limits,
             sandbox,
             slots: Arc::clone(&self.slots),

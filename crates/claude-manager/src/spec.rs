@@ -32,6 +32,38 @@ pub enum Program {
 }
 
 impl Program {
+    /// The arguments of a Claude program followed by `options`' flags; refused if `args`
+    /// already give one of those flags (two sources of one setting would be a guess). A
+    /// command's arguments, unchanged.
+    pub(crate) fn args_with(
+        &self,
+        options: &claude_proc::ClaudeOptions,
+    ) -> Result<Vec<OsString>, claude_proc::Error> {
+        match self {
+            Program::Command { args, .. } => Ok(args.clone()),
+            Program::Claude { args, .. } => {
+                let extra = options.to_args()?;
+                for token in &extra {
+                    let flag = token.split_once('=').map_or(token.as_str(), |(f, _)| f);
+                    let prefix = format!("{flag}=");
+                    let given = args.iter().any(|a| {
+                        a.to_str()
+                            .is_some_and(|a| a == flag || a.starts_with(&prefix))
+                    });
+                    if given {
+                        return Err(claude_proc::Error::InvalidOption {
+                            option: "args",
+                            why: format!("{flag} is given in the arguments and by an option"),
+                        });
+                    }
+                }
+                let mut all = args.clone();
+                all.extend(extra.into_iter().map(OsString::from));
+                Ok(all)
+            }
+        }
+    }
+
     /// Whether this is a stream-json Claude session (turns and control requests on stdin).
     pub(crate) fn is_stream_session(&self) -> bool {
         match self {
@@ -184,6 +216,10 @@ pub struct SessionSpec {
     pub stdout: OutputMode,
     /// The child's stderr, likewise.
     pub stderr: OutputMode,
+    /// Typed options of a Claude program (model, permission mode, tools, prompts, budget,
+    /// resume, MCP, ...), added after its `args`; checked when the session starts (a bad value
+    /// or a flag also given in `args` is refused). Unused for a command.
+    pub claude: claude_proc::ClaudeOptions,
 }
 
 impl std::fmt::Debug for SessionSpec {
@@ -206,6 +242,7 @@ impl std::fmt::Debug for SessionSpec {
             .field("isolation", &self.isolation)
             .field("uid_range", &self.uid_range)
             .field("network", &self.network)
+            .field("claude", &self.claude)
             .finish_non_exhaustive()
     }
 }
@@ -233,6 +270,7 @@ impl SessionSpec {
             foreground_terminal: false,
             stdout: OutputMode::Inherit,
             stderr: OutputMode::Inherit,
+            claude: claude_proc::ClaudeOptions::default(),
         }
     }
 

@@ -37,6 +37,8 @@ pub(crate) enum Cmd {
 pub(crate) struct SessionTask {
     pub(crate) spec: SessionSpec,
     pub(crate) binary: PathBuf,
+    /// The program's arguments, with the Claude options' flags (checked at start).
+    pub(crate) args: Vec<std::ffi::OsString>,
     pub(crate) limits: Option<Arc<LimitsHook>>,
     /// The session's isolation: its leased uid, held until the session's last tree is gone.
     pub(crate) sandbox: Option<Arc<SessionSandbox>>,

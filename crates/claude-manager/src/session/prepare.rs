@@ -67,8 +67,8 @@ impl SessionTask {
     fn builder(&self, workdir: Option<&Path>) -> ProcessConfigBuilder {
         let spec = &self.spec;
         let (program, args, claude) = match &spec.program {
-            Program::Command { program, args } => (program.clone(), args.clone(), false),
-            Program::Claude { args, .. } => (self.binary.clone(), args.clone(), true),
+            Program::Command { program, .. } => (program.clone(), self.args.clone(), false),
+            Program::Claude { .. } => (self.binary.clone(), self.args.clone(), true),
         };
         let mut b = ProcessConfig::builder(program)
             .args(args)

@@ -524,3 +524,51 @@ async fn a_cli_that_stops_answering_control_requests_fails_its_probe() {
     );
     assert!(crate::gone(run.pid));
 }
+
+/// Typed options reach the real CLI and through it the API: the stand-in sees the model
+/// they name on every call; a flag given both in the arguments and by an option, or a bad
+/// option, is refused before anything starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_options_reach_the_api_and_conflicts_are_refused_before_start() {
+    let api = StandInApi::start().await.unwrap();
+    let mut spec = one_shot(&api, "options", "ping").await;
+    spec.credentials = Some(api_key("sk-ant-api03-options-test-key-0000000000"));
+    spec.claude.model = Some("claude-options-test-model".into());
+    spec.claude.max_turns = Some(2);
+    spec.claude.append_system_prompt = Some("Answer in one word.".into());
+    spec.claude.permission_mode = Some(claude_manager::proc::PermissionMode::DontAsk);
+    spec.claude.no_session_persistence = true;
+    let manager = ProcessManager::new(ManagerConfig::default());
+    let mut h = manager.start(spec).unwrap();
+    let mut run = h.next_run().await.unwrap();
+    let _ = lines_of(&mut run).await;
+    let report = h.wait().await.unwrap();
+    assert_succeeded(&report);
+    let calls = api.message_calls();
+    assert!(!calls.is_empty());
+    for call in &calls {
+        assert_eq!(
+            call.model.as_deref(),
+            Some("claude-options-test-model"),
+            "{calls:?}"
+        );
+    }
+
+    let mut twice = one_shot(&api, "twice", "ping").await;
+    if let claude_manager::Program::Claude { args, .. } = &mut twice.program {
+        args.push("--model=other".into());
+    }
+    twice.claude.model = Some("claude-options-test-model".into());
+    let err = manager.start(twice).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("--model is given in the arguments and by an option"),
+        "{err}"
+    );
+
+    let mut bad = one_shot(&api, "bad", "ping").await;
+    bad.claude.max_budget_usd = Some(0.0);
+    let err = manager.start(bad).unwrap_err();
+    assert!(err.to_string().contains("max_budget_usd"), "{err}");
+    assert!(claude_left(&api).is_empty());
+}
