@@ -114,6 +114,7 @@
 mod backoff;
 mod child;
 mod config;
+mod control;
 mod error;
 mod hook;
 mod limit;
@@ -138,6 +139,7 @@ pub use config::{
     resolve_program, EnvPolicy, OutputMode, ProcessConfig, ProcessConfigBuilder, StdinMode,
     StopPolicy, ENV_ALLOWLIST, ENV_NEVER_PASSED, TREE_MARKER_VAR,
 };
+pub use control::{PermissionDecision, PermissionHandler, PermissionRequest};
 pub use error::{Error, HookError, Result};
 pub use hook::{ChildSetup, FsView, HookInstance, Rlimit, SpawnHook, TreeUsage};
 pub use limit::LimitKind;

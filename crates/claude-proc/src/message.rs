@@ -23,6 +23,11 @@ pub enum StreamMessage {
     ControlRequest(ControlRequest),
     /// A reply to one of our control requests.
     ControlResponse(ControlResponse),
+    /// The CLI withdrew one of its control requests (`control_cancel_request`).
+    ControlCancel {
+        /// The id of the withdrawn request.
+        request_id: String,
+    },
     /// A type this version does not know.
     Unknown {
         /// The `type` field.
@@ -316,6 +321,9 @@ pub fn parse_line(line: &[u8]) -> Result<StreamMessage, Error> {
                 error: str_field(response, "error"),
             })
         }
+        "control_cancel_request" => StreamMessage::ControlCancel {
+            request_id: str_field(&value, "request_id").unwrap_or_default(),
+        },
         _ => StreamMessage::Unknown { kind },
     };
     Ok(msg)

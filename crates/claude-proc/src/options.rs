@@ -1,5 +1,6 @@
 //! Typed options of a Claude session, each mapped to the flag the pinned CLI (2.1.328) shows
-//! in `claude --help` (and `--max-turns`, which it accepts without listing it), checked
+//! in `claude --help` (and `--max-turns` and `--permission-prompt-tool`, which it accepts
+//! without listing them), checked
 //! before anything is spawned: a bad value or a combination the CLI would refuse or silently
 //! misread is a typed error naming the options.
 
@@ -40,10 +41,13 @@ impl PermissionMode {
 }
 
 /// `--permission-prompts`: who answers a permission prompt in print mode.
+/// `Host` also passes `--permission-prompt-tool=stdio` (accepted by 2.1.328 though not listed
+/// in its `--help`; what the official SDKs pass): without it the CLI denies what would prompt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PermissionPrompts {
-    /// `host`: the CLI sends `can_use_tool` to this process.
+    /// `host`: the CLI sends `can_use_tool` to this process (answered by the session's
+    /// `PermissionHandler`).
     Host,
     /// `none`: anything that would prompt is denied.
     None,
@@ -386,12 +390,15 @@ impl ClaudeOptions {
         if let Some(mode) = self.permission_mode {
             flag("--permission-mode", Some(mode.flag_value().into()));
         }
-        if let Some(p) = self.permission_prompts {
-            let v = match p {
-                PermissionPrompts::Host => "host",
-                PermissionPrompts::None => "none",
-            };
-            flag("--permission-prompts", Some(v.into()));
+        match self.permission_prompts {
+            // The host is this process: the CLI asks over stdio (`can_use_tool`), as the
+            // official SDKs have it ask; without `--permission-prompt-tool` it denies instead.
+            Some(PermissionPrompts::Host) => {
+                flag("--permission-prompts", Some("host".into()));
+                flag("--permission-prompt-tool", Some("stdio".into()));
+            }
+            Some(PermissionPrompts::None) => flag("--permission-prompts", Some("none".into())),
+            None => {}
         }
         if !self.allowed_tools.is_empty() {
             flag("--allowed-tools", Some(self.allowed_tools.join(",")));

@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::child::{Child, ExitInfo};
 use crate::config::{OutputMode, ProcessConfig, ProcessConfigBuilder, StdinMode};
+use crate::control::{PermissionHandler, Responder};
 use crate::error::{Error, Result};
 use crate::message::{parse_line, ControlResponse, ResultMessage, StreamMessage};
 use crate::output::{OutputEvent, OutputReceiver};
@@ -68,6 +69,8 @@ pub struct SessionControl {
     /// The run's exit, when the session was attached to its child: a request or turn cut
     /// short by the CLI's end reports that end and its stderr at once.
     exit: Option<tokio::sync::watch::Receiver<Option<ExitInfo>>>,
+    /// Answers the CLI's own control requests.
+    responder: Arc<Responder>,
 }
 
 /// How long a request cut short by the end of output waits for the CLI's exit to be known
@@ -120,7 +123,13 @@ impl ClaudeSession {
     pub fn from_streams(pid: u32, stdin: ChildStdin, stdout: OutputReceiver) -> ClaudeSession {
         let pending: Pending = Arc::default();
         let (tx, rx) = mpsc::channel(256);
-        tokio::spawn(read_loop(stdout, Arc::clone(&pending), tx));
+        let responder = Arc::new(Responder::new(stdin.clone()));
+        tokio::spawn(read_loop(
+            stdout,
+            Arc::clone(&pending),
+            Arc::clone(&responder),
+            tx,
+        ));
         ClaudeSession {
             pid,
             control: SessionControl {
@@ -128,6 +137,7 @@ impl ClaudeSession {
                 pending,
                 next_id: Arc::new(AtomicU64::new(1)),
                 exit: None,
+                responder,
             },
             events: rx,
         }
@@ -250,6 +260,14 @@ impl SessionControl {
         }
     }
 
+    /// Answer the CLI's permission prompts (`can_use_tool`; start the CLI with
+    /// `ClaudeOptions::permission_prompts = Host`) with `handler`; an answer later than `timeout`, or an
+    /// error of the handler, reaches the CLI as an error reply. Without a handler every prompt
+    /// gets an error reply.
+    pub fn set_permission_handler(&self, handler: Arc<dyn PermissionHandler>, timeout: Duration) {
+        self.responder.set_permission_handler(handler, timeout);
+    }
+
     /// `initialize`: answered in ~0.2 s after spawn without API traffic, so it doubles as a
     /// responsiveness ping.
     pub async fn initialize(&self, timeout: Duration) -> Result<ControlResponse> {
@@ -300,7 +318,12 @@ impl SessionControl {
     }
 }
 
-async fn read_loop(mut stdout: OutputReceiver, pending: Pending, tx: mpsc::Sender<SessionEvent>) {
+async fn read_loop(
+    mut stdout: OutputReceiver,
+    pending: Pending,
+    responder: Arc<Responder>,
+    tx: mpsc::Sender<SessionEvent>,
+) {
     let mut oversized = 0usize;
     while let Some(event) = stdout.recv().await {
         let out = match event {
@@ -317,6 +340,15 @@ async fn read_loop(mut stdout: OutputReceiver, pending: Pending, tx: mpsc::Sende
                         }
                         None => SessionEvent::Message(StreamMessage::ControlResponse(response)),
                     }
+                }
+                Ok(StreamMessage::ControlRequest(request)) => {
+                    // Answered in a task of its own; the caller still sees it.
+                    responder.serve(request.clone());
+                    SessionEvent::Message(StreamMessage::ControlRequest(request))
+                }
+                Ok(StreamMessage::ControlCancel { request_id }) => {
+                    responder.cancel(&request_id);
+                    SessionEvent::Message(StreamMessage::ControlCancel { request_id })
                 }
                 Ok(message) => SessionEvent::Message(message),
                 Err(error) => {
@@ -343,6 +375,7 @@ async fn read_loop(mut stdout: OutputReceiver, pending: Pending, tx: mpsc::Sende
             continue;
         }
     }
-    // End of output: waiters get `SessionClosed`.
+    // End of output: waiters get `SessionClosed`; answers still being worked out are dropped.
     pending.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    responder.abort_all();
 }

@@ -42,6 +42,7 @@ fn every_option_maps_to_its_flag() {
         ("--fallback-model", "a,b"),
         ("--permission-mode", "acceptEdits"),
         ("--permission-prompts", "host"),
+        ("--permission-prompt-tool", "stdio"),
         ("--allowed-tools", "Bash(git *),Read"),
         ("--disallowed-tools", "WebFetch"),
         ("--tools", "Bash,Read"),

@@ -1,6 +1,7 @@
 //! Stream-json session faults, injected with shell stand-ins for the CLI (the real CLI's happy
 //! path is in `real_cli`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use claude_proc::{spawn, ClaudeSession, Error, SessionEvent, StdinMode, StreamMessage};
@@ -122,4 +123,150 @@ async fn attach_needs_piped_streams() {
         Err(Error::InvalidValue { field: "stdin", .. })
     ));
     child.wait().await.unwrap();
+}
+
+/// A stand-in CLI that sends `requests` (lines), then writes the next line it reads from
+/// stdin (our reply) to `out`, or `none` if none comes within 3 s (`timeout` + `head`: the
+/// shell's `read` has no timeout here).
+fn asks(requests: &[&str], out: &std::path::Path) -> claude_proc::ProcessConfig {
+    let mut script = String::new();
+    for r in requests {
+        script.push_str(&format!("echo '{r}'; "));
+    }
+    script.push_str(&format!(
+        "reply=$(timeout 3 head -n 1); if [ -n \"$reply\" ]; then printf '%s\\n' \"$reply\" > {0}; else echo none > {0}; fi; cat >/dev/null",
+        out.display()
+    ));
+    session_of(&script)
+}
+
+async fn reply_of(requests: &[&str], session_setup: impl FnOnce(&ClaudeSession)) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("reply");
+    let mut child = spawn(&asks(requests, &out)).await.unwrap();
+    let session = ClaudeSession::attach(&mut child).unwrap();
+    session_setup(&session);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !out.exists() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.stop().await.unwrap();
+    std::fs::read_to_string(&out).unwrap_or_default()
+}
+
+struct Answer(claude_proc::PermissionDecision);
+
+#[async_trait::async_trait]
+impl claude_proc::PermissionHandler for Answer {
+    async fn can_use_tool(
+        &self,
+        request: claude_proc::PermissionRequest,
+    ) -> Result<claude_proc::PermissionDecision, String> {
+        assert_eq!(request.tool_name, "Bash");
+        assert_eq!(request.input_json, r#"{"command":"ls"}"#);
+        Ok(self.0.clone())
+    }
+}
+
+const PROMPT: &str = r#"{"type":"control_request","request_id":"cli_7","request":{"subtype":"can_use_tool","tool_name":"Bash","input":{"command":"ls"},"tool_use_id":"toolu_1"}}"#;
+
+/// Every control request of the CLI gets a reply: an unsupported subtype and a prompt without
+/// a handler an error naming why, a prompt with a handler its decision.
+#[tokio::test]
+async fn every_control_request_of_the_cli_is_answered() {
+    let unknown = r#"{"type":"control_request","request_id":"cli_1","request":{"subtype":"mcp_message","server_name":"x","message":{}}}"#;
+    let reply: serde_json::Value =
+        serde_json::from_str(&reply_of(&[unknown], |_| {}).await).unwrap();
+    assert_eq!(reply["type"], "control_response");
+    assert_eq!(reply["response"]["subtype"], "error");
+    assert_eq!(reply["response"]["request_id"], "cli_1");
+    assert_eq!(
+        reply["response"]["error"],
+        "unsupported control request subtype: mcp_message"
+    );
+
+    let reply: serde_json::Value =
+        serde_json::from_str(&reply_of(&[PROMPT], |_| {}).await).unwrap();
+    assert_eq!(reply["response"]["subtype"], "error");
+    assert!(reply["response"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("no permission handler"));
+
+    let deny = claude_proc::PermissionDecision::deny_and_interrupt("no ls here");
+    let reply: serde_json::Value = serde_json::from_str(
+        &reply_of(&[PROMPT], |s| {
+            s.set_permission_handler(Arc::new(Answer(deny)), Duration::from_secs(5))
+        })
+        .await,
+    )
+    .unwrap();
+    assert_eq!(reply["response"]["subtype"], "success");
+    assert_eq!(reply["response"]["request_id"], "cli_7");
+    assert_eq!(
+        reply["response"]["response"],
+        serde_json::json!({"behavior": "deny", "message": "no ls here", "interrupt": true})
+    );
+
+    let allow = claude_proc::PermissionDecision::allow();
+    let reply: serde_json::Value = serde_json::from_str(
+        &reply_of(&[PROMPT], |s| {
+            s.set_permission_handler(Arc::new(Answer(allow)), Duration::from_secs(5))
+        })
+        .await,
+    )
+    .unwrap();
+    assert_eq!(
+        reply["response"]["response"],
+        serde_json::json!({"behavior": "allow", "updatedInput": {"command": "ls"}})
+    );
+}
+
+/// A handler that never answers, for the cancel test: records that its future was dropped.
+struct Never(Arc<std::sync::atomic::AtomicBool>);
+
+struct SetOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[async_trait::async_trait]
+impl claude_proc::PermissionHandler for Never {
+    async fn can_use_tool(
+        &self,
+        _: claude_proc::PermissionRequest,
+    ) -> Result<claude_proc::PermissionDecision, String> {
+        let _guard = SetOnDrop(Arc::clone(&self.0));
+        std::future::pending().await
+    }
+}
+
+/// `control_cancel_request` cancels the pending answer: the handler's future is dropped and
+/// nothing is sent for the withdrawn request.
+#[tokio::test]
+async fn a_cancelled_prompt_stops_its_handler_and_gets_no_reply() {
+    let cancel = r#"{"type":"control_cancel_request","request_id":"cli_7"}"#;
+    let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let handler = Arc::new(Never(Arc::clone(&dropped)));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("reply");
+    // The prompt, a pause for it to reach the handler, then the cancel.
+    let script = format!(
+        "echo '{PROMPT}'; sleep 0.5; echo '{cancel}'; reply=$(timeout 2 head -n 1); if [ -n \"$reply\" ]; then printf '%s\\n' \"$reply\" > {0}; else echo none > {0}; fi; cat >/dev/null",
+        out.display()
+    );
+    let mut child = spawn(&session_of(&script)).await.unwrap();
+    let session = ClaudeSession::attach(&mut child).unwrap();
+    session.set_permission_handler(handler, Duration::from_secs(60));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !out.exists() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Checked while the CLI still runs: the end of a session also ends its pending answers.
+    assert!(dropped.load(std::sync::atomic::Ordering::SeqCst));
+    assert_eq!(std::fs::read_to_string(&out).unwrap().trim(), "none");
+    child.stop().await.unwrap();
 }

@@ -1,0 +1,234 @@
+//! The CLI's control requests to the host: a permission prompt (`can_use_tool`) answered by
+//! the session's [`PermissionHandler`], a `control_cancel_request` that cancels the pending
+//! answer, and an error reply to every subtype this host does not serve (as the official SDKs
+//! do), so the CLI is never left waiting on us.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{json, Value};
+
+use crate::message::ControlRequest;
+use crate::stdin::ChildStdin;
+
+/// A permission prompt: the CLI asks whether a tool may run (`can_use_tool`; the session runs
+/// with `--permission-prompts host`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PermissionRequest {
+    /// The tool (`Bash`, `Edit`, an MCP tool's `mcp__server__name`).
+    pub tool_name: String,
+    /// The tool's input, a JSON object as text.
+    pub input_json: String,
+    /// The id of the model's tool call.
+    pub tool_use_id: Option<String>,
+    /// The CLI's suggested permission updates (`permission_suggestions`), JSON text.
+    pub suggestions_json: Option<String>,
+    /// The path that made the CLI ask, if a path did.
+    pub blocked_path: Option<String>,
+}
+
+/// The host's answer to a permission prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PermissionDecision {
+    /// Run the tool.
+    Allow {
+        /// The input to run it with instead of the model's (a JSON object as text).
+        updated_input_json: Option<String>,
+        /// Permission updates to apply (a JSON array as text, the CLI's format).
+        updated_permissions_json: Option<String>,
+    },
+    /// Do not run it; the model is told `message`.
+    Deny {
+        /// What the model is told.
+        message: String,
+        /// Also stop the turn.
+        interrupt: bool,
+    },
+}
+
+impl PermissionDecision {
+    /// Run the tool as the model asked.
+    pub fn allow() -> PermissionDecision {
+        PermissionDecision::Allow {
+            updated_input_json: None,
+            updated_permissions_json: None,
+        }
+    }
+
+    /// Run the tool with `input_json` (a JSON object) instead of the model's input.
+    pub fn allow_with_input(input_json: impl Into<String>) -> PermissionDecision {
+        PermissionDecision::Allow {
+            updated_input_json: Some(input_json.into()),
+            updated_permissions_json: None,
+        }
+    }
+
+    /// Refuse, telling the model `message`; the turn goes on.
+    pub fn deny(message: impl Into<String>) -> PermissionDecision {
+        PermissionDecision::Deny {
+            message: message.into(),
+            interrupt: false,
+        }
+    }
+
+    /// Refuse and stop the turn.
+    pub fn deny_and_interrupt(message: impl Into<String>) -> PermissionDecision {
+        PermissionDecision::Deny {
+            message: message.into(),
+            interrupt: true,
+        }
+    }
+}
+
+/// Answers the CLI's permission prompts. An `Err` (its text) and an answer later than the
+/// session's handler timeout both reach the CLI as an error reply.
+#[async_trait]
+pub trait PermissionHandler: Send + Sync {
+    /// Decide on one prompt.
+    async fn can_use_tool(&self, request: PermissionRequest) -> Result<PermissionDecision, String>;
+}
+
+/// Serves the CLI's control requests for one session.
+pub(crate) struct Responder {
+    stdin: ChildStdin,
+    permission: Mutex<Option<(Arc<dyn PermissionHandler>, Duration)>>,
+    /// Answers under way, by the CLI's request id (for `control_cancel_request`).
+    inflight: Mutex<HashMap<String, tokio::task::AbortHandle>>,
+}
+
+impl std::fmt::Debug for Responder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let handler = self.permission.lock().map(|p| p.is_some()).unwrap_or(false);
+        f.debug_struct("Responder")
+            .field("permission_handler", &handler)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Responder {
+    pub(crate) fn new(stdin: ChildStdin) -> Responder {
+        Responder {
+            stdin,
+            permission: Mutex::new(None),
+            inflight: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn set_permission_handler(
+        &self,
+        handler: Arc<dyn PermissionHandler>,
+        timeout: Duration,
+    ) {
+        *self.permission.lock().unwrap_or_else(|p| p.into_inner()) = Some((handler, timeout));
+    }
+
+    fn inflight(&self) -> std::sync::MutexGuard<'_, HashMap<String, tokio::task::AbortHandle>> {
+        self.inflight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Answer `request` (in a task of its own: the reader goes on reading).
+    pub(crate) fn serve(self: &Arc<Self>, request: ControlRequest) {
+        let handler = self
+            .permission
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let this = Arc::clone(self);
+        let id = request.request_id.clone();
+        let task = tokio::spawn(async move {
+            let reply = match (request.subtype.as_str(), handler) {
+                ("can_use_tool", Some((handler, timeout))) => {
+                    permission(&request, handler.as_ref(), timeout).await
+                }
+                ("can_use_tool", None) => Err("this host has no permission handler".to_owned()),
+                (other, _) => Err(format!("unsupported control request subtype: {other}")),
+            };
+            this.inflight().remove(&request.request_id);
+            this.reply(&request.request_id, reply).await;
+        });
+        self.inflight().insert(id, task.abort_handle());
+    }
+
+    /// The CLI withdrew request `id`: stop answering it.
+    pub(crate) fn cancel(&self, id: &str) {
+        if let Some(task) = self.inflight().remove(id) {
+            task.abort();
+        }
+    }
+
+    /// The session's output ended: no answer can matter any more.
+    pub(crate) fn abort_all(&self) {
+        for (_, task) in self.inflight().drain() {
+            task.abort();
+        }
+    }
+
+    async fn reply(&self, id: &str, reply: Result<Value, String>) {
+        let response = match reply {
+            Ok(body) => json!({"subtype": "success", "request_id": id, "response": body}),
+            Err(error) => json!({"subtype": "error", "request_id": id, "error": error}),
+        };
+        let line = json!({"type": "control_response", "response": response}).to_string();
+        if let Err(e) = self.stdin.write_line(line.as_bytes()).await {
+            tracing::debug!(error = %e, request_id = id, "a control reply could not be written");
+        }
+    }
+}
+
+fn str_of(v: &Value, key: &str) -> Option<String> {
+    v.get(key).and_then(Value::as_str).map(str::to_owned)
+}
+
+fn json_object(text: &str, what: &str) -> Result<Value, String> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        _ => Err(format!(
+            "the permission handler's {what} is not a JSON object"
+        )),
+    }
+}
+
+/// The handler's answer to one prompt, as the reply's body.
+async fn permission(
+    request: &ControlRequest,
+    handler: &dyn PermissionHandler,
+    timeout: Duration,
+) -> Result<Value, String> {
+    let body: Value = serde_json::from_str(&request.request_json).unwrap_or_default();
+    let input = body.get("input").cloned().unwrap_or_else(|| json!({}));
+    let prompt = PermissionRequest {
+        tool_name: str_of(&body, "tool_name").unwrap_or_default(),
+        input_json: input.to_string(),
+        tool_use_id: str_of(&body, "tool_use_id"),
+        suggestions_json: body.get("permission_suggestions").map(Value::to_string),
+        blocked_path: str_of(&body, "blocked_path"),
+    };
+    let decision = tokio::time::timeout(timeout, handler.can_use_tool(prompt))
+        .await
+        .map_err(|_| format!("the permission handler did not answer within {timeout:?}"))??;
+    match decision {
+        PermissionDecision::Allow {
+            updated_input_json,
+            updated_permissions_json,
+        } => {
+            let input = match updated_input_json {
+                Some(text) => json_object(&text, "input")?,
+                None => input,
+            };
+            let mut allow = json!({"behavior": "allow", "updatedInput": input});
+            if let Some(text) = updated_permissions_json {
+                let permissions: Value = serde_json::from_str(&text)
+                    .map_err(|_| "the permission handler's permissions are not JSON".to_owned())?;
+                allow["updatedPermissions"] = permissions;
+            }
+            Ok(allow)
+        }
+        PermissionDecision::Deny { message, interrupt } => {
+            Ok(json!({"behavior": "deny", "message": message, "interrupt": interrupt}))
+        }
+    }
+}
