@@ -58,7 +58,7 @@ fn oauth_manager(
 
 /// Processes of this test's sessions still alive: every claude child carries the stand-in's
 /// unique base URL in its environment.
-fn claude_left(api: &StandInApi) -> Vec<u32> {
+pub(crate) fn claude_left(api: &StandInApi) -> Vec<u32> {
     let needle = format!("ANTHROPIC_BASE_URL={}", api.base_url());
     std::fs::read_dir("/proc")
         .unwrap()

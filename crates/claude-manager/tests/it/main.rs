@@ -6,6 +6,7 @@
 
 mod claude;
 mod isolation;
+mod permissions;
 mod supervise;
 
 /// CPU- and memory-heavy tests run one at a time (the machine has two cores).
