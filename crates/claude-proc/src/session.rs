@@ -14,6 +14,7 @@ use crate::config::{OutputMode, ProcessConfig, ProcessConfigBuilder, StdinMode};
 use crate::control::{PermissionHandler, Responder};
 use crate::error::{Error, Result};
 use crate::message::{parse_line, ControlResponse, ResultMessage, StreamMessage};
+use crate::options::PermissionMode;
 use crate::output::{OutputEvent, OutputReceiver};
 use crate::stdin::ChildStdin;
 
@@ -175,7 +176,8 @@ impl ClaudeSession {
 }
 
 /// Turns and control requests go through the session's [`SessionControl`]: `send_user`,
-/// `control`, `initialize`, `interrupt`, `close`.
+/// `control` (any subtype), the typed requests (`initialize`, `interrupt`,
+/// `set_permission_mode`, `set_model`, ...), `close`.
 impl std::ops::Deref for ClaudeSession {
     type Target = SessionControl;
 
@@ -214,11 +216,20 @@ impl SessionControl {
         params_json: Option<&str>,
         timeout: Duration,
     ) -> Result<ControlResponse> {
-        let mut request = match params_json {
+        let request = match params_json {
             Some(text) => serde_json::from_str::<serde_json::Value>(text)
                 .map_err(|source| Error::Encode { source })?,
             None => serde_json::json!({}),
         };
+        self.request(subtype, request, timeout).await
+    }
+
+    async fn request(
+        &self,
+        subtype: &str,
+        mut request: serde_json::Value,
+        timeout: Duration,
+    ) -> Result<ControlResponse> {
         let Some(obj) = request.as_object_mut() else {
             return Err(Error::InvalidValue {
                 field: "control params",
@@ -277,6 +288,74 @@ impl SessionControl {
     /// `interrupt` the running turn.
     pub async fn interrupt(&self, timeout: Duration) -> Result<ControlResponse> {
         self.control("interrupt", None, timeout).await
+    }
+
+    /// `set_permission_mode`: the mode from the next tool call on.
+    pub async fn set_permission_mode(
+        &self,
+        mode: PermissionMode,
+        timeout: Duration,
+    ) -> Result<ControlResponse> {
+        let params = serde_json::json!({"mode": mode.flag_value()});
+        self.request("set_permission_mode", params, timeout).await
+    }
+
+    /// `set_model`: the model of the next request; `None` goes back to the default.
+    pub async fn set_model(
+        &self,
+        model: Option<&str>,
+        timeout: Duration,
+    ) -> Result<ControlResponse> {
+        let params = serde_json::json!({ "model": model });
+        self.request("set_model", params, timeout).await
+    }
+
+    /// `get_context_usage`: the context window's use by category (`response_json`).
+    pub async fn get_context_usage(&self, timeout: Duration) -> Result<ControlResponse> {
+        self.control("get_context_usage", None, timeout).await
+    }
+
+    /// `mcp_status`: the MCP servers and their connection state (`response_json`).
+    pub async fn mcp_status(&self, timeout: Duration) -> Result<ControlResponse> {
+        self.control("mcp_status", None, timeout).await
+    }
+
+    /// `mcp_reconnect`: reconnect the MCP server `server_name`.
+    pub async fn mcp_reconnect(
+        &self,
+        server_name: &str,
+        timeout: Duration,
+    ) -> Result<ControlResponse> {
+        let params = serde_json::json!({ "serverName": server_name });
+        self.request("mcp_reconnect", params, timeout).await
+    }
+
+    /// `mcp_toggle`: enable or disable the MCP server `server_name`.
+    pub async fn mcp_toggle(
+        &self,
+        server_name: &str,
+        enabled: bool,
+        timeout: Duration,
+    ) -> Result<ControlResponse> {
+        let params = serde_json::json!({ "serverName": server_name, "enabled": enabled });
+        self.request("mcp_toggle", params, timeout).await
+    }
+
+    /// `rewind_files`: the files the session changed back to their state at the user message
+    /// `user_message_id` (needs the CLI's file checkpointing).
+    pub async fn rewind_files(
+        &self,
+        user_message_id: &str,
+        timeout: Duration,
+    ) -> Result<ControlResponse> {
+        let params = serde_json::json!({ "user_message_id": user_message_id });
+        self.request("rewind_files", params, timeout).await
+    }
+
+    /// `stop_task`: stop the background task `task_id` (from a task notification).
+    pub async fn stop_task(&self, task_id: &str, timeout: Duration) -> Result<ControlResponse> {
+        let params = serde_json::json!({ "task_id": task_id });
+        self.request("stop_task", params, timeout).await
     }
 
     /// A write to the CLI's stdin failed: its end, if that is why (a closed pipe).

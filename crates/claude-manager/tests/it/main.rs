@@ -5,6 +5,7 @@
 )]
 
 mod claude;
+mod control;
 mod isolation;
 mod permissions;
 mod supervise;
