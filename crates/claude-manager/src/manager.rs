@@ -172,6 +172,7 @@ impl ProcessManager {
             spec,
             binary,
             args,
+            resume_id: None,
             limits,
             sandbox,
             slots: Arc::clone(&self.slots),

@@ -101,6 +101,8 @@ pub struct ClaudeOutcome {
     pub api_error_status: Option<u16>,
     /// Results seen (one per turn).
     pub results: u32,
+    /// The conversation's id, as the CLI last reported it (its `init` and `result` lines).
+    pub session_id: Option<String>,
 }
 
 /// How a session ended: the last run's exit plus what the manager measured over all runs.

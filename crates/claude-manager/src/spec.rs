@@ -220,6 +220,11 @@ pub struct SessionSpec {
     /// resume, MCP, ...), added after its `args`; checked when the session starts (a bad value
     /// or a flag also given in `args` is refused). Unused for a command.
     pub claude: claude_proc::ClaudeOptions,
+    /// A stream-json Claude session's next run continues the conversation of the one before
+    /// (`--resume=<id>`, the id the CLI last reported, replacing any `--session-id`,
+    /// `--resume` or `--continue`), so a crash, an OOM or hang kill, or a credential refresh
+    /// does not lose it. On by default.
+    pub resume_on_restart: bool,
 }
 
 impl std::fmt::Debug for SessionSpec {
@@ -243,6 +248,7 @@ impl std::fmt::Debug for SessionSpec {
             .field("uid_range", &self.uid_range)
             .field("network", &self.network)
             .field("claude", &self.claude)
+            .field("resume_on_restart", &self.resume_on_restart)
             .finish_non_exhaustive()
     }
 }
@@ -271,6 +277,7 @@ impl SessionSpec {
             stdout: OutputMode::Inherit,
             stderr: OutputMode::Inherit,
             claude: claude_proc::ClaudeOptions::default(),
+            resume_on_restart: true,
         }
     }
 

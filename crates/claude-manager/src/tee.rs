@@ -93,11 +93,19 @@ pub(crate) async fn tee(
                         let _ = trouble_tx.send(t);
                     }
                 }
-                Ok(StreamMessage::System(s)) if s.subtype == "init" => signals.set_in_flight(true),
+                Ok(StreamMessage::System(s)) if s.subtype == "init" => {
+                    signals.set_in_flight(true);
+                    if let (Some(id), Ok(mut o)) = (s.session_id, outcome.lock()) {
+                        o.session_id = Some(id);
+                    }
+                }
                 Ok(StreamMessage::Assistant(_)) => signals.set_in_flight(true),
                 Ok(StreamMessage::Result(r)) => {
                     signals.set_in_flight(false);
                     if let Ok(mut o) = outcome.lock() {
+                        if let Some(id) = &r.session_id {
+                            o.session_id = Some(id.clone());
+                        }
                         o.results += 1;
                         o.turns = o.turns.saturating_add(r.num_turns.unwrap_or(1));
                         o.cost_usd += r.total_cost_usd.unwrap_or(0.0);

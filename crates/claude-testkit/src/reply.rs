@@ -29,6 +29,27 @@ pub(crate) fn last_user_text(body: &Value) -> String {
     }
 }
 
+/// The text of every user message (a string content, or its text blocks joined), in order.
+pub(crate) fn user_texts(body: &Value) -> Vec<String> {
+    let Some(messages) = body.get("messages").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    messages
+        .iter()
+        .filter(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+        .map(|m| match m.get("content") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Array(blocks)) => blocks
+                .iter()
+                .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
+                .filter_map(|b| b.get("text").and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            _ => String::new(),
+        })
+        .collect()
+}
+
 /// The last message's content blocks, if it is a user message with an array of blocks.
 fn last_user_blocks(body: &Value) -> Option<&Vec<Value>> {
     let last = body.get("messages")?.as_array()?.last()?;

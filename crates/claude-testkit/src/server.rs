@@ -95,6 +95,10 @@ pub(crate) async fn handle(
         stream: false,
         status: 200,
         beta,
+        user_texts: parsed
+            .as_ref()
+            .map(crate::reply::user_texts)
+            .unwrap_or_default(),
     };
     let response = match route.as_str() {
         "POST /v1/messages" => messages(&state, parsed.as_ref(), auth.as_ref(), &mut call),

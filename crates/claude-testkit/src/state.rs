@@ -51,6 +51,9 @@ pub struct Call {
     pub status: u16,
     /// The `anthropic-beta` header.
     pub beta: Option<String>,
+    /// The text of every user message of a messages request, in order (the conversation the
+    /// CLI sent: a resumed session sends its earlier turns again).
+    pub user_texts: Vec<String>,
 }
 
 /// A login the stand-in issued: an access token that expires and a single-use refresh token.

@@ -39,6 +39,8 @@ pub(crate) struct SessionTask {
     pub(crate) binary: PathBuf,
     /// The program's arguments, with the Claude options' flags (checked at start).
     pub(crate) args: Vec<std::ffi::OsString>,
+    /// The conversation the next run resumes ([`SessionSpec::resume_on_restart`]).
+    pub(crate) resume_id: Option<String>,
     pub(crate) limits: Option<Arc<LimitsHook>>,
     /// The session's isolation: its leased uid, held until the session's last tree is gone.
     pub(crate) sandbox: Option<Arc<SessionSandbox>>,
@@ -214,6 +216,16 @@ impl SessionTask {
                     _ => return None,
                 },
             }
+        }
+    }
+
+    /// Remember the conversation the CLI reported, for the next run to resume.
+    fn note_conversation(&mut self, totals: &Totals) {
+        if !(self.spec.resume_on_restart && self.spec.program.is_stream_session()) {
+            return;
+        }
+        if let Some(id) = totals.claude.lock().ok().and_then(|o| o.session_id.clone()) {
+            self.resume_id = Some(id);
         }
     }
 

@@ -1,6 +1,7 @@
 //! Stage 1, prepare: a credential (refreshed when the last one was rejected) and the process
 //! configuration of the next run.
 
+use std::ffi::OsString;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -68,7 +69,13 @@ impl SessionTask {
         let spec = &self.spec;
         let (program, args, claude) = match &spec.program {
             Program::Command { program, .. } => (program.clone(), self.args.clone(), false),
-            Program::Claude { .. } => (self.binary.clone(), self.args.clone(), true),
+            Program::Claude { .. } => {
+                let args = match &self.resume_id {
+                    Some(id) => resumed(&self.args, id),
+                    None => self.args.clone(),
+                };
+                (self.binary.clone(), args, true)
+            }
         };
         let mut b = ProcessConfig::builder(program)
             .args(args)
@@ -121,5 +128,52 @@ impl SessionTask {
             b = b.pass_env(k);
         }
         b
+    }
+}
+
+/// `args` continuing conversation `id`: `--resume=<id>` instead of whatever chose the
+/// conversation of the first run (`--session-id`, `--resume`, `--continue`, `--fork-session`).
+fn resumed(args: &[OsString], id: &str) -> Vec<OsString> {
+    let mut out = Vec::with_capacity(args.len() + 1);
+    let mut skip_value = false;
+    for arg in args {
+        if std::mem::take(&mut skip_value) {
+            continue;
+        }
+        let text = arg.to_string_lossy();
+        let flag = text.split_once('=').map_or(text.as_ref(), |(f, _)| f);
+        match flag {
+            "--session-id" | "--resume" | "-r" if !text.contains('=') => skip_value = true,
+            "--session-id" | "--resume" | "-r" | "--continue" | "-c" | "--fork-session" => {}
+            _ => out.push(arg.clone()),
+        }
+    }
+    out.push(OsString::from(format!("--resume={id}")));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resumed_run_replaces_how_the_first_chose_its_conversation() {
+        let args: Vec<OsString> = [
+            "-p",
+            "--session-id=0f8b2c3e-1d4a-4b5c-9e6f-7a8b9c0d1e2f",
+            "--model=m",
+            "--resume",
+            "old",
+            "--continue",
+            "--fork-session",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        let out: Vec<String> = resumed(&args, "abc")
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(out, ["-p", "--model=m", "--resume=abc"]);
     }
 }

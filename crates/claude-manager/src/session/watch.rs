@@ -98,6 +98,7 @@ impl SessionTask {
         while let Ok(t) = live.trouble.try_recv() {
             seen.record(t);
         }
+        self.note_conversation(totals);
         self.classify(info, &seen, totals)
     }
 

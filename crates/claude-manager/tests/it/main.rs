@@ -8,6 +8,7 @@ mod claude;
 mod control;
 mod isolation;
 mod permissions;
+mod resume;
 mod supervise;
 
 /// CPU- and memory-heavy tests run one at a time (the machine has two cores).
