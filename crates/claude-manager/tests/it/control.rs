@@ -7,13 +7,12 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use claude_manager::proc::{
-    ClaudeSession, Error, PermissionDecision, PermissionHandler, PermissionMode, PermissionPrompts,
-    PermissionRequest,
+    Error, PermissionDecision, PermissionHandler, PermissionMode, PermissionRequest,
 };
-use claude_manager::{ManagerConfig, ProcessManager, SessionHandle};
+use claude_manager::{ManagerConfig, ProcessManager};
 use claude_testkit::{Behaviour, StandInApi};
 
-use crate::claude::{api_key, claude_left, stream_session};
+use crate::permissions::{end, start};
 use crate::SERIAL;
 
 const T: Duration = Duration::from_secs(30);
@@ -30,31 +29,6 @@ impl PermissionHandler for Counting {
     }
 }
 
-async fn start(
-    api: &StandInApi,
-    manager: &ProcessManager,
-    dir: &std::path::Path,
-    model: &str,
-) -> (SessionHandle, ClaudeSession) {
-    let mut spec = stream_session(api, "control").await;
-    spec.credentials = Some(api_key("sk-ant-api03-control-test-0000000000000"));
-    spec.claude.model = Some(model.into());
-    spec.claude.permission_prompts = Some(PermissionPrompts::Host);
-    spec.cwd = Some(dir.to_path_buf());
-    spec.health = None;
-    let mut h = manager.start(spec).unwrap();
-    let run = h.next_run().await.unwrap();
-    let session = run.session.unwrap();
-    session.initialize(T).await.unwrap();
-    (h, session)
-}
-
-async fn end(mut h: SessionHandle, session: ClaudeSession, api: &StandInApi) {
-    session.close().await;
-    let _ = h.wait().await.unwrap();
-    assert!(claude_left(api).is_empty());
-}
-
 fn last_model(api: &StandInApi) -> Option<String> {
     api.message_calls().last().and_then(|c| c.model.clone())
 }
@@ -65,7 +39,7 @@ async fn model_and_permission_mode_switch_mid_session() {
     let api = StandInApi::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let manager = ProcessManager::new(ManagerConfig::default());
-    let (h, mut session) = start(&api, &manager, dir.path(), "claude-model-one").await;
+    let (h, mut session) = start(&api, &manager, dir.path(), Some("claude-model-one")).await;
     let handler = Arc::new(Counting::default());
     session.set_permission_handler(handler.clone(), Duration::from_secs(10));
 
@@ -100,7 +74,7 @@ async fn an_interrupt_ends_a_slow_turn_at_once() {
     let api = StandInApi::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let manager = ProcessManager::new(ManagerConfig::default());
-    let (h, mut session) = start(&api, &manager, dir.path(), "claude-slow").await;
+    let (h, mut session) = start(&api, &manager, dir.path(), Some("claude-slow")).await;
     // Its events 3 s apart: about 20 s for the reply without the interrupt.
     api.set_default(Behaviour::SlowStream {
         delay: Duration::from_secs(3),
@@ -131,7 +105,7 @@ async fn the_other_typed_requests_are_answered() {
     let api = StandInApi::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let manager = ProcessManager::new(ManagerConfig::default());
-    let (h, session) = start(&api, &manager, dir.path(), "claude-misc").await;
+    let (h, session) = start(&api, &manager, dir.path(), Some("claude-misc")).await;
     let answered = |r: claude_manager::proc::Result<_>| match r {
         Ok(_) | Err(Error::ControlError { .. }) => {}
         Err(e) => panic!("not answered: {e}"),

@@ -52,15 +52,18 @@ impl PermissionHandler for Scripted {
     }
 }
 
-/// A stream-json session whose permission prompts come to us, working in `dir`.
-async fn start(
+/// A stream-json session whose permission prompts come to us, working in `dir`, with
+/// `model` if given; initialized.
+pub(crate) async fn start(
     api: &StandInApi,
     manager: &ProcessManager,
     dir: &Path,
+    model: Option<&str>,
 ) -> (SessionHandle, ClaudeSession) {
-    let mut spec = stream_session(api, "permissions").await;
-    spec.credentials = Some(api_key("sk-ant-api03-permissions-test-000000000"));
+    let mut spec = stream_session(api, "host-session").await;
+    spec.credentials = Some(api_key("sk-ant-api03-host-session-test-00000000"));
     spec.claude.permission_prompts = Some(PermissionPrompts::Host);
+    spec.claude.model = model.map(str::to_owned);
     spec.cwd = Some(dir.to_path_buf());
     spec.health = None;
     let mut h = manager.start(spec).unwrap();
@@ -70,7 +73,8 @@ async fn start(
     (h, session)
 }
 
-async fn end(mut h: SessionHandle, session: ClaudeSession, api: &StandInApi) {
+/// Close the session, wait for its end, and check no CLI of the stand-in's is left.
+pub(crate) async fn end(mut h: SessionHandle, session: ClaudeSession, api: &StandInApi) {
     session.close().await;
     let _ = h.wait().await.unwrap();
     assert!(claude_left(api).is_empty());
@@ -82,7 +86,7 @@ async fn a_denied_command_does_not_run_and_an_allowed_one_does() {
     let api = StandInApi::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let manager = ProcessManager::new(ManagerConfig::default());
-    let (h, mut session) = start(&api, &manager, dir.path()).await;
+    let (h, mut session) = start(&api, &manager, dir.path(), None).await;
     let handler = Scripted::new(vec![
         Ok(PermissionDecision::deny("not on this host")),
         Ok(PermissionDecision::allow()),
@@ -111,7 +115,7 @@ async fn a_rewritten_input_runs_instead_of_the_models() {
     let api = StandInApi::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let manager = ProcessManager::new(ManagerConfig::default());
-    let (h, mut session) = start(&api, &manager, dir.path()).await;
+    let (h, mut session) = start(&api, &manager, dir.path(), None).await;
     let rewritten = r#"{"command":"touch rewritten-marker","description":"rewritten by the host"}"#;
     let handler = Scripted::new(vec![Ok(PermissionDecision::allow_with_input(rewritten))]);
     session.set_permission_handler(handler.clone(), Duration::from_secs(10));
@@ -130,7 +134,7 @@ async fn a_host_without_an_answer_never_leaves_the_cli_waiting() {
     let api = StandInApi::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let manager = ProcessManager::new(ManagerConfig::default());
-    let (h, mut session) = start(&api, &manager, dir.path()).await;
+    let (h, mut session) = start(&api, &manager, dir.path(), None).await;
 
     session.turn("run: touch no-handler-marker").await.unwrap();
     assert!(!dir.path().join("no-handler-marker").exists());

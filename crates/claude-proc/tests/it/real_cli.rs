@@ -9,6 +9,16 @@ use claude_proc::{
 
 use crate::support::*;
 
+/// A stream-json session of the real CLI in `home`, with an API nobody answers at (control
+/// requests need none) and a made-up key.
+fn offline(bin: &std::path::Path, home: &std::path::Path) -> claude_proc::ProcessConfigBuilder {
+    ClaudeSession::config(bin)
+        .env("HOME", home)
+        .env("CLAUDE_CONFIG_DIR", home.join(".claude"))
+        .env("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")
+        .env("ANTHROPIC_API_KEY", "sk-ant-api03-test-not-real")
+}
+
 #[tokio::test]
 async fn version_check_of_the_real_cli() {
     let Some(bin) = claude_bin() else { return };
@@ -20,13 +30,8 @@ async fn version_check_of_the_real_cli() {
 async fn stream_json_session_answers_control_pings_and_stops_cleanly() {
     let Some(bin) = claude_bin() else { return };
     let home = tempfile::tempdir().unwrap();
-    let config = ClaudeSession::config(&bin)
-        .env("HOME", home.path())
-        .env("CLAUDE_CONFIG_DIR", home.path().join(".claude"))
+    let config = offline(&bin, home.path())
         .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-        // Nothing listens here: the session must not need the API for control requests.
-        .env("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")
-        .env("ANTHROPIC_API_KEY", "sk-ant-api03-test-not-real")
         .build()
         .unwrap();
     let mut child = spawn(&config).await.unwrap();
@@ -72,12 +77,8 @@ async fn stream_json_session_answers_control_pings_and_stops_cleanly() {
 async fn the_real_cli_failing_at_start_fails_initialize_at_once() {
     let Some(bin) = claude_bin() else { return };
     let home = tempfile::tempdir().unwrap();
-    let config = ClaudeSession::config(&bin)
+    let config = offline(&bin, home.path())
         .arg("--no-such-option")
-        .env("HOME", home.path())
-        .env("CLAUDE_CONFIG_DIR", home.path().join(".claude"))
-        .env("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")
-        .env("ANTHROPIC_API_KEY", "sk-ant-api03-test-not-real")
         .build()
         .unwrap();
     let mut child = spawn(&config).await.unwrap();
@@ -183,12 +184,8 @@ async fn every_option_flag_is_in_the_real_clis_help() {
 async fn the_real_cli_accepts_every_option_at_once() {
     let Some(bin) = claude_bin() else { return };
     let home = tempfile::tempdir().unwrap();
-    let config = ClaudeSession::config(&bin)
+    let config = offline(&bin, home.path())
         .args(every_option().to_args().unwrap())
-        .env("HOME", home.path())
-        .env("CLAUDE_CONFIG_DIR", home.path().join(".claude"))
-        .env("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")
-        .env("ANTHROPIC_API_KEY", "sk-ant-api03-test-not-real")
         .build()
         .unwrap();
     let mut child = spawn(&config).await.unwrap();
