@@ -223,7 +223,8 @@ pub struct SessionSpec {
     /// A stream-json Claude session's next run continues the conversation of the one before
     /// (`--resume=<id>`, the id the CLI last reported, replacing any `--session-id`,
     /// `--resume` or `--continue`), so a crash, an OOM or hang kill, or a credential refresh
-    /// does not lose it. On by default.
+    /// does not lose it. On by default; nothing is resumed with `--no-session-persistence`
+    /// (the CLI saves no conversation to resume).
     pub resume_on_restart: bool,
 }
 

@@ -139,6 +139,9 @@ impl Responder {
             .clone();
         let this = Arc::clone(self);
         let id = request.request_id.clone();
+        // Held across the spawn, so the task's own removal (it may finish at once) comes after
+        // this insertion and no finished answer stays listed.
+        let mut inflight = self.inflight();
         let task = tokio::spawn(async move {
             let reply = match (request.subtype.as_str(), handler) {
                 ("can_use_tool", Some((handler, timeout))) => {
@@ -150,7 +153,7 @@ impl Responder {
             this.inflight().remove(&request.request_id);
             this.reply(&request.request_id, reply).await;
         });
-        self.inflight().insert(id, task.abort_handle());
+        inflight.insert(id, task.abort_handle());
     }
 
     /// The CLI withdrew request `id`: stop answering it.
@@ -209,7 +212,10 @@ async fn permission(
     };
     let decision = tokio::time::timeout(timeout, handler.can_use_tool(prompt))
         .await
-        .map_err(|_| format!("the permission handler did not answer within {timeout:?}"))??;
+        .map_err(|_| {
+            let secs = timeout.as_secs_f64();
+            format!("the permission handler did not answer within {secs:.1} s")
+        })??;
     match decision {
         PermissionDecision::Allow {
             updated_input_json,

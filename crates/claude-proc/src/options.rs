@@ -230,10 +230,6 @@ fn invalid(option: &'static str, why: impl Into<String>) -> Error {
     }
 }
 
-fn conflict(options: &'static str, why: &'static str) -> Error {
-    invalid(options, why)
-}
-
 fn text(field: &'static str, value: &str) -> Result<()> {
     if value.trim().is_empty() {
         return Err(invalid(field, "must not be empty"));
@@ -268,19 +264,19 @@ impl ClaudeOptions {
         self.validate_values()?;
         let resumed = self.conversation != Conversation::New;
         if self.fork_session && !resumed {
-            return Err(conflict(
+            return Err(invalid(
                 "fork_session",
                 "forks a resumed or continued conversation: set resume or continue",
             ));
         }
         if self.session_id.is_some() && resumed && !self.fork_session {
-            return Err(conflict(
+            return Err(invalid(
                 "session_id with resume/continue",
                 "a resumed conversation keeps its id; a new id needs fork_session",
             ));
         }
         if self.strict_mcp_config && self.mcp_config.is_empty() {
-            return Err(conflict(
+            return Err(invalid(
                 "strict_mcp_config",
                 "would leave no MCP server: give mcp_config",
             ));
@@ -296,7 +292,7 @@ impl ClaudeOptions {
             ));
         }
         if self.system_prompt.is_some() && self.append_system_prompt.is_some() {
-            return Err(conflict(
+            return Err(invalid(
                 "system_prompt and append_system_prompt",
                 "append to the default prompt or replace it, not both",
             ));

@@ -272,9 +272,9 @@ impl SessionControl {
     }
 
     /// Answer the CLI's permission prompts (`can_use_tool`; start the CLI with
-    /// `ClaudeOptions::permission_prompts = Host`) with `handler`; an answer later than `timeout`, or an
-    /// error of the handler, reaches the CLI as an error reply. Without a handler every prompt
-    /// gets an error reply.
+    /// `ClaudeOptions::permission_prompts = Host`) with `handler`; an answer later than
+    /// `timeout`, or an error of the handler, reaches the CLI as an error reply. Without a
+    /// handler every prompt gets an error reply.
     pub fn set_permission_handler(&self, handler: Arc<dyn PermissionHandler>, timeout: Duration) {
         self.responder.set_permission_handler(handler, timeout);
     }

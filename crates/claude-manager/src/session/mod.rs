@@ -221,7 +221,8 @@ impl SessionTask {
 
     /// Remember the conversation the CLI reported, for the next run to resume.
     fn note_conversation(&mut self, totals: &Totals) {
-        if !(self.spec.resume_on_restart && self.spec.program.is_stream_session()) {
+        let wanted = self.spec.resume_on_restart && self.spec.program.is_stream_session();
+        if !(wanted && prepare::resumable(&self.args)) {
             return;
         }
         if let Some(id) = totals.claude.lock().ok().and_then(|o| o.session_id.clone()) {

@@ -137,7 +137,8 @@ fn resumed(args: &[OsString], id: &str) -> Vec<OsString> {
     let mut out = Vec::with_capacity(args.len() + 1);
     let mut skip_value = false;
     for arg in args {
-        if std::mem::take(&mut skip_value) {
+        // The value of a two-token `--resume ID`; a bare `--resume` is followed by a flag.
+        if std::mem::take(&mut skip_value) && !arg.to_string_lossy().starts_with('-') {
             continue;
         }
         let text = arg.to_string_lossy();
@@ -150,6 +151,12 @@ fn resumed(args: &[OsString], id: &str) -> Vec<OsString> {
     }
     out.push(OsString::from(format!("--resume={id}")));
     out
+}
+
+/// Whether a run with `args` leaves a conversation the next one can resume (not with
+/// `--no-session-persistence`: the CLI saves nothing, and a `--resume` would fail every run).
+pub(super) fn resumable(args: &[OsString]) -> bool {
+    !args.iter().any(|a| a == "--no-session-persistence")
 }
 
 #[cfg(test)]
@@ -175,5 +182,24 @@ mod tests {
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
         assert_eq!(out, ["-p", "--model=m", "--resume=abc"]);
+    }
+
+    #[test]
+    fn a_bare_resume_keeps_the_flag_after_it_and_no_persistence_means_no_resume() {
+        let args: Vec<OsString> = ["--resume", "--verbose"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        let out: Vec<String> = resumed(&args, "abc")
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(out, ["--verbose", "--resume=abc"]);
+        assert!(resumable(&args));
+        let unsaved: Vec<OsString> = ["-p", "--no-session-persistence"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        assert!(!resumable(&unsaved));
     }
 }

@@ -270,3 +270,21 @@ async fn a_cancelled_prompt_stops_its_handler_and_gets_no_reply() {
     assert_eq!(std::fs::read_to_string(&out).unwrap().trim(), "none");
     child.stop().await.unwrap();
 }
+
+/// A handler past its timeout is an error reply that says so in seconds.
+#[tokio::test]
+async fn a_slow_handler_is_an_error_reply_naming_its_timeout() {
+    let never = Arc::new(Never(Arc::new(std::sync::atomic::AtomicBool::new(false))));
+    let reply: serde_json::Value = serde_json::from_str(
+        &reply_of(&[PROMPT], |s| {
+            s.set_permission_handler(never, Duration::from_millis(100))
+        })
+        .await,
+    )
+    .unwrap();
+    assert_eq!(reply["response"]["subtype"], "error");
+    assert_eq!(
+        reply["response"]["error"],
+        "the permission handler did not answer within 0.1 s"
+    );
+}
