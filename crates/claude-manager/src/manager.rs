@@ -149,8 +149,15 @@ impl ProcessManager {
             Program::Claude { binary, .. } => claude_proc::resolve_claude(binary.as_deref())?,
             Program::Command { program, .. } => program.clone(),
         };
-        // The program's arguments with the Claude options' flags, checked now.
-        let args = spec.program.args_with(&spec.claude)?;
+        // The program's arguments with the Claude options' flags (and the handlers' in-process
+        // MCP servers), checked now.
+        let mut options = spec.claude.clone();
+        for name in spec.handlers.mcp_server_names() {
+            if !options.sdk_mcp_servers.contains(&name) {
+                options.sdk_mcp_servers.push(name);
+            }
+        }
+        let args = spec.program.args_with(&options)?;
         // Validates every limit; attached only if it enforces something at spawn (the
         // timeout is the session loop's).
         let hook = plan_limits(&spec)?;

@@ -226,6 +226,10 @@ pub struct SessionSpec {
     /// does not lose it. On by default; nothing is resumed with `--no-session-persistence`
     /// (the CLI saves no conversation to resume).
     pub resume_on_restart: bool,
+    /// What answers a stream-json session's control requests from the CLI (permission
+    /// prompts, hooks, in-process MCP servers), installed on every run's session before it is
+    /// handed out; the handlers' MCP servers are added to the CLI's `--mcp-config`.
+    pub handlers: claude_proc::HostHandlers,
 }
 
 impl std::fmt::Debug for SessionSpec {
@@ -250,6 +254,7 @@ impl std::fmt::Debug for SessionSpec {
             .field("network", &self.network)
             .field("claude", &self.claude)
             .field("resume_on_restart", &self.resume_on_restart)
+            .field("handlers", &self.handlers)
             .finish_non_exhaustive()
     }
 }
@@ -279,6 +284,7 @@ impl SessionSpec {
             stderr: OutputMode::Inherit,
             claude: claude_proc::ClaudeOptions::default(),
             resume_on_restart: true,
+            handlers: claude_proc::HostHandlers::default(),
         }
     }
 
@@ -297,7 +303,9 @@ impl SessionSpec {
         )
     }
 
-    /// Run the Claude CLI with `args` (unchanged), its own config directory, stdout as lines.
+    /// Run the Claude CLI with `args` (unchanged), its own config directory, stdout as lines
+    /// of up to [`claude_proc::SESSION_MAX_LINE`] (16 MiB: a tool result with an image is one
+    /// line; set `stdout` for another limit).
     pub fn claude<I, S>(name: impl Into<String>, args: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -311,7 +319,9 @@ impl SessionSpec {
             },
         );
         spec.dirs.config_dir = true;
-        spec.stdout = OutputMode::lines();
+        spec.stdout = OutputMode::Lines {
+            max_line: claude_proc::SESSION_MAX_LINE,
+        };
         spec
     }
 }

@@ -1,7 +1,9 @@
-//! The CLI's control requests to the host: a permission prompt (`can_use_tool`) answered by
-//! the session's [`PermissionHandler`], a `control_cancel_request` that cancels the pending
-//! answer, and an error reply to every subtype this host does not serve (as the official SDKs
-//! do), so the CLI is never left waiting on us.
+//! The CLI's control requests to the host, answered by the session's [`HostHandlers`]: a
+//! permission prompt (`can_use_tool`) by its [`PermissionHandler`], a hook (`hook_callback`)
+//! by the [`HookCallback`] registered under that id at `initialize`, an MCP message
+//! (`mcp_message`) by the in-process [`McpServer`] of that name; a `control_cancel_request`
+//! cancels the pending answer, and every subtype this host does not serve gets an error reply
+//! (as the official SDKs do), so the CLI is never left waiting on us.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,8 +12,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{json, Value};
 
+use crate::agent_hooks::{self, HookCallback, HookEvent, HookRegistration};
+use crate::mcp::McpServer;
 use crate::message::ControlRequest;
 use crate::stdin::ChildStdin;
+
+/// How long a handler may take by default before the CLI gets an error reply.
+pub const DEFAULT_HANDLER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A permission prompt: the CLI asks whether a tool may run (`can_use_tool`; the session runs
 /// with `--permission-prompts host`).
@@ -92,19 +99,110 @@ pub trait PermissionHandler: Send + Sync {
     async fn can_use_tool(&self, request: PermissionRequest) -> Result<PermissionDecision, String>;
 }
 
+/// What answers the CLI's control requests for a session: a permission handler, hooks, and
+/// in-process MCP servers, each answer bounded by one timeout. Cheap to clone (shared
+/// handlers), so one set can serve every run of a supervised session or every session of a
+/// pool. Set it before `initialize`: the hooks are registered there.
+#[derive(Clone)]
+pub struct HostHandlers {
+    permission: Option<Arc<dyn PermissionHandler>>,
+    hooks: Vec<HookRegistration>,
+    mcp_servers: Vec<Arc<McpServer>>,
+    timeout: Duration,
+}
+
+impl Default for HostHandlers {
+    fn default() -> Self {
+        HostHandlers {
+            permission: None,
+            hooks: Vec::new(),
+            mcp_servers: Vec::new(),
+            timeout: DEFAULT_HANDLER_TIMEOUT,
+        }
+    }
+}
+
+impl std::fmt::Debug for HostHandlers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.mcp_servers.iter().map(|s| s.name()).collect();
+        f.debug_struct("HostHandlers")
+            .field("permission_handler", &self.permission.is_some())
+            .field("hooks", &self.hooks.len())
+            .field("mcp_servers", &names)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl HostHandlers {
+    /// No handlers: every control request from the CLI gets an error reply.
+    pub fn new() -> HostHandlers {
+        HostHandlers::default()
+    }
+
+    /// Answer permission prompts (`can_use_tool`) with `handler`.
+    pub fn permission(mut self, handler: Arc<dyn PermissionHandler>) -> HostHandlers {
+        self.permission = Some(handler);
+        self
+    }
+
+    /// Run `callback` at `event`, for tools matching `matcher` (`Bash`, `Write|Edit`; `None`
+    /// for all).
+    pub fn hook(
+        mut self,
+        event: HookEvent,
+        matcher: Option<&str>,
+        callback: Arc<dyn HookCallback>,
+    ) -> HostHandlers {
+        self.hooks.push(HookRegistration {
+            event,
+            matcher: matcher.map(str::to_owned),
+            callback,
+        });
+        self
+    }
+
+    /// Serve `server`'s tools to the CLI (which must be told of it:
+    /// [`crate::ClaudeOptions::sdk_mcp_servers`] names it). A server of the same name is
+    /// replaced.
+    pub fn mcp_server(mut self, server: McpServer) -> HostHandlers {
+        self.mcp_servers.retain(|s| s.name() != server.name());
+        self.mcp_servers.push(Arc::new(server));
+        self
+    }
+
+    /// How long any one answer may take (default 60 s); a later one is an error reply.
+    pub fn timeout(mut self, timeout: Duration) -> HostHandlers {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The names of the in-process MCP servers.
+    pub fn mcp_server_names(&self) -> Vec<String> {
+        self.mcp_servers
+            .iter()
+            .map(|s| s.name().to_owned())
+            .collect()
+    }
+
+    /// The `hooks` field of `initialize` (`None` without hooks).
+    pub(crate) fn hooks_config(&self) -> Option<Value> {
+        (!self.hooks.is_empty()).then(|| agent_hooks::initialize_config(&self.hooks, self.timeout))
+    }
+}
+
 /// Serves the CLI's control requests for one session.
 pub(crate) struct Responder {
     stdin: ChildStdin,
-    permission: Mutex<Option<(Arc<dyn PermissionHandler>, Duration)>>,
+    handlers: Mutex<HostHandlers>,
     /// Answers under way, by the CLI's request id (for `control_cancel_request`).
     inflight: Mutex<HashMap<String, tokio::task::AbortHandle>>,
 }
 
 impl std::fmt::Debug for Responder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let handler = self.permission.lock().map(|p| p.is_some()).unwrap_or(false);
         f.debug_struct("Responder")
-            .field("permission_handler", &handler)
+            .field("handlers", &self.handlers())
             .finish_non_exhaustive()
     }
 }
@@ -113,9 +211,20 @@ impl Responder {
     pub(crate) fn new(stdin: ChildStdin) -> Responder {
         Responder {
             stdin,
-            permission: Mutex::new(None),
+            handlers: Mutex::new(HostHandlers::default()),
             inflight: Mutex::new(HashMap::new()),
         }
+    }
+
+    pub(crate) fn handlers(&self) -> HostHandlers {
+        self.handlers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_handlers(&self, handlers: HostHandlers) {
+        *self.handlers.lock().unwrap_or_else(|p| p.into_inner()) = handlers;
     }
 
     pub(crate) fn set_permission_handler(
@@ -123,7 +232,9 @@ impl Responder {
         handler: Arc<dyn PermissionHandler>,
         timeout: Duration,
     ) {
-        *self.permission.lock().unwrap_or_else(|p| p.into_inner()) = Some((handler, timeout));
+        let mut handlers = self.handlers.lock().unwrap_or_else(|p| p.into_inner());
+        handlers.permission = Some(handler);
+        handlers.timeout = timeout;
     }
 
     fn inflight(&self) -> std::sync::MutexGuard<'_, HashMap<String, tokio::task::AbortHandle>> {
@@ -132,24 +243,14 @@ impl Responder {
 
     /// Answer `request` (in a task of its own: the reader goes on reading).
     pub(crate) fn serve(self: &Arc<Self>, request: ControlRequest) {
-        let handler = self
-            .permission
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let handlers = self.handlers();
         let this = Arc::clone(self);
         let id = request.request_id.clone();
         // Held across the spawn, so the task's own removal (it may finish at once) comes after
         // this insertion and no finished answer stays listed.
         let mut inflight = self.inflight();
         let task = tokio::spawn(async move {
-            let reply = match (request.subtype.as_str(), handler) {
-                ("can_use_tool", Some((handler, timeout))) => {
-                    permission(&request, handler.as_ref(), timeout).await
-                }
-                ("can_use_tool", None) => Err("this host has no permission handler".to_owned()),
-                (other, _) => Err(format!("unsupported control request subtype: {other}")),
-            };
+            let reply = answer(&request, &handlers).await;
             this.inflight().remove(&request.request_id);
             this.reply(&request.request_id, reply).await;
         });
@@ -195,20 +296,62 @@ fn json_object(text: &str, what: &str) -> Result<Value, String> {
     }
 }
 
+/// The answer to one control request from the CLI, as the reply's body or its error.
+async fn answer(request: &ControlRequest, handlers: &HostHandlers) -> Result<Value, String> {
+    let body: Value = serde_json::from_str(&request.request_json).unwrap_or_default();
+    let timeout = handlers.timeout;
+    let late = |what: &str| {
+        let secs = timeout.as_secs_f64();
+        format!("the {what} did not answer within {secs:.1} s")
+    };
+    match request.subtype.as_str() {
+        "can_use_tool" => match &handlers.permission {
+            Some(handler) => permission(&body, handler.as_ref(), timeout).await,
+            None => Err("this host has no permission handler".to_owned()),
+        },
+        "hook_callback" => {
+            let id = str_of(&body, "callback_id").unwrap_or_default();
+            let hook = (0..handlers.hooks.len())
+                .find(|i| agent_hooks::callback_id(*i) == id)
+                .and_then(|i| handlers.hooks.get(i))
+                .ok_or_else(|| format!("no hook is registered under the id {id:?}"))?;
+            let input = agent_hooks::input_of(&body);
+            let event = input.event.clone();
+            let output = tokio::time::timeout(timeout, hook.callback.call(input))
+                .await
+                .map_err(|_| late("hook"))??;
+            output.to_json(&event)
+        }
+        "mcp_message" => {
+            let name = str_of(&body, "server_name").unwrap_or_default();
+            let message = body.get("message").cloned().unwrap_or_default();
+            let server = handlers
+                .mcp_servers
+                .iter()
+                .find(|s| s.name() == name)
+                .ok_or_else(|| format!("no in-process MCP server is named {name:?}"))?;
+            let response = tokio::time::timeout(timeout, server.handle(&message))
+                .await
+                .map_err(|_| late("MCP tool"))?;
+            Ok(json!({ "mcp_response": response }))
+        }
+        other => Err(format!("unsupported control request subtype: {other}")),
+    }
+}
+
 /// The handler's answer to one prompt, as the reply's body.
 async fn permission(
-    request: &ControlRequest,
+    body: &Value,
     handler: &dyn PermissionHandler,
     timeout: Duration,
 ) -> Result<Value, String> {
-    let body: Value = serde_json::from_str(&request.request_json).unwrap_or_default();
     let input = body.get("input").cloned().unwrap_or_else(|| json!({}));
     let prompt = PermissionRequest {
-        tool_name: str_of(&body, "tool_name").unwrap_or_default(),
+        tool_name: str_of(body, "tool_name").unwrap_or_default(),
         input_json: input.to_string(),
-        tool_use_id: str_of(&body, "tool_use_id"),
+        tool_use_id: str_of(body, "tool_use_id"),
         suggestions_json: body.get("permission_suggestions").map(Value::to_string),
-        blocked_path: str_of(&body, "blocked_path"),
+        blocked_path: str_of(body, "blocked_path"),
     };
     let decision = tokio::time::timeout(timeout, handler.can_use_tool(prompt))
         .await

@@ -111,6 +111,7 @@
 //! # }
 //! ```
 
+mod agent_hooks;
 mod backoff;
 mod child;
 mod config;
@@ -118,6 +119,7 @@ mod control;
 mod error;
 mod hook;
 mod limit;
+mod mcp;
 mod message;
 mod options;
 mod output;
@@ -133,16 +135,20 @@ mod sys;
 mod time;
 mod watchdog;
 
+pub use agent_hooks::{HookCallback, HookEvent, HookInput, HookOutput};
 pub use backoff::{Backoff, BreakerState, CircuitBreaker};
 pub use child::{spawn, Child, ExitInfo, StopProbe, Stopper};
 pub use config::{
     resolve_program, EnvPolicy, OutputMode, ProcessConfig, ProcessConfigBuilder, StdinMode,
     StopPolicy, ENV_ALLOWLIST, ENV_NEVER_PASSED, TREE_MARKER_VAR,
 };
-pub use control::{PermissionDecision, PermissionHandler, PermissionRequest};
+pub use control::{
+    HostHandlers, PermissionDecision, PermissionHandler, PermissionRequest, DEFAULT_HANDLER_TIMEOUT,
+};
 pub use error::{Error, HookError, Result};
 pub use hook::{ChildSetup, FsView, HookInstance, Rlimit, SpawnHook, TreeUsage};
 pub use limit::LimitKind;
+pub use mcp::{McpServer, McpTool, ToolContent, ToolHandler, ToolOutput};
 pub use message::{
     parse_line, AssistantMessage, ContentBlock, ControlRequest, ControlResponse, RateLimitEvent,
     ResultMessage, StreamMessage, SystemMessage, Usage, UserMessage,

@@ -171,7 +171,10 @@ pub struct ClaudeOptions {
     pub add_dirs: Vec<PathBuf>,
     /// `--mcp-config`: files or JSON strings.
     pub mcp_config: Vec<String>,
-    /// `--strict-mcp-config`: only the servers of `mcp_config`.
+    /// In-process MCP servers (served by the session's [`crate::HostHandlers`]), by name: one
+    /// more `--mcp-config` of `{"type": "sdk"}` servers.
+    pub sdk_mcp_servers: Vec<String>,
+    /// `--strict-mcp-config`: only the servers of `mcp_config` and `sdk_mcp_servers`.
     pub strict_mcp_config: bool,
     /// `--settings`: a file or a JSON object.
     pub settings: Option<String>,
@@ -213,6 +216,7 @@ impl std::fmt::Debug for ClaudeOptions {
             .field("no_session_persistence", &self.no_session_persistence)
             .field("add_dirs", &self.add_dirs)
             .field("mcp_config", &hidden(!self.mcp_config.is_empty()))
+            .field("sdk_mcp_servers", &self.sdk_mcp_servers)
             .field("strict_mcp_config", &self.strict_mcp_config)
             .field("settings", &hidden(self.settings.is_some()))
             .field("setting_sources", &self.setting_sources)
@@ -275,10 +279,10 @@ impl ClaudeOptions {
                 "a resumed conversation keeps its id; a new id needs fork_session",
             ));
         }
-        if self.strict_mcp_config && self.mcp_config.is_empty() {
+        if self.strict_mcp_config && self.mcp_config.is_empty() && self.sdk_mcp_servers.is_empty() {
             return Err(invalid(
                 "strict_mcp_config",
-                "would leave no MCP server: give mcp_config",
+                "would leave no MCP server: give mcp_config or sdk_mcp_servers",
             ));
         }
         if let Some(tool) = self
@@ -326,6 +330,14 @@ impl ClaudeOptions {
                 return Err(invalid("tools", "an empty list: use Tools::None"));
             }
             names.iter().try_for_each(|v| text("tools", v))?;
+        }
+        for name in &self.sdk_mcp_servers {
+            if crate::mcp::check_name("sdk_mcp_servers", name).is_err() {
+                return Err(invalid(
+                    "sdk_mcp_servers",
+                    format!("{name:?}: use 1 to 64 ASCII letters, digits, '_' or '-'"),
+                ));
+            }
         }
         if self.max_turns == Some(0) {
             return Err(invalid("max_turns", "must be at least 1"));
@@ -440,8 +452,10 @@ impl ClaudeOptions {
         for dir in &self.add_dirs {
             flag("--add-dir", Some(dir.display().to_string()));
         }
-        for config in &self.mcp_config {
-            flag("--mcp-config", Some(config.clone()));
+        let sdk = (!self.sdk_mcp_servers.is_empty())
+            .then(|| crate::mcp::sdk_config(&self.sdk_mcp_servers));
+        for config in self.mcp_config.iter().cloned().chain(sdk) {
+            flag("--mcp-config", Some(config));
         }
         if self.strict_mcp_config {
             flag("--strict-mcp-config", None);

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::child::{Child, ExitInfo};
 use crate::config::{OutputMode, ProcessConfig, ProcessConfigBuilder, StdinMode};
-use crate::control::{PermissionHandler, Responder};
+use crate::control::{HostHandlers, PermissionHandler, Responder};
 use crate::error::{Error, Result};
 use crate::message::{parse_line, ControlResponse, ResultMessage, StreamMessage};
 use crate::options::PermissionMode;
@@ -161,7 +161,19 @@ impl ClaudeSession {
 
     /// Send `text` and collect events until the turn's `result`.
     pub async fn turn(&mut self, text: &str) -> Result<Turn> {
-        if let Err(e) = self.send_user(text).await {
+        let sent = self.control.send_user(text).await;
+        self.finish_turn(sent).await
+    }
+
+    /// Send a user message of content blocks (`blocks_json`, a JSON array: text, image,
+    /// document blocks as the Messages API takes them) and collect events until the `result`.
+    pub async fn turn_blocks(&mut self, blocks_json: &str) -> Result<Turn> {
+        let sent = self.control.send_user_blocks(blocks_json).await;
+        self.finish_turn(sent).await
+    }
+
+    async fn finish_turn(&mut self, sent: Result<()>) -> Result<Turn> {
+        if let Err(e) = sent {
             return Err(self.control.write_failed("turn", e).await);
         }
         let mut events = Vec::new();
@@ -194,9 +206,25 @@ impl SessionControl {
 
     /// Send a user turn.
     pub async fn send_user(&self, text: &str) -> Result<()> {
+        self.send_user_content(text.into()).await
+    }
+
+    /// Send a user turn of content blocks (`blocks_json`, a JSON array of Messages API blocks:
+    /// text, image, document). Refused before sending if it is not a JSON array.
+    pub async fn send_user_blocks(&self, blocks_json: &str) -> Result<()> {
+        match serde_json::from_str::<serde_json::Value>(blocks_json) {
+            Ok(blocks @ serde_json::Value::Array(_)) => self.send_user_content(blocks).await,
+            _ => Err(Error::InvalidValue {
+                field: "user content blocks",
+                value: "not a JSON array".into(),
+            }),
+        }
+    }
+
+    async fn send_user_content(&self, content: serde_json::Value) -> Result<()> {
         let msg = serde_json::json!({
             "type": "user",
-            "message": {"role": "user", "content": text},
+            "message": {"role": "user", "content": content},
             "parent_tool_use_id": null,
             "session_id": "default",
         });
@@ -279,10 +307,27 @@ impl SessionControl {
         self.responder.set_permission_handler(handler, timeout);
     }
 
-    /// `initialize`: answered in ~0.2 s after spawn without API traffic, so it doubles as a
-    /// responsiveness ping.
+    /// Answer the CLI's control requests with `handlers` (permission prompts, hooks,
+    /// in-process MCP servers). Set them before [`SessionControl::initialize`]: that is where
+    /// the hooks are registered with the CLI.
+    pub fn set_handlers(&self, handlers: HostHandlers) {
+        self.responder.set_handlers(handlers);
+    }
+
+    /// The handlers answering the CLI's control requests.
+    pub fn handlers(&self) -> HostHandlers {
+        self.responder.handlers()
+    }
+
+    /// `initialize`, registering the session's hooks: answered in ~0.2 s after spawn without
+    /// API traffic, so it doubles as a responsiveness ping (a repeat registers the same hooks
+    /// again under the same ids).
     pub async fn initialize(&self, timeout: Duration) -> Result<ControlResponse> {
-        self.control("initialize", None, timeout).await
+        let mut params = serde_json::json!({});
+        if let Some(hooks) = self.responder.handlers().hooks_config() {
+            params["hooks"] = hooks;
+        }
+        self.request("initialize", params, timeout).await
     }
 
     /// `interrupt` the running turn.

@@ -29,6 +29,15 @@ pub enum Behaviour {
     },
     /// `message_start`, then nothing, forever (the connection stays open).
     Stall,
+    /// A streamed reply that asks for the tool `name` with `input_json` (a JSON object). Used
+    /// from the queue, it waits for a request that offers the tool: requests that do not (the
+    /// CLI's side requests) get the default and leave it queued.
+    ToolUse {
+        /// The tool as the request's `tools` list names it (`Bash`, `mcp__server__tool`).
+        name: String,
+        /// Its input, a JSON object as text.
+        input_json: String,
+    },
 }
 
 impl Default for Behaviour {
@@ -38,6 +47,14 @@ impl Default for Behaviour {
 }
 
 impl Behaviour {
+    /// A reply asking for the tool `name` with `input_json`.
+    pub fn tool_use(name: impl Into<String>, input_json: impl Into<String>) -> Behaviour {
+        Behaviour::ToolUse {
+            name: name.into(),
+            input_json: input_json.into(),
+        }
+    }
+
     /// The HTTP status this behaviour answers with.
     pub fn status(&self) -> u16 {
         match self {

@@ -59,12 +59,9 @@ fn last_user_blocks(body: &Value) -> Option<&Vec<Value>> {
     last.get("content")?.as_array()
 }
 
-/// The output of the tool the last user message answers (a `tool_result` block), as text.
-pub(crate) fn tool_output(body: &Value) -> Option<String> {
-    let result = last_user_blocks(body)?
-        .iter()
-        .find(|b| b.get("type").and_then(Value::as_str) == Some("tool_result"))?;
-    Some(match result.get("content") {
+/// The text of one `tool_result` block's content (a string, or its text parts joined).
+fn result_text(result: &Value) -> String {
+    match result.get("content") {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Array(parts)) => parts
             .iter()
@@ -72,7 +69,63 @@ pub(crate) fn tool_output(body: &Value) -> Option<String> {
             .collect::<Vec<_>>()
             .join("\n"),
         _ => String::new(),
-    })
+    }
+}
+
+/// Every `tool_result` block of the last user message, as text.
+pub(crate) fn tool_results(body: &Value) -> Vec<String> {
+    last_user_blocks(body)
+        .map(|blocks| {
+            blocks
+                .iter()
+                .filter(|b| b.get("type").and_then(Value::as_str) == Some("tool_result"))
+                .map(result_text)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The output of the tool the last user message answers (its first `tool_result` block).
+pub(crate) fn tool_output(body: &Value) -> Option<String> {
+    tool_results(body).into_iter().next()
+}
+
+/// The names of the tools the request offers.
+pub(crate) fn tools_offered(body: &Value) -> Vec<String> {
+    body.get("tools")
+        .and_then(Value::as_array)
+        .map(|tools| {
+            tools
+                .iter()
+                .filter_map(|t| t.get("name").and_then(Value::as_str).map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The length of the base64 data of every image block anywhere in the messages (also inside
+/// tool results).
+pub(crate) fn image_data_lengths(body: &Value) -> Vec<usize> {
+    fn walk(v: &Value, out: &mut Vec<usize>) {
+        match v {
+            Value::Array(items) => items.iter().for_each(|i| walk(i, out)),
+            Value::Object(map) => {
+                if map.get("type").and_then(Value::as_str) == Some("image") {
+                    let data = map.get("source").and_then(|s| s.get("data"));
+                    if let Some(data) = data.and_then(Value::as_str) {
+                        out.push(data.len());
+                    }
+                }
+                map.values().for_each(|v| walk(v, out));
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Some(messages) = body.get("messages") {
+        walk(messages, &mut out);
+    }
+    out
 }
 
 /// The shell command to ask the CLI's Bash tool to run: a prompt `run: COMMAND`, when the
@@ -81,22 +134,27 @@ pub(crate) fn tool_command(body: &Value) -> Option<String> {
     if tool_output(body).is_some() {
         return None;
     }
-    let offers_bash = body
-        .get("tools")?
-        .as_array()?
-        .iter()
-        .any(|t| t.get("name").and_then(Value::as_str) == Some("Bash"));
+    let offers_bash = tools_offered(body).iter().any(|t| t == "Bash");
     let prompt = last_user_text(body);
     let command = prompt.trim().strip_prefix("run: ")?;
     offers_bash.then(|| command.to_owned())
 }
 
-/// The events of a streamed reply that asks for the Bash tool to run `command`.
-pub(crate) fn tool_events(id: u64, model: &str, command: &str, input_tokens: u64) -> Vec<String> {
-    let input = json!({"command": command, "description": "stand-in tool call"}).to_string();
+/// The input of a Bash tool call that runs `command`.
+pub(crate) fn bash_input(command: &str) -> String {
+    json!({"command": command, "description": "stand-in tool call"}).to_string()
+}
+
+/// The events of a streamed reply that asks for the tool `name` with `input_json`.
+pub(crate) fn tool_events(
+    id: u64,
+    model: &str,
+    (name, input_json): (&str, &str),
+    input_tokens: u64,
+) -> Vec<String> {
     let content = (
-        json!({"type": "tool_use", "id": format!("toolu_standin_{id}"), "name": "Bash", "input": {}}),
-        json!({"type": "input_json_delta", "partial_json": input}),
+        json!({"type": "tool_use", "id": format!("toolu_standin_{id}"), "name": name, "input": {}}),
+        json!({"type": "input_json_delta", "partial_json": input_json}),
     );
     frames(
         id,
@@ -104,7 +162,7 @@ pub(crate) fn tool_events(id: u64, model: &str, command: &str, input_tokens: u64
         input_tokens,
         content,
         "tool_use",
-        output_tokens(command),
+        output_tokens(input_json),
     )
 }
 

@@ -99,6 +99,18 @@ pub(crate) async fn handle(
             .as_ref()
             .map(crate::reply::user_texts)
             .unwrap_or_default(),
+        tools: parsed
+            .as_ref()
+            .map(crate::reply::tools_offered)
+            .unwrap_or_default(),
+        tool_results: parsed
+            .as_ref()
+            .map(crate::reply::tool_results)
+            .unwrap_or_default(),
+        image_data_lengths: parsed
+            .as_ref()
+            .map(crate::reply::image_data_lengths)
+            .unwrap_or_default(),
     };
     let response = match route.as_str() {
         "POST /v1/messages" => messages(&state, parsed.as_ref(), auth.as_ref(), &mut call),
@@ -141,7 +153,7 @@ fn messages(
     let (behaviour, id) = match state.lock() {
         Ok(mut state) => {
             let id = state.calls.len() as u64 + 1;
-            (state.behaviour_for(auth), id)
+            (state.behaviour_for(auth, &call.tools), id)
         }
         Err(_) => (Behaviour::Overloaded, 0),
     };
@@ -157,8 +169,13 @@ fn messages(
     }
     let prompt = reply::last_user_text(body);
     let input_tokens = (prompt.len() as u64 / 4).max(1);
-    // A prompt `run: COMMAND` has the CLI's Bash tool run it; the tool's answer is echoed.
-    let tool = reply::tool_command(body).filter(|_| stream);
+    // A scripted tool call, or a prompt `run: COMMAND` for the CLI's Bash tool; the tool's
+    // answer is echoed.
+    let tool = match &behaviour {
+        Behaviour::ToolUse { name, input_json } => Some((name.clone(), input_json.clone())),
+        _ => reply::tool_command(body).map(|c| ("Bash".to_owned(), reply::bash_input(&c))),
+    }
+    .filter(|_| stream);
     let text = match (&behaviour, reply::tool_output(body)) {
         (Behaviour::Reply { text: Some(text) }, _) => text.clone(),
         (_, Some(output)) => format!("tool output: {output}"),
@@ -171,7 +188,7 @@ fn messages(
         );
     }
     let events = match &tool {
-        Some(command) => reply::tool_events(id, &model, command, input_tokens),
+        Some((name, input)) => reply::tool_events(id, &model, (name, input), input_tokens),
         None => reply::events(id, &model, &text, input_tokens),
     };
     let (tx, rx) = mpsc::channel::<Bytes>(8);

@@ -54,6 +54,12 @@ pub struct Call {
     /// The text of every user message of a messages request, in order (the conversation the
     /// CLI sent: a resumed session sends its earlier turns again).
     pub user_texts: Vec<String>,
+    /// The names of the tools a messages request offered.
+    pub tools: Vec<String>,
+    /// The `tool_result` blocks of the last user message, as text (what a tool answered).
+    pub tool_results: Vec<String>,
+    /// The length of the base64 data of every image block of the request.
+    pub image_data_lengths: Vec<usize>,
 }
 
 /// A login the stand-in issued: an access token that expires and a single-use refresh token.
@@ -100,9 +106,13 @@ pub(crate) fn now_ms() -> u64 {
 
 impl State {
     /// What answers a messages request carrying `auth`: a per-credential script first, then
-    /// an issued token that has expired (401, as the real API does), then the queue, then the
-    /// default.
-    pub(crate) fn behaviour_for(&mut self, auth: Option<&AuthSeen>) -> Behaviour {
+    /// an issued token that has expired (401, as the real API does), then the queue (a queued
+    /// tool call only for a request that offers the tool), then the default.
+    pub(crate) fn behaviour_for(
+        &mut self,
+        auth: Option<&AuthSeen>,
+        offered: &[String],
+    ) -> Behaviour {
         if let Some(auth) = auth {
             if let Some(b) = self.by_credential.get(auth.credential()) {
                 return b.clone();
@@ -111,6 +121,11 @@ impl State {
                 if *expiry <= now_ms() {
                     return Behaviour::Unauthorized;
                 }
+            }
+        }
+        if let Some(Behaviour::ToolUse { name, .. }) = self.queue.front() {
+            if !offered.contains(name) {
+                return self.default.clone();
             }
         }
         self.queue

@@ -153,7 +153,9 @@ impl SessionTask {
         let mut session = None;
         if self.spec.program.is_stream_session() {
             if let (Some(i), Some(o)) = (stdin.take(), stdout.take()) {
-                session = Some(ClaudeSession::from_streams(pid, i, o));
+                let s = ClaudeSession::from_streams(pid, i, o);
+                s.set_handlers(self.spec.handlers.clone());
+                session = Some(s);
             }
         }
         let monitor = self.monitor(pid, session.as_ref(), &signals);

@@ -6,7 +6,9 @@
 
 mod claude;
 mod control;
+mod host;
 mod isolation;
+mod large;
 mod permissions;
 mod resume;
 mod supervise;

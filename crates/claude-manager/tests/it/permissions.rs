@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use claude_manager::proc::{
     ClaudeSession, PermissionDecision, PermissionHandler, PermissionPrompts, PermissionRequest,
 };
-use claude_manager::{ManagerConfig, ProcessManager, SessionHandle};
+use claude_manager::{ManagerConfig, ProcessManager, SessionHandle, SessionSpec};
 use claude_testkit::StandInApi;
 
 use crate::claude::{api_key, claude_left, stream_session};
@@ -60,12 +60,25 @@ pub(crate) async fn start(
     dir: &Path,
     model: Option<&str>,
 ) -> (SessionHandle, ClaudeSession) {
+    start_with(api, manager, dir, |spec| {
+        spec.claude.model = model.map(str::to_owned)
+    })
+    .await
+}
+
+/// As [`start`], with the spec changed by `configure` first.
+pub(crate) async fn start_with(
+    api: &StandInApi,
+    manager: &ProcessManager,
+    dir: &Path,
+    configure: impl FnOnce(&mut SessionSpec),
+) -> (SessionHandle, ClaudeSession) {
     let mut spec = stream_session(api, "host-session").await;
     spec.credentials = Some(api_key("sk-ant-api03-host-session-test-00000000"));
     spec.claude.permission_prompts = Some(PermissionPrompts::Host);
-    spec.claude.model = model.map(str::to_owned);
     spec.cwd = Some(dir.to_path_buf());
     spec.health = None;
+    configure(&mut spec);
     let mut h = manager.start(spec).unwrap();
     let run = h.next_run().await.unwrap();
     let session = run.session.unwrap();

@@ -28,6 +28,7 @@ fn every_option_maps_to_its_flag() {
         no_session_persistence: true,
         add_dirs: vec![PathBuf::from("/srv/data")],
         mcp_config: vec![r#"{"mcpServers":{}}"#.into()],
+        sdk_mcp_servers: vec!["calc".into()],
         strict_mcp_config: true,
         settings: Some(r#"{"cleanupPeriodDays":1}"#.into()),
         setting_sources: Some(vec![SettingSource::Project, SettingSource::Local]),
@@ -53,6 +54,10 @@ fn every_option_maps_to_its_flag() {
         ("--session-id", "0f8b2c3e-1d4a-4b5c-9e6f-7a8b9c0d1e2f"),
         ("--add-dir", "/srv/data"),
         ("--mcp-config", r#"{"mcpServers":{}}"#),
+        (
+            "--mcp-config",
+            r#"{"mcpServers":{"calc":{"name":"calc","type":"sdk"}}}"#,
+        ),
         ("--settings", r#"{"cleanupPeriodDays":1}"#),
         ("--setting-sources", "project,local"),
         ("--effort", "low"),
@@ -128,6 +133,10 @@ fn bad_values_are_refused_by_name() {
             "session_id",
         ),
         (with(|o| o.tools = Some(Tools::Named(vec![]))), "tools"),
+        (
+            with(|o| o.sdk_mcp_servers = vec!["two words".into()]),
+            "sdk_mcp_servers",
+        ),
     ];
     for (o, option) in &cases {
         assert_refused(o, option);

@@ -127,6 +127,7 @@ fn every_option() -> claude_proc::ClaudeOptions {
     o.no_session_persistence = true;
     o.add_dirs = vec![std::env::temp_dir()];
     o.mcp_config = vec![r#"{"mcpServers":{}}"#.into()];
+    o.sdk_mcp_servers = vec!["host-tools".into()];
     o.strict_mcp_config = true;
     o.settings = Some(r#"{"cleanupPeriodDays":7}"#.into());
     o.setting_sources = Some(vec![SettingSource::Project]);
