@@ -3,6 +3,7 @@
 //! hook), and a tool of an in-process MCP server, written in Rust, is called by the model with
 //! its answer reaching the API.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -165,5 +166,88 @@ async fn an_in_process_mcp_tool_is_called_and_its_answer_reaches_the_api() {
         Some("tool output: the sum is 42")
     );
     assert_eq!(allow.0.lock().unwrap().as_slice(), ["mcp__calc__add"]);
+    end(h, session, &api).await;
+}
+
+/// Waits a minute before allowing; records whether its answer was dropped unfinished.
+struct Pending {
+    asked: tokio::sync::Notify,
+    dropped: Arc<AtomicBool>,
+}
+
+/// Sets its flag when dropped.
+struct DropFlag(Arc<AtomicBool>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl PermissionHandler for Pending {
+    async fn can_use_tool(&self, _: PermissionRequest) -> Result<PermissionDecision, String> {
+        let flag = DropFlag(self.dropped.clone());
+        self.asked.notify_one();
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        std::mem::forget(flag);
+        Ok(PermissionDecision::allow())
+    }
+}
+
+/// An interrupt while a permission prompt waits for the host: the CLI withdraws the prompt
+/// (`control_cancel_request`), the pending answer is dropped, the command never runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupt_cancels_a_pending_permission_prompt() {
+    let _serial = SERIAL.lock().await;
+    let api = StandInApi::start().await.unwrap();
+    let manager = ProcessManager::new(ManagerConfig::default());
+    let dir = tempfile::tempdir().unwrap();
+    let pending = Arc::new(Pending {
+        asked: tokio::sync::Notify::new(),
+        dropped: Arc::default(),
+    });
+    let handlers = HostHandlers::new()
+        .permission(pending.clone())
+        .timeout(Duration::from_secs(120));
+    let (h, mut session) = start_with(&api, &manager, dir.path(), |spec| {
+        spec.handlers = handlers;
+    })
+    .await;
+    let control = session.control_handle();
+    let waiter = pending.clone();
+    let interrupter = tokio::spawn(async move {
+        waiter.asked.notified().await;
+        control.interrupt(Duration::from_secs(10)).await
+    });
+    let turn = tokio::time::timeout(
+        Duration::from_secs(30),
+        session.turn("run: touch cancelled-marker"),
+    )
+    .await
+    .expect("the interrupted turn ended")
+    .unwrap();
+    interrupter.await.unwrap().unwrap();
+    let cancels: Vec<_> = turn
+        .events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                claude_manager::proc::SessionEvent::Message(
+                    claude_manager::proc::StreamMessage::ControlCancel { .. }
+                )
+            )
+        })
+        .collect();
+    // Measured: 2.1.328 withdraws the prompt on the interrupt, and the answer being worked out
+    // is dropped then, not after the handler's minute.
+    assert_eq!(cancels.len(), 1, "{:?}", turn.events);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !pending.dropped.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(pending.dropped.load(Ordering::SeqCst));
+    assert!(!dir.path().join("cancelled-marker").exists());
     end(h, session, &api).await;
 }
