@@ -420,6 +420,7 @@ const BENCH_PAIRS: &[(&str, &str, &str)] = &[
     ("isolation_spawn_wait", "sandbox", "none"),
     ("isolation_cli_ready", "sandbox", "none"),
     ("isolation_stop_100_trees", "sandbox", "none"),
+    ("session_acquire", "warm_pool", "cold_start_to_ready"),
 ];
 
 /// Print the medians of the last run (criterion's `estimates.json`) as a markdown table.

@@ -57,12 +57,29 @@ pub enum Error {
     #[error("the manager is shutting down")]
     ShuttingDown,
 
+    /// No pooled session was ready in time.
+    #[error("no pooled session was ready within {:.1} s{}", .waited.as_secs_f64(), last_failure(.last_error.as_deref()))]
+    PoolTimeout {
+        /// How long the caller waited.
+        waited: std::time::Duration,
+        /// Why the last session the pool started did not become ready, if one failed.
+        last_error: Option<String>,
+    },
+
+    /// The pool was closed.
+    #[error("the session pool is closed")]
+    PoolClosed,
+
     /// The session's task ended without a report (the runtime is shutting down).
     #[error("session {name} ended without a report")]
     SessionGone {
         /// The session.
         name: String,
     },
+}
+
+fn last_failure(error: Option<&str>) -> String {
+    error.map_or_else(String::new, |e| format!(" (the last start failed: {e})"))
 }
 
 /// An error and every cause under it, as one line for people (`failed to start "x": execve

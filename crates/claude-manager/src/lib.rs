@@ -70,6 +70,7 @@ mod events;
 mod manager;
 mod metrics;
 mod plan;
+mod pool;
 mod report;
 mod session;
 mod settings;
@@ -90,6 +91,7 @@ pub use manager::{ManagerConfig, ProcessManager, Run, SessionHandle, SessionInfo
 pub use metrics::MetricsSnapshot;
 pub use plan::plan_limits;
 pub use plan::{api_url, plan_sandbox};
+pub use pool::{PoolConfig, PoolStats, PooledSession, SessionPool};
 pub use report::{ClaudeOutcome, ExitKind, SessionReport};
 pub use settings::{
     setting, Setting, Settings, SettingsSource, MAX_CONFIG_BYTES, SESSION_TABLES, SETTINGS,

@@ -242,6 +242,11 @@ impl ProcessManager {
         })
     }
 
+    /// The cap on live sessions (0: none).
+    pub fn max_live(&self) -> usize {
+        self.max_live
+    }
+
     /// Every session (finished ones too, up to the last thousand) and its state.
     pub fn list(&self) -> Vec<SessionInfo> {
         self.sessions

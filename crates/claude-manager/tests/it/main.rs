@@ -10,6 +10,7 @@ mod host;
 mod isolation;
 mod large;
 mod permissions;
+mod pool;
 mod resume;
 mod supervise;
 
