@@ -16,6 +16,9 @@ pub(crate) enum ApiTrouble {
     Auth(u16),
     /// 429 or 529: rate limited or overloaded.
     RateLimited,
+    /// The CLI failed before any turn and without asking the API (`error_during_execution`
+    /// with no turn: what a resume of a conversation that is gone prints).
+    FailedBeforeTurn,
 }
 
 fn trouble(status: Option<u16>) -> Option<ApiTrouble> {
@@ -115,6 +118,10 @@ pub(crate) async fn tee(
                     if r.is_error {
                         if let Some(t) = trouble(r.api_error_status) {
                             let _ = trouble_tx.send(t);
+                        }
+                        let no_turn = r.num_turns == Some(0) && r.duration_api_ms == Some(0);
+                        if r.subtype == "error_during_execution" && no_turn {
+                            let _ = trouble_tx.send(ApiTrouble::FailedBeforeTurn);
                         }
                     }
                 }

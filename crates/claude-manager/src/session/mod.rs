@@ -219,10 +219,25 @@ impl SessionTask {
         }
     }
 
-    /// Remember the conversation the CLI reported, for the next run to resume.
-    fn note_conversation(&mut self, totals: &Totals) {
+    /// Remember the conversation the CLI reported, for the next run to resume; after a resume
+    /// that failed before its first turn (the conversation is gone), the next run starts a new
+    /// one instead of failing the same way until the restart limit.
+    fn note_conversation(&mut self, totals: &Totals, seen: &watch::Seen) {
         let wanted = self.spec.resume_on_restart && self.spec.program.is_stream_session();
         if !(wanted && prepare::resumable(&self.args)) {
+            return;
+        }
+        if seen.failed_before_turn {
+            if let Some(id) = self.resume_id.take() {
+                tracing::warn!(
+                    session = %self.spec.name,
+                    conversation = %id,
+                    "resuming the conversation failed; the next run starts a new one"
+                );
+                if let Ok(mut o) = totals.claude.lock() {
+                    o.session_id = None;
+                }
+            }
             return;
         }
         if let Some(id) = totals.claude.lock().ok().and_then(|o| o.session_id.clone()) {

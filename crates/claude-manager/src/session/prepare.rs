@@ -107,7 +107,9 @@ impl SessionTask {
             // The manager watches stdout, so it is always piped as lines.
             b = b.stdout(match spec.stdout {
                 OutputMode::Lines { .. } => spec.stdout,
-                _ => OutputMode::lines(),
+                _ => OutputMode::Lines {
+                    max_line: claude_proc::SESSION_MAX_LINE,
+                },
             });
         } else {
             b = b.env_policy(EnvPolicy::Inherit).stdout(spec.stdout);

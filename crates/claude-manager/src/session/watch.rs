@@ -38,6 +38,8 @@ pub(super) struct Seen {
     /// The HTTP status with which the API rejected the credential (401, 403).
     pub(super) auth_rejected: Option<u16>,
     pub(super) rate_limited: bool,
+    /// The CLI failed before its first turn (a resume of a conversation that is gone).
+    pub(super) failed_before_turn: bool,
 }
 
 impl Seen {
@@ -45,6 +47,7 @@ impl Seen {
         match trouble {
             ApiTrouble::Auth(status) => self.auth_rejected = Some(status),
             ApiTrouble::RateLimited => self.rate_limited = true,
+            ApiTrouble::FailedBeforeTurn => self.failed_before_turn = true,
         }
     }
 }
@@ -98,7 +101,7 @@ impl SessionTask {
         while let Ok(t) = live.trouble.try_recv() {
             seen.record(t);
         }
-        self.note_conversation(totals);
+        self.note_conversation(totals, &seen);
         self.classify(info, &seen, totals)
     }
 
