@@ -65,6 +65,9 @@ pub struct Daemon {
     registry: Option<Arc<Registry>>,
     /// Where sessions' log files go, and the size cap of one file.
     logs: Option<(std::path::PathBuf, u64)>,
+    /// Where Claude sessions keep their own directory (config, saved conversations) across
+    /// restarts of the daemon.
+    session_dirs: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -148,6 +151,7 @@ impl Daemon {
             events,
             registry: None,
             logs: None,
+            session_dirs: None,
             manager,
             file_settings: Mutex::new(file_settings),
             overrides,
@@ -160,6 +164,15 @@ impl Daemon {
     /// Write each session's output lines to `<dir>/<name>.log`, rotated past `cap` bytes.
     pub fn with_log_files(mut self, dir: std::path::PathBuf, cap: u64) -> Daemon {
         self.logs = Some((dir, cap));
+        self
+    }
+
+    /// Give each Claude session without isolation its own directory `<dir>/<name>` (its
+    /// `CLAUDE_CONFIG_DIR`, where the CLI saves conversations), kept across restarts of the
+    /// daemon so a session started again resumes its conversation; removed when the session
+    /// is deleted. An isolated session's home belongs to its leased uid and goes with it.
+    pub fn with_session_dirs(mut self, dir: std::path::PathBuf) -> Daemon {
+        self.session_dirs = Some(dir);
         self
     }
 
@@ -208,6 +221,18 @@ impl Daemon {
 
     pub(crate) fn launch(&self, def: SessionDef, origin: Origin) -> Result<Session> {
         let mut spec = def.spec(&self.defaults())?;
+        // The conversation this session last had (before a restart of the daemon, or of the
+        // session once finished) goes on; a deleted session's are forgotten.
+        spec.resume_id = self
+            .registry
+            .as_ref()
+            .and_then(|r| r.claude_sessions(&def.name).ok())
+            .and_then(|ids| ids.last().cloned());
+        let plain = spec.isolation == claude_manager::IsolationLevel::None;
+        if let (Some(dir), ProgramDef::Claude(_), true) = (&self.session_dirs, &def.program, plain)
+        {
+            spec.dirs.root = Some(dir.join(&def.name));
+        }
         // A credential the definition sets in the session's environment is the session's;
         // otherwise, as `claude-pm claude`, the one the CLI would find, from the daemon's
         // environment and files, handed over by the auth hook (and refreshed by it).
@@ -443,6 +468,15 @@ impl Daemon {
         let _ = done.wait_for(|d| *d).await;
         self.lock().remove(name);
         self.events.forget(name);
+        if let Some(dir) = &self.session_dirs {
+            // The name is checked (no `/`, no leading `.`): always a child of `dir`.
+            let own = dir.join(name);
+            if let Err(e) = std::fs::remove_dir_all(&own) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(dir = %own.display(), error = %e, "removing a session's directory");
+                }
+            }
+        }
         if let Some(registry) = &self.registry {
             registry.remove(name)?;
         }

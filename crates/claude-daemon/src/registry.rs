@@ -105,11 +105,26 @@ impl Registry {
         })
     }
 
-    /// Forget a session's definition.
+    /// Forget a session: its definition and the Claude conversations it had (a new session of
+    /// the same name starts its own).
     pub fn remove(&self, name: &str) -> Result<()> {
         self.with("forget a session", |c| {
-            c.execute("DELETE FROM sessions WHERE name = ?1", params![name])
-                .map(|_| ())
+            c.execute_batch("BEGIN IMMEDIATE")?;
+            let done = c
+                .execute("DELETE FROM sessions WHERE name = ?1", params![name])
+                .and_then(|_| {
+                    c.execute(
+                        "DELETE FROM claude_sessions WHERE session = ?1",
+                        params![name],
+                    )
+                });
+            match done {
+                Ok(_) => c.execute_batch("COMMIT"),
+                Err(e) => {
+                    let _ = c.execute_batch("ROLLBACK");
+                    Err(e)
+                }
+            }
         })
     }
 
@@ -160,11 +175,12 @@ impl Registry {
         })
     }
 
-    /// Keep a Claude session id `name`'s CLI reported (the id a resume would need).
+    /// Keep a Claude session id `name`'s CLI reported (the id a resume would need); one seen
+    /// again becomes the latest.
     pub fn claude_session(&self, name: &str, session_id: &str) -> Result<()> {
         self.with("record a Claude session id", |c| {
             c.execute(
-                "INSERT OR IGNORE INTO claude_sessions (session, session_id, seen_at) VALUES (?1, ?2, ?3)",
+                "INSERT OR REPLACE INTO claude_sessions (session, session_id, seen_at) VALUES (?1, ?2, ?3)",
                 params![name, session_id, now()],
             )
             .map(|_| ())

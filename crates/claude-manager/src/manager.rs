@@ -158,6 +158,20 @@ impl ProcessManager {
             }
         }
         let args = spec.program.args_with(&options)?;
+        let resume_id = match &spec.resume_id {
+            Some(id) if id.is_empty() || id.chars().any(char::is_control) => {
+                return Err(claude_proc::Error::InvalidOption {
+                    option: "resume_id",
+                    why: "empty or holds a control character".into(),
+                }
+                .into())
+            }
+            Some(id) => (spec.resume_on_restart
+                && spec.program.is_stream_session()
+                && crate::session::resumable(&args))
+            .then(|| id.clone()),
+            None => None,
+        };
         // Validates every limit; attached only if it enforces something at spawn (the
         // timeout is the session loop's).
         let hook = plan_limits(&spec)?;
@@ -179,7 +193,7 @@ impl ProcessManager {
             spec,
             binary,
             args,
-            resume_id: None,
+            resume_id,
             limits,
             sandbox,
             slots: Arc::clone(&self.slots),

@@ -157,13 +157,17 @@ impl Default for HealthSpec {
 }
 
 /// Per-session directories.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SessionDirs {
     /// Give the session its own empty `CLAUDE_CONFIG_DIR` (a temporary directory removed at
     /// the end). On by default for Claude sessions: concurrent CLIs sharing one config corrupt it.
     pub config_dir: bool,
     /// Also point `HOME` at that directory.
     pub home: bool,
+    /// The session's own directory at this path instead of a temporary one: created (mode
+    /// 0700) if missing and kept at the end, so the conversations its CLI saved outlive the
+    /// manager and a service started again can resume them. Whoever sets it removes it.
+    pub root: Option<PathBuf>,
 }
 
 /// Everything about one session. Build with [`SessionSpec::command`] or
@@ -226,6 +230,11 @@ pub struct SessionSpec {
     /// does not lose it. On by default; nothing is resumed with `--no-session-persistence`
     /// (the CLI saves no conversation to resume).
     pub resume_on_restart: bool,
+    /// A conversation the first run resumes, as a restart would (with `resume_on_restart`, for
+    /// a stream-json session that saves its conversations): what a service passes when it
+    /// starts a session again after its own restart. If that resume fails before the first
+    /// turn (the conversation is gone), the next run starts a new conversation.
+    pub resume_id: Option<String>,
     /// What answers a stream-json session's control requests from the CLI (permission
     /// prompts, hooks, in-process MCP servers), installed on every run's session before it is
     /// handed out; the handlers' MCP servers are added to the CLI's `--mcp-config`.
@@ -254,6 +263,7 @@ impl std::fmt::Debug for SessionSpec {
             .field("network", &self.network)
             .field("claude", &self.claude)
             .field("resume_on_restart", &self.resume_on_restart)
+            .field("resume_id", &self.resume_id)
             .field("handlers", &self.handlers)
             .finish_non_exhaustive()
     }
@@ -284,6 +294,7 @@ impl SessionSpec {
             stderr: OutputMode::Inherit,
             claude: claude_proc::ClaudeOptions::default(),
             resume_on_restart: true,
+            resume_id: None,
             handlers: claude_proc::HostHandlers::default(),
         }
     }

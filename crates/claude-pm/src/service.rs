@@ -201,7 +201,8 @@ pub(crate) async fn serve(
             settings.config.clone(),
         )
         .with_registry(registry)
-        .with_log_files(logs, log_cap),
+        .with_log_files(logs, log_cap)
+        .with_session_dirs(dir.join("sessions")),
     );
     let (restored, started) = start_sessions(&daemon, start.sessions);
     let access = claude_daemon::Access::new(nix::unistd::geteuid().as_raw(), socket_group);

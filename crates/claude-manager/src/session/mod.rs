@@ -9,6 +9,8 @@ mod prepare;
 mod probe;
 mod watch;
 
+pub(crate) use prepare::resumable;
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -282,16 +284,34 @@ impl SessionTask {
         }
     }
 
-    /// The session's own directory (config dir and, if asked, HOME), removed at the end.
-    fn workdir(&self) -> Option<tempfile::TempDir> {
+    /// The session's own directory (config dir and, if asked, HOME): a temporary one removed
+    /// at the end, or the spec's kept root.
+    fn workdir(&self) -> Option<WorkDir> {
         if !self.spec.dirs.config_dir && !self.spec.dirs.home && self.sandbox.is_none() {
             return None;
         }
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("claude-pm-{}-", sanitize(&self.spec.name)))
-            .tempdir()
-            .ok()?;
-        std::fs::create_dir_all(dir.path().join(".claude")).ok()?;
+        let dir = match &self.spec.dirs.root {
+            Some(root) => {
+                use std::os::unix::fs::DirBuilderExt;
+                let made = std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(root.join(".claude"));
+                if let Err(e) = made {
+                    tracing::warn!(dir = %root.display(), error = %e, "the session's directory");
+                    return None;
+                }
+                WorkDir::Kept(root.clone())
+            }
+            None => {
+                let dir = tempfile::Builder::new()
+                    .prefix(&format!("claude-pm-{}-", sanitize(&self.spec.name)))
+                    .tempdir()
+                    .ok()?;
+                std::fs::create_dir_all(dir.path().join(".claude")).ok()?;
+                WorkDir::Temp(dir)
+            }
+        };
         Some(dir)
     }
 
@@ -309,6 +329,23 @@ impl SessionTask {
                     action,
                 });
             }
+        }
+    }
+}
+
+/// A session's own directory.
+enum WorkDir {
+    /// Removed when dropped.
+    Temp(tempfile::TempDir),
+    /// Kept ([`crate::SessionDirs::root`]).
+    Kept(PathBuf),
+}
+
+impl WorkDir {
+    fn path(&self) -> &std::path::Path {
+        match self {
+            WorkDir::Temp(dir) => dir.path(),
+            WorkDir::Kept(dir) => dir,
         }
     }
 }

@@ -157,7 +157,7 @@ fn resumed(args: &[OsString], id: &str) -> Vec<OsString> {
 
 /// Whether a run with `args` leaves a conversation the next one can resume (not with
 /// `--no-session-persistence`: the CLI saves nothing, and a `--resume` would fail every run).
-pub(super) fn resumable(args: &[OsString]) -> bool {
+pub(crate) fn resumable(args: &[OsString]) -> bool {
     !args.iter().any(|a| a == "--no-session-persistence")
 }
 

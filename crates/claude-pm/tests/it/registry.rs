@@ -56,6 +56,42 @@ async fn a_sigkilled_daemons_trees_go_and_its_sessions_come_back() {
     assert!(registry.report_count("s00").unwrap() >= 1);
 }
 
+/// A stream-json session's conversation goes on across a SIGKILL of the daemon: the new daemon
+/// starts the session with the conversation id its registry kept, and the real CLI's next
+/// request carries the turn made before the kill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_goes_on_after_the_daemon_is_killed() {
+    let _serial = crate::SERIAL.lock().await;
+    let api = claude_testkit::StandInApi::start().await.unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let config = crate::serve::chat_config(&api, home.path()).await;
+    let served = Served::start_with_env(&config, &[crate::serve::CHAT_KEY]).await;
+    let client = served.client();
+    let pid = crate::serve::pid_of(&client, "chat").await;
+    let first = crate::serve::chat_turn(&client, "remember the word saffron").await;
+    let (dir, _state) = served.kill().await;
+    let killed = Instant::now();
+    while alive(pid) && killed.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!alive(pid));
+
+    let served = Served::restart_with_env(dir, &[crate::serve::CHAT_KEY]).await;
+    let client = served.client();
+    crate::serve::pid_of(&client, "chat").await;
+    let second = crate::serve::chat_turn(&client, "which word was it").await;
+    assert_eq!(first["session_id"], second["session_id"]);
+    let texts = api.message_calls().last().unwrap().user_texts.clone();
+    assert!(texts.iter().any(|t| t.contains("saffron")), "{texts:?}");
+    // The conversation was kept in the session's own directory; deleting the session removes
+    // it (a new session of the name would start afresh).
+    let own = served.state().join("sessions").join("chat");
+    assert!(own.join(".claude").is_dir());
+    client.delete("chat").await.unwrap();
+    assert!(!own.exists());
+    let _dir = served.drain().await;
+}
+
 /// SIGKILL at a random moment while sessions are being created and deleted, ten times: the
 /// registry stays readable and whole each time, and the next daemon starts from it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

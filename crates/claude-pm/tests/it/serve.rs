@@ -46,6 +46,11 @@ impl Served {
         Served::launch(dir, &[], &[]).await
     }
 
+    /// [`Served::restart`] with more variables in the daemon's environment.
+    pub(crate) async fn restart_with_env(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Served {
+        Served::launch(dir, &[], env).await
+    }
+
     async fn launch(dir: tempfile::TempDir, extra: &[&str], env: &[(&str, &str)]) -> Served {
         let file = dir.path().join("pm.toml");
         let state = dir.path().join("state");
@@ -752,47 +757,13 @@ async fn events_are_numbered_resumable_and_followed() {
 async fn a_turn_through_the_api_streams_the_real_clis_answer() {
     let _serial = crate::SERIAL.lock().await;
     let api = claude_testkit::StandInApi::start().await.unwrap();
-    let cli = claude_testkit::pinned_cli().await.unwrap();
-    let mut config = format!(
-        "claude_binary = {:?}\n[[session]]\nname = \"chat\"\n",
-        cli.display().to_string()
-    );
-    config.push_str("claude = [\"-p\", \"--input-format\", \"stream-json\", \"--output-format\", \"stream-json\", \"--verbose\"]\n");
-    config.push_str("[session.env]\n");
-    for (k, v) in claude_testkit::offline_env(&api.base_url()) {
-        config.push_str(&format!("{k} = {v:?}\n"));
-    }
     let home = tempfile::tempdir().unwrap();
-    config.push_str(&format!("HOME = {:?}\n", home.path().display().to_string()));
-    let served = Served::start_with_env(
-        &config,
-        &[(
-            "ANTHROPIC_API_KEY",
-            "sk-ant-api03-daemon-turns-000000000000",
-        )],
-    )
-    .await;
+    let served = Served::start_with_env(&chat_config(&api, home.path()).await, &[CHAT_KEY]).await;
     let client = served.client();
     pid_of(&client, "chat").await;
     let mut results = Vec::new();
     for text in ["ping", "and again"] {
-        let body = serde_json::to_vec(&serde_json::json!({"text": text})).unwrap();
-        let (status, answer) = client
-            .request(Method::Post, "/v1/sessions/chat/turns", Some(body))
-            .await
-            .unwrap();
-        assert_eq!(status, 200, "{answer:?}");
-        let records: Vec<serde_json::Value> = String::from_utf8_lossy(&answer)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        let last = records.last().unwrap();
-        assert_eq!(last["type"], "result", "{records:?}");
-        assert!(
-            records.iter().any(|r| r["type"] == "assistant"),
-            "{records:?}"
-        );
-        results.push(last.clone());
+        results.push(chat_turn(&client, text).await);
     }
     assert_eq!(results[0]["result"], "pong");
     assert_eq!(results[1]["result"], "stand-in reply to: and again");
@@ -834,6 +805,49 @@ async fn a_turn_through_the_api_streams_the_real_clis_answer() {
     let _dir = served.drain().await;
     let registry = claude_daemon::Registry::open(&claude_daemon::registry_path(&state)).unwrap();
     assert_eq!(registry.claude_sessions("chat").unwrap(), [id]);
+}
+
+/// The daemon's credential for the `chat` session of [`chat_config`].
+pub(crate) const CHAT_KEY: (&str, &str) = (
+    "ANTHROPIC_API_KEY",
+    "sk-ant-api03-daemon-turns-000000000000",
+);
+
+/// A config with one stream-json session `chat` of the real CLI on `api`, its HOME `home`.
+pub(crate) async fn chat_config(api: &claude_testkit::StandInApi, home: &Path) -> String {
+    let cli = claude_testkit::pinned_cli().await.unwrap();
+    let mut config = format!(
+        "claude_binary = {:?}\n[[session]]\nname = \"chat\"\n",
+        cli.display().to_string()
+    );
+    config.push_str("claude = [\"-p\", \"--input-format\", \"stream-json\", \"--output-format\", \"stream-json\", \"--verbose\"]\n");
+    config.push_str("[session.env]\n");
+    for (k, v) in claude_testkit::offline_env(&api.base_url()) {
+        config.push_str(&format!("{k} = {v:?}\n"));
+    }
+    config.push_str(&format!("HOME = {:?}\n", home.display().to_string()));
+    config
+}
+
+/// One turn of `text` through `POST /v1/sessions/chat/turns`: its `result` record.
+pub(crate) async fn chat_turn(client: &Client, text: &str) -> serde_json::Value {
+    let body = serde_json::to_vec(&serde_json::json!({ "text": text })).unwrap();
+    let (status, answer) = client
+        .request(Method::Post, "/v1/sessions/chat/turns", Some(body))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{answer:?}");
+    let records: Vec<serde_json::Value> = String::from_utf8_lossy(&answer)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let last = records.last().unwrap();
+    assert_eq!(last["type"], "result", "{records:?}");
+    assert!(
+        records.iter().any(|r| r["type"] == "assistant"),
+        "{records:?}"
+    );
+    last.clone()
 }
 
 /// On TCP every request needs the bearer token: none or a wrong one is 401 and changes
