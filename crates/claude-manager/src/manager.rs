@@ -149,29 +149,9 @@ impl ProcessManager {
             Program::Claude { binary, .. } => claude_proc::resolve_claude(binary.as_deref())?,
             Program::Command { program, .. } => program.clone(),
         };
-        // The program's arguments with the Claude options' flags (and the handlers' in-process
-        // MCP servers), checked now.
-        let mut options = spec.claude.clone();
-        for name in spec.handlers.mcp_server_names() {
-            if !options.sdk_mcp_servers.contains(&name) {
-                options.sdk_mcp_servers.push(name);
-            }
-        }
-        let args = spec.program.args_with(&options)?;
-        let resume_id = match &spec.resume_id {
-            Some(id) if id.is_empty() || id.chars().any(char::is_control) => {
-                return Err(claude_proc::Error::InvalidOption {
-                    option: "resume_id",
-                    why: "empty or holds a control character".into(),
-                }
-                .into())
-            }
-            Some(id) => (spec.resume_on_restart
-                && spec.program.is_stream_session()
-                && crate::session::resumable(&args))
-            .then(|| id.clone()),
-            None => None,
-        };
+        // The program's arguments with the Claude options' flags, checked now.
+        let args = spec.args()?;
+        let resume_id = spec.first_resume(&args)?;
         // Validates every limit; attached only if it enforces something at spawn (the
         // timeout is the session loop's).
         let hook = plan_limits(&spec)?;

@@ -342,6 +342,39 @@ impl SessionSpec {
 pub(crate) const CLI_DEBUG_VARS: [&str; 3] = ["DEBUG", "DEBUG_SDK", "CLAUDE_CODE_DEBUG_LOGS_DIR"];
 
 impl SessionSpec {
+    /// The program's arguments with the Claude options' flags and the handlers' in-process
+    /// MCP servers; refused for a bad option.
+    pub(crate) fn args(&self) -> Result<Vec<OsString>, claude_proc::Error> {
+        let mut options = self.claude.clone();
+        for name in self.handlers.mcp_server_names() {
+            if !options.sdk_mcp_servers.contains(&name) {
+                options.sdk_mcp_servers.push(name);
+            }
+        }
+        self.program.args_with(&options)
+    }
+
+    /// The conversation the first run resumes: `resume_id`, if restarts resume and a run with
+    /// `args` saves its conversation; refused if empty or holding a control character.
+    pub(crate) fn first_resume(
+        &self,
+        args: &[OsString],
+    ) -> Result<Option<String>, claude_proc::Error> {
+        let Some(id) = &self.resume_id else {
+            return Ok(None);
+        };
+        if id.is_empty() || id.chars().any(char::is_control) {
+            return Err(claude_proc::Error::InvalidOption {
+                option: "resume_id",
+                why: "empty or holds a control character".into(),
+            });
+        }
+        let used = self.resume_on_restart
+            && self.program.is_stream_session()
+            && crate::session::resumable(args);
+        Ok(used.then(|| id.clone()))
+    }
+
     /// Whether the caller configures the CLI's debug log (arguments, `env`, `pass_env`, or the
     /// manager's own environment for the variables that pass).
     pub(crate) fn configures_cli_debugging(&self) -> bool {
