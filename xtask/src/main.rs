@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo xtask ci          fmt check, clippy -D warnings, tests (with the real CLI), doc tests,
-//!                         docs -D warnings, cargo deny check, benches compiled
+//!                         the pool example, docs -D warnings, cargo deny check, benches compiled
 //! cargo xtask demo        the main job (see README.md)
 //! cargo xtask bench       run the criterion benches
 //! cargo xtask bench-peers claude-pm serve against pm2 and supervisord (installed under target/)
@@ -111,6 +111,13 @@ fn ci() -> Result {
         .env("CLAUDE_PM_CLAUDE_BIN", &claude)
         .env("CLAUDE_PM_STRICT", "1");
     let (passed, failed) = run_tests(test)?;
+
+    // The example a reader follows must work: it checks its own outcome.
+    let mut example = cargo();
+    example
+        .args(["run", "-q", "-p", "claude-manager", "--example", "pool", "--locked"])
+        .env("CLAUDE_PM_CLAUDE_BIN", &claude);
+    run("example: a warm pool with a permission handler", example)?;
 
     let mut doc = cargo();
     doc.args([
