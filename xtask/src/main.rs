@@ -115,7 +115,15 @@ fn ci() -> Result {
     // The example a reader follows must work: it checks its own outcome.
     let mut example = cargo();
     example
-        .args(["run", "-q", "-p", "claude-manager", "--example", "pool", "--locked"])
+        .args([
+            "run",
+            "-q",
+            "-p",
+            "claude-manager",
+            "--example",
+            "pool",
+            "--locked",
+        ])
         .env("CLAUDE_PM_CLAUDE_BIN", &claude);
     run("example: a warm pool with a permission handler", example)?;
 

@@ -355,6 +355,17 @@ impl SessionControl {
         self.request("set_model", params, timeout).await
     }
 
+    /// `set_max_thinking_tokens`: the thinking budget of the next requests; `None` clears it.
+    pub async fn set_max_thinking_tokens(
+        &self,
+        tokens: Option<u32>,
+        timeout: Duration,
+    ) -> Result<ControlResponse> {
+        let params = serde_json::json!({ "max_thinking_tokens": tokens });
+        self.request("set_max_thinking_tokens", params, timeout)
+            .await
+    }
+
     /// `get_context_usage`: the context window's use by category (`response_json`).
     pub async fn get_context_usage(&self, timeout: Duration) -> Result<ControlResponse> {
         self.control("get_context_usage", None, timeout).await

@@ -122,5 +122,15 @@ async fn the_other_typed_requests_are_answered() {
     answered(session.stop_task("task-that-does-not-exist", T).await);
     answered(session.mcp_reconnect("no-such-server", T).await);
     answered(session.mcp_toggle("no-such-server", false, T).await);
+    answered(session.set_max_thinking_tokens(Some(2048), T).await);
+    // What the TypeScript SDK's supportedCommands/supportedModels/accountInfo read: the
+    // answer to `initialize`.
+    let init = session.initialize(T).await.unwrap();
+    let init: serde_json::Value = serde_json::from_str(&init.response_json).unwrap();
+    eprintln!(
+        "initialize answered with: {:?}",
+        init.as_object().map(|o| o.keys().collect::<Vec<_>>())
+    );
+    assert!(init.get("commands").is_some(), "{init}");
     end(h, session, &api).await;
 }
