@@ -80,6 +80,10 @@ async fn a_pre_tool_use_hook_blocks_a_command_that_runs_without_it() {
         spec.handlers = handlers;
     })
     .await;
+    // The liveness probe sends `initialize` again and again: the hooks stay registered.
+    for _ in 0..3 {
+        session.initialize(Duration::from_secs(10)).await.unwrap();
+    }
     let asked_before = allow.0.lock().unwrap().len();
     let turn = session.turn("run: touch blocked-marker").await.unwrap();
     assert!(!dir.path().join("blocked-marker").exists(), "{turn:?}");
