@@ -11,6 +11,12 @@
 //! (`cargo xtask claude-cli` installs the pinned CLI under `target/claude-cli/`.) For the real
 //! API, drop the stand-in and its `ANTHROPIC_BASE_URL` and give the spec a credential.
 
+#![expect(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "an example program prints what it does"
+)]
+
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
