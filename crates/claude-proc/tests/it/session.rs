@@ -174,7 +174,7 @@ const PROMPT: &str = r#"{"type":"control_request","request_id":"cli_7","request"
 /// a handler an error naming why, a prompt with a handler its decision.
 #[tokio::test]
 async fn every_control_request_of_the_cli_is_answered() {
-    let unknown = r#"{"type":"control_request","request_id":"cli_1","request":{"subtype":"mcp_message","server_name":"x","message":{}}}"#;
+    let unknown = r#"{"type":"control_request","request_id":"cli_1","request":{"subtype":"elicitation_of_the_future"}}"#;
     let reply: serde_json::Value =
         serde_json::from_str(&reply_of(&[unknown], |_| {}).await).unwrap();
     assert_eq!(reply["type"], "control_response");
@@ -182,8 +182,24 @@ async fn every_control_request_of_the_cli_is_answered() {
     assert_eq!(reply["response"]["request_id"], "cli_1");
     assert_eq!(
         reply["response"]["error"],
-        "unsupported control request subtype: mcp_message"
+        "unsupported control request subtype: elicitation_of_the_future"
     );
+    // An MCP message for a server this host does not have, a hook id it never registered.
+    for (request, error) in [
+        (
+            r#"{"type":"control_request","request_id":"cli_2","request":{"subtype":"mcp_message","server_name":"x","message":{}}}"#,
+            "no in-process MCP server is named \"x\"",
+        ),
+        (
+            r#"{"type":"control_request","request_id":"cli_3","request":{"subtype":"hook_callback","callback_id":"hook_9","input":{}}}"#,
+            "no hook is registered under the id \"hook_9\"",
+        ),
+    ] {
+        let reply: serde_json::Value =
+            serde_json::from_str(&reply_of(&[request], |_| {}).await).unwrap();
+        assert_eq!(reply["response"]["subtype"], "error");
+        assert_eq!(reply["response"]["error"], error);
+    }
 
     let reply: serde_json::Value =
         serde_json::from_str(&reply_of(&[PROMPT], |_| {}).await).unwrap();
@@ -253,9 +269,10 @@ async fn a_cancelled_prompt_stops_its_handler_and_gets_no_reply() {
     let handler = Arc::new(Never(Arc::clone(&dropped)));
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("reply");
-    // The prompt, a pause for it to reach the handler, then the cancel.
+    // The prompt, a pause for it to reach the handler, then the cancel; the verdict is
+    // written whole before it appears under its name.
     let script = format!(
-        "echo '{PROMPT}'; sleep 0.5; echo '{cancel}'; reply=$(timeout 2 head -n 1); if [ -n \"$reply\" ]; then printf '%s\\n' \"$reply\" > {0}; else echo none > {0}; fi; cat >/dev/null",
+        "echo '{PROMPT}'; sleep 0.5; echo '{cancel}'; reply=$(timeout 2 head -n 1); if [ -n \"$reply\" ]; then printf '%s\\n' \"$reply\" > {0}.part; else echo none > {0}.part; fi; mv {0}.part {0}; cat >/dev/null",
         out.display()
     );
     let mut child = spawn(&session_of(&script)).await.unwrap();
