@@ -84,6 +84,10 @@ impl Warm {
 
 #[derive(Default)]
 struct State {
+    /// Sessions being started, by task id: aborted when the pool closes (a start waiting for
+    /// a slot or for `initialize` is dropped, its session stopped).
+    starts: std::collections::HashMap<u64, tokio::task::AbortHandle>,
+    next_start: u64,
     ready: VecDeque<Warm>,
     kept: Vec<(String, Warm)>,
     starting: usize,
@@ -222,6 +226,9 @@ impl SessionPool {
         let held = {
             let mut state = self.inner.lock();
             state.closed = true;
+            for (_, start) in state.starts.drain() {
+                start.abort();
+            }
             let mut held: Vec<Warm> = state.ready.drain(..).collect();
             held.extend(state.kept.drain(..).map(|(_, w)| w));
             state.recycled += held.len() as u64;
@@ -242,6 +249,15 @@ fn take(state: &mut State, key: &str) -> Option<Warm> {
         return Some(state.kept.swap_remove(i).1);
     }
     state.ready.pop_front()
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        for (_, start) in state.starts.drain() {
+            start.abort();
+        }
+    }
 }
 
 impl Inner {
@@ -275,7 +291,11 @@ impl Inner {
                 0 => Duration::ZERO,
                 n => Duration::from_secs(1 << n.min(5)),
             };
-            tokio::spawn(start_one(Arc::downgrade(self), delay));
+            let id = state.next_start;
+            state.next_start += 1;
+            // Registered under the lock the task takes to finish: no finished task stays listed.
+            let task = tokio::spawn(start_one(Arc::downgrade(self), delay, id));
+            state.starts.insert(id, task.abort_handle());
         }
     }
 
@@ -318,7 +338,7 @@ impl Inner {
 }
 
 /// Start one session after `delay` and put it in the pool once `initialize` is answered.
-async fn start_one(pool: Weak<Inner>, delay: Duration) {
+async fn start_one(pool: Weak<Inner>, delay: Duration, id: u64) {
     tokio::time::sleep(delay).await;
     let Some(inner) = pool.upgrade() else { return };
     let n = inner.next.fetch_add(1, Ordering::Relaxed);
@@ -330,6 +350,7 @@ async fn start_one(pool: Weak<Inner>, delay: Duration) {
     let made = ready_session(&manager, spec, &pool, timeout).await;
     let Some(inner) = pool.upgrade() else { return };
     let mut state = inner.lock();
+    state.starts.remove(&id);
     state.starting = state.starting.saturating_sub(1);
     state.started += 1;
     let retry = match made {

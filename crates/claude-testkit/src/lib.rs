@@ -169,6 +169,23 @@ impl StandInApi {
             .collect()
     }
 
+    /// The answers of tools (`tool_result` blocks) the CLI sent in all messages requests so
+    /// far, in order.
+    pub fn tool_results(&self) -> Vec<String> {
+        self.message_calls()
+            .into_iter()
+            .flat_map(|c| c.tool_results)
+            .collect()
+    }
+
+    /// The base64 lengths of the images of all messages requests so far, in order.
+    pub fn image_data_lengths(&self) -> Vec<usize> {
+        self.message_calls()
+            .into_iter()
+            .flat_map(|c| c.image_data_lengths)
+            .collect()
+    }
+
     /// Whether messages were requested and every request carried `auth`. False when no request
     /// came, so a test asserting it cannot pass vacuously.
     pub fn every_message_call_used(&self, auth: &AuthSeen) -> bool {

@@ -88,6 +88,7 @@ pub(crate) async fn handle(
         }
     };
     let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+    let read = |f: fn(&Value) -> Vec<String>| parsed.as_ref().map(f).unwrap_or_default();
     let mut call = Call {
         route: route.clone(),
         auth: auth.clone(),
@@ -95,18 +96,9 @@ pub(crate) async fn handle(
         stream: false,
         status: 200,
         beta,
-        user_texts: parsed
-            .as_ref()
-            .map(crate::reply::user_texts)
-            .unwrap_or_default(),
-        tools: parsed
-            .as_ref()
-            .map(crate::reply::tools_offered)
-            .unwrap_or_default(),
-        tool_results: parsed
-            .as_ref()
-            .map(crate::reply::tool_results)
-            .unwrap_or_default(),
+        user_texts: read(crate::reply::user_texts),
+        tools: read(crate::reply::tools_offered),
+        tool_results: read(crate::reply::tool_results),
         image_data_lengths: parsed
             .as_ref()
             .map(crate::reply::image_data_lengths)

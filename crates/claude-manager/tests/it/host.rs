@@ -89,11 +89,7 @@ async fn a_pre_tool_use_hook_blocks_a_command_that_runs_without_it() {
     assert!(!dir.path().join("blocked-marker").exists(), "{turn:?}");
     assert_eq!(allow.0.lock().unwrap().len(), asked_before);
     // The model was told why (the tool result the CLI sent to the API).
-    let results: Vec<String> = api
-        .message_calls()
-        .iter()
-        .flat_map(|c| c.tool_results.clone())
-        .collect();
+    let results = api.tool_results();
     assert!(
         results.iter().any(|r| r.contains("refuses commands")),
         "{results:?}"
@@ -160,7 +156,7 @@ async fn an_in_process_mcp_tool_is_called_and_its_answer_reaches_the_api() {
             .any(|c| c.tools.iter().any(|t| t == "mcp__calc__add")),
         "the CLI never offered the tool to the model"
     );
-    let results: Vec<String> = calls.iter().flat_map(|c| c.tool_results.clone()).collect();
+    let results = api.tool_results();
     assert!(
         results.iter().any(|r| r.contains("the sum is 42")),
         "{results:?}"

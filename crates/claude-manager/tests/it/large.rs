@@ -101,15 +101,10 @@ async fn a_turn_carrying_a_5_mb_image_passes_whole() {
     ]);
     let turn = session.turn_blocks(&blocks.to_string()).await.unwrap();
     assert!(!turn.result.is_error, "{:?}", turn.result);
-    let images: Vec<usize> = api
-        .message_calls()
-        .iter()
-        .flat_map(|c| c.image_data_lengths.clone())
-        .collect();
-    eprintln!(
-        "sent {} base64 bytes; the API got images of {images:?}",
-        data.len()
-    );
+    let images = api.image_data_lengths();
+    // Measured: 6.76 MB of base64 in one line on the CLI's stdin; the CLI recompresses the
+    // image to fit the API's limit (about 0.6 MB reached the stand-in).
+    assert!(data.len() > 6_000_000);
     assert!(!images.is_empty(), "no image reached the API");
     end(h, session, &api).await;
 }

@@ -30,7 +30,8 @@ fn config(size: usize) -> PoolConfig {
 async fn finish(pool: SessionPool, api: &StandInApi) {
     pool.close();
     drop(pool);
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    // Each stop: stdin closed, 1 s, SIGTERM, up to the 5 s grace, SIGKILL.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while !claude_left(api).is_empty() && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -13,15 +13,29 @@ use crate::SERIAL;
 
 const T: Duration = Duration::from_secs(30);
 
-/// Two turns with a SIGKILL of the CLI between them; the first turn's conversation id, the
-/// second's, and the user texts of the API request that answered the second.
-async fn kill_between_turns(resume: bool) -> (String, String, Vec<String>) {
-    let api = StandInApi::start().await.unwrap();
-    let mut spec = stream_session(&api, "resume").await;
+/// A stream-json session `name` restarted at once after a failure.
+async fn restarting(api: &StandInApi, name: &str) -> claude_manager::SessionSpec {
+    let mut spec = stream_session(api, name).await;
     spec.credentials = Some(api_key("sk-ant-api03-resume-test-000000000000000"));
     spec.health = None;
     spec.restart.mode = RestartMode::OnFailure;
     spec.restart.backoff.initial = Duration::ZERO;
+    spec
+}
+
+fn sigkill(pid: u32) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+}
+
+/// Two turns with a SIGKILL of the CLI between them; the first turn's conversation id, the
+/// second's, and the user texts of the API request that answered the second.
+async fn kill_between_turns(resume: bool) -> (String, String, Vec<String>) {
+    let api = StandInApi::start().await.unwrap();
+    let mut spec = restarting(&api, "resume").await;
     spec.resume_on_restart = resume;
     let manager = ProcessManager::new(ManagerConfig::default());
     let mut h = manager.start(spec).unwrap();
@@ -31,11 +45,7 @@ async fn kill_between_turns(resume: bool) -> (String, String, Vec<String>) {
     session.initialize(T).await.unwrap();
     let first = session.turn("remember the word apricot").await.unwrap();
     let first_id = first.result.session_id.clone().unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(i32::try_from(run.pid).unwrap()),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    sigkill(run.pid);
 
     let again = h.next_run().await.unwrap();
     assert_ne!(again.pid, run.pid);
@@ -82,11 +92,7 @@ async fn without_the_policy_a_restart_starts_a_new_conversation() {
 async fn a_failed_resume_falls_back_to_a_new_conversation() {
     let _serial = SERIAL.lock().await;
     let api = StandInApi::start().await.unwrap();
-    let mut spec = stream_session(&api, "resume-lost").await;
-    spec.credentials = Some(api_key("sk-ant-api03-resume-lost-0000000000000"));
-    spec.health = None;
-    spec.restart.mode = RestartMode::OnFailure;
-    spec.restart.backoff.initial = Duration::ZERO;
+    let spec = restarting(&api, "resume-lost").await;
     let manager = ProcessManager::new(ManagerConfig::default());
     let mut h = manager.start(spec).unwrap();
 
@@ -101,11 +107,7 @@ async fn a_failed_resume_falls_back_to_a_new_conversation() {
         .find_map(|v| v.strip_prefix(b"CLAUDE_CONFIG_DIR="))
         .map(|v| std::path::PathBuf::from(String::from_utf8_lossy(v).into_owned()))
         .unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(i32::try_from(run.pid).unwrap()),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    sigkill(run.pid);
     std::fs::remove_dir_all(config_dir.join("projects")).unwrap();
 
     // The resumed run ends at once; the next one is a new conversation that answers.
