@@ -187,6 +187,12 @@ impl Client {
             .await
     }
 
+    /// `GET /v1/sessions/{name}/history`.
+    pub async fn history(&self, name: &str) -> Result<crate::history::HistoryView> {
+        self.json(Method::Get, &format!("/v1/sessions/{name}/history"), None)
+            .await
+    }
+
     /// `POST /v1/sessions` with a definition (the keys of a `[[session]]` table, as JSON).
     pub async fn create(&self, definition: &serde_json::Value) -> Result<SessionDetail> {
         let body = serde_json::to_vec(definition)

@@ -346,7 +346,18 @@ impl Daemon {
 
     /// Every session, by name.
     pub fn list(&self) -> Vec<SessionView> {
-        self.lock().iter().map(|(n, s)| view(n, s)).collect()
+        self.lock()
+            .iter()
+            .map(|(n, s)| view_now(n, s, &self.events))
+            .collect()
+    }
+
+    /// One session's chart (the last 15 minutes in 5-second steps) and state changes.
+    pub fn history(&self, name: &str) -> Result<crate::history::HistoryView> {
+        if !self.lock().contains_key(name) {
+            return Err(not_found(name));
+        }
+        Ok(self.events.history.view(name))
     }
 
     /// One session.
@@ -542,7 +553,24 @@ fn view(name: &str, session: &Session) -> SessionView {
         restarts: last.as_ref().map_or(runs.saturating_sub(1), |r| r.restarts),
         program: short(&session.def.program),
         last_exit: last.as_ref().map(exit_view),
+        cpu_percent: None,
+        rss_bytes: None,
+        processes: None,
+        health_summary: None,
+        since: None,
     }
+}
+
+/// `view` with what the event log knows now: the last sample, health and state change.
+fn view_now(name: &str, session: &Session, events: &crate::events::EventLog) -> SessionView {
+    let mut v = view(name, session);
+    let now = events.now(name);
+    v.cpu_percent = now.cpu_percent;
+    v.rss_bytes = now.rss_bytes;
+    v.processes = now.processes;
+    v.health_summary = now.health;
+    v.since = now.since;
+    v
 }
 
 fn detail(name: &str, session: &Session, latest: crate::events::Latest) -> SessionDetail {

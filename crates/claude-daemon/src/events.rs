@@ -39,6 +39,8 @@ pub(crate) struct EventLog {
     kept: Mutex<VecDeque<(u64, Bytes)>>,
     live: broadcast::Sender<(u64, Bytes)>,
     latest: Mutex<std::collections::HashMap<String, LatestEvents>>,
+    /// Each session's chart and state timeline.
+    pub(crate) history: crate::history::History,
 }
 
 /// A session's last sample and health event as they came (JSON is made only when asked: a
@@ -54,6 +56,16 @@ struct LatestEvents {
 pub(crate) struct Latest {
     pub(crate) sample: Option<serde_json::Value>,
     pub(crate) health: Option<serde_json::Value>,
+}
+
+/// A session's numbers now (for the list).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Now {
+    pub(crate) cpu_percent: Option<f64>,
+    pub(crate) rss_bytes: Option<u64>,
+    pub(crate) processes: Option<u64>,
+    pub(crate) health: Option<String>,
+    pub(crate) since: Option<f64>,
 }
 
 /// One event as its NDJSON line: `{"seq": N, "event": ..., ...}`.
@@ -79,6 +91,7 @@ impl EventLog {
             kept: Mutex::new(VecDeque::new()),
             live,
             latest: Mutex::new(std::collections::HashMap::new()),
+            history: crate::history::History::default(),
         });
         let writer = Arc::clone(&log);
         tokio::spawn(async move {
@@ -88,6 +101,7 @@ impl EventLog {
                     Ok(event) => {
                         seq += 1;
                         writer.note_latest(&event);
+                        writer.history.note(&event);
                         writer.push(seq, line(seq, &event));
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -127,6 +141,42 @@ impl EventLog {
         if let Ok(mut latest) = self.latest.lock() {
             latest.remove(session);
         }
+        self.history.forget(session);
+    }
+
+    /// `session`'s last sample, health status and state change, as numbers.
+    pub(crate) fn now(&self, session: &str) -> Now {
+        use claude_manager::EventKind;
+        let mut now = Now {
+            since: self.history.state_since(session),
+            ..Now::default()
+        };
+        let Ok(latest) = self.latest.lock() else {
+            return now;
+        };
+        let Some(entry) = latest.get(session) else {
+            return now;
+        };
+        if let Some(EventKind::Sample {
+            cpu_percent,
+            rss_bytes,
+            processes,
+            ..
+        }) = entry.sample.as_ref().map(|e| &e.kind)
+        {
+            now.cpu_percent = Some((cpu_percent * 10.0).round() / 10.0);
+            now.rss_bytes = Some(*rss_bytes);
+            now.processes = Some(*processes);
+        }
+        if let Some(EventKind::Health(status)) = entry.health.as_ref().map(|e| &e.kind) {
+            let reasons: Vec<String> = status.reasons().iter().map(|r| r.to_string()).collect();
+            now.health = Some(if reasons.is_empty() {
+                status.name().to_owned()
+            } else {
+                format!("{}: {}", status.name(), reasons.join("; "))
+            });
+        }
+        now
     }
 
     /// `session`'s last sample and health event.
@@ -221,6 +271,7 @@ mod tests {
             kept: Mutex::new(VecDeque::new()),
             live: broadcast::channel(16).0,
             latest: Mutex::new(std::collections::HashMap::new()),
+            history: crate::history::History::default(),
         }
     }
 

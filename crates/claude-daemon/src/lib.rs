@@ -6,7 +6,9 @@
 //! Endpoints (sessions by name): `POST /v1/sessions` (a definition: `name`, one of `command`
 //! / `claude`, then setting keys), `GET /v1/sessions`, `GET /v1/sessions/{name}`,
 //! `GET /v1/sessions/{name}/logs` (the last [`daemon::KEPT_LINES`] output lines),
-//! `POST /v1/sessions/{name}/stop`, `POST /v1/sessions/{name}/restart`,
+//! `GET /v1/sessions/{name}/history` (CPU, memory and processes over the last 15 minutes in
+//! 5-second steps, and the last state changes), `POST /v1/sessions/{name}/stop`,
+//! `POST /v1/sessions/{name}/restart`,
 //! `DELETE /v1/sessions/{name}`, `/healthz`, `/readyz`, `/metrics`. Errors are
 //! `{"error": ..., "field": ...}` with a 4xx status.
 
@@ -15,6 +17,7 @@ mod config;
 mod daemon;
 mod error;
 mod events;
+mod history;
 mod live;
 mod logfile;
 mod registry;
@@ -28,6 +31,9 @@ pub use config::{definition_file, load, DaemonConfig};
 pub use daemon::{Daemon, KEPT_LINES};
 pub use error::{Error, Result};
 pub use events::KEPT_EVENTS;
+pub use history::{
+    HistoryPoint, HistoryView, StateChange, HISTORY_STATES, HISTORY_STEPS, HISTORY_STEP_SECS,
+};
 pub use logfile::KEPT_FILES;
 pub use registry::{registry_path, Registry};
 pub use server::{

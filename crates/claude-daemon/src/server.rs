@@ -133,6 +133,11 @@ async fn inspect(State(d): State<Arc<Daemon>>, UrlPath(name): UrlPath<String>) -
     Ok(Json(d.inspect(&name)?).into_response())
 }
 
+async fn history(State(d): State<Arc<Daemon>>, UrlPath(name): UrlPath<String>) -> Api<Response> {
+    named(&name)?;
+    Ok(Json(d.history(&name)?).into_response())
+}
+
 /// `?follow=true`.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -275,6 +280,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/sessions", get(list).post(create))
         .route("/v1/sessions/{name}", get(inspect).delete(delete))
         .route("/v1/sessions/{name}/logs", get(logs))
+        .route("/v1/sessions/{name}/history", get(history))
         .route("/v1/sessions/{name}/turns", post(turn))
         .route("/v1/sessions/{name}/stop", post(stop))
         .route("/v1/sessions/{name}/restart", post(restart))

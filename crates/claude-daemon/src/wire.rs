@@ -239,8 +239,20 @@ pub struct ExitView {
     pub detail: String,
 }
 
+impl ExitView {
+    /// An exit: `reason`, its code or signal, and `detail` for people.
+    pub fn new(reason: &str, code: Option<i32>, signal: Option<i32>, detail: &str) -> ExitView {
+        ExitView {
+            reason: reason.to_owned(),
+            code,
+            signal,
+            detail: detail.to_owned(),
+        }
+    }
+}
+
 /// A session as `GET /v1/sessions` lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct SessionView {
     /// The name.
@@ -255,6 +267,22 @@ pub struct SessionView {
     pub program: String,
     /// How the session's last run ended, once it has.
     pub last_exit: Option<ExitView>,
+    /// The tree's CPU use at the last sample, percent of one core.
+    #[serde(default)]
+    pub cpu_percent: Option<f64>,
+    /// The tree's RSS at the last sample, bytes.
+    #[serde(default)]
+    pub rss_bytes: Option<u64>,
+    /// Processes in the tree at the last sample.
+    #[serde(default)]
+    pub processes: Option<u64>,
+    /// The health status (`healthy`, `unhealthy`, ...) and its reasons, as last reported, in
+    /// one line.
+    #[serde(default)]
+    pub health_summary: Option<String>,
+    /// When the session entered its state, seconds since the epoch (for uptimes).
+    #[serde(default)]
+    pub since: Option<f64>,
 }
 
 /// `GET /v1/sessions/{name}`: the view, the definition (secrets hidden) and the session's
