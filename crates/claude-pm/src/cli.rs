@@ -78,6 +78,12 @@ pub(crate) enum Command {
         #[arg(long, value_name = "SIZE", default_value = "8M")]
         log_size: String,
     },
+    /// A live full-screen view of the daemon's sessions (on a terminal): CPU, memory,
+    /// health, restarts; keys to stop, restart and follow logs.
+    Top {
+        #[command(flatten)]
+        daemon: DaemonArgs,
+    },
     /// The daemon's sessions as a table.
     Ps {
         #[command(flatten)]

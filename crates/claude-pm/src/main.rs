@@ -12,6 +12,7 @@ mod service;
 mod status_line;
 mod supervise;
 mod terminal;
+mod top;
 
 use std::process::ExitCode;
 
@@ -59,6 +60,7 @@ fn main() -> ExitCode {
                 log_size,
             } => service::serve(settings, socket_group, listen, token_file, &log_size).await,
             cli::Command::Ps { daemon, json } => service::ps(&daemon, json).await,
+            cli::Command::Top { daemon } => service::top(&daemon).await,
             cli::Command::Start {
                 name,
                 url,

@@ -331,6 +331,13 @@ pub(crate) async fn drain(args: &DaemonArgs) -> u8 {
     }
 }
 
+pub(crate) async fn top(args: &DaemonArgs) -> u8 {
+    match client(args) {
+        Ok(client) => crate::top::top(client).await,
+        Err(code) => code,
+    }
+}
+
 pub(crate) async fn ps(args: &DaemonArgs, json: bool) -> u8 {
     let client = match client(args) {
         Ok(c) => c,

@@ -13,6 +13,7 @@ mod registry;
 mod serve;
 mod settings;
 mod terminal;
+mod top;
 
 /// Heavy tests run one at a time (the machine has two cores).
 pub(crate) static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

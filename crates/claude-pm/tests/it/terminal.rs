@@ -13,15 +13,15 @@ use crate::cli::code;
 
 /// A pty whose output is collected in the background. It holds its own slave descriptor, so
 /// the terminal is not hung up (and unread output dropped) when claude-pm's side closes.
-struct Pty {
+pub(crate) struct Pty {
     master: std::fs::File,
-    slave: String,
+    pub(crate) slave: String,
     seen: Arc<Mutex<Vec<u8>>>,
     _hold: std::fs::File,
 }
 
 impl Pty {
-    fn open() -> Pty {
+    pub(crate) fn open() -> Pty {
         let (master, slave) = crate::cli::open_pty();
         let hold = std::fs::OpenOptions::new()
             .read(true)
@@ -46,11 +46,11 @@ impl Pty {
         }
     }
 
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.seen.lock().unwrap()).into_owned()
     }
 
-    async fn wait_for(&self, what: &str, limit: Duration) {
+    pub(crate) async fn wait_for(&self, what: &str, limit: Duration) {
         let start = Instant::now();
         while !self.text().contains(what) {
             assert!(start.elapsed() < limit, "no {what:?} in {:?}", self.text());
@@ -58,12 +58,50 @@ impl Pty {
         }
     }
 
-    fn type_in(&mut self, bytes: &[u8]) {
+    pub(crate) fn type_in(&mut self, bytes: &[u8]) {
         self.master.write_all(bytes).unwrap();
     }
 
+    /// What a terminal of `rows` x `cols` shows after everything written so far.
+    pub(crate) fn screen(&self, rows: u16, cols: u16) -> String {
+        let mut parser = vt100::Parser::new(rows, cols, 0);
+        parser.process(&self.seen.lock().unwrap());
+        parser.screen().contents()
+    }
+
+    /// Wait until the `rows` x `cols` screen shows `what`.
+    pub(crate) async fn wait_on_screen(
+        &self,
+        what: &str,
+        (rows, cols): (u16, u16),
+        limit: Duration,
+    ) {
+        let start = Instant::now();
+        while !self.screen(rows, cols).contains(what) {
+            assert!(
+                start.elapsed() < limit,
+                "no {what:?} on the screen:\n{}",
+                self.screen(rows, cols)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Give the terminal `rows` x `cols` (a new pty has no size; a full-screen view needs one).
+    pub(crate) fn set_size(&self, rows: u16, cols: u16) {
+        let size = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads the winsize we pass, on a descriptor we own.
+        let set = unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+        assert_eq!(set, 0);
+    }
+
     /// The terminal's local modes, read through the slave side.
-    fn local_modes(&self) -> libc::tcflag_t {
+    pub(crate) fn local_modes(&self) -> libc::tcflag_t {
         // SAFETY: a zeroed termios is valid; tcgetattr fills the struct we pass.
         let mut t: libc::termios = unsafe { std::mem::zeroed() };
         // SAFETY: as above.
