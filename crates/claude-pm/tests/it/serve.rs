@@ -1027,6 +1027,33 @@ async fn inspect_shows_limits_samples_and_health_and_metrics_count_sessions() {
     let sample = detail.last_sample.clone().unwrap();
     assert!(sample["rss_bytes"].as_u64().unwrap() > 0, "{sample}");
     assert_eq!(detail.health.clone().unwrap()["event"], "health");
+    // The list carries the numbers a fleet view shows; the history, its chart and timeline.
+    let listed = client.list().await.unwrap();
+    let row = listed.iter().find(|v| v.name == "probe").unwrap();
+    assert!(row.rss_bytes.is_some_and(|r| r > 0), "{row:?}");
+    assert!(
+        row.processes.is_some() && row.cpu_percent.is_some(),
+        "{row:?}"
+    );
+    assert!(
+        row.health_summary.is_some() && row.since.is_some(),
+        "{row:?}"
+    );
+    let history = client.history("probe").await.unwrap();
+    assert_eq!(history.step_seconds, claude_daemon::HISTORY_STEP_SECS);
+    assert!(
+        history.points.iter().any(|p| p.rss_bytes > 0),
+        "{history:?}"
+    );
+    assert!(
+        history.states.iter().any(|s| s.to == "running"),
+        "{history:?}"
+    );
+    let (status, _) = client
+        .request(Method::Get, "/v1/sessions/nobody/history", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 404);
     let (status, metrics) = client.request(Method::Get, "/metrics", None).await.unwrap();
     let metrics = String::from_utf8_lossy(&metrics);
     assert_eq!(status, 200);
