@@ -106,6 +106,7 @@ fn ci() -> Result {
     run("cargo clippy -D warnings", clippy)?;
 
     let claude = claude_cli()?;
+    ensure_browser()?;
     let mut test = cargo();
     test.args(["test", "--workspace", "--all-features", "--locked"])
         .env("CLAUDE_PM_CLAUDE_BIN", &claude)
@@ -230,6 +231,25 @@ fn advisories() -> Result {
         eprintln!("{stderr}");
         Err("cargo deny check advisories failed".into())
     }
+}
+
+/// Debian's Chromium and its WebDriver for the dashboard's browser test, installed with
+/// apt-get when missing (the test fails under `CLAUDE_PM_STRICT` without them).
+fn ensure_browser() -> Result {
+    let present = ["/usr/bin/chromium", "/usr/bin/chromedriver"]
+        .iter()
+        .all(|p| std::path::Path::new(p).exists());
+    if present {
+        return Ok(());
+    }
+    let mut update = Command::new("apt-get");
+    update.args(["update", "-qq"]);
+    run("apt-get update (for chromium)", update)?;
+    let mut install = Command::new("apt-get");
+    install
+        .args(["install", "-y", "-qq", "chromium", "chromium-driver"])
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    run("install chromium and chromium-driver", install)
 }
 
 fn ensure_cargo_deny() -> Result {

@@ -203,6 +203,15 @@ impl EventLog {
         let _ = self.live.send((seq, bytes));
     }
 
+    /// The number of the newest kept event (0 before any): where "from now on" starts.
+    pub(crate) fn last_seq(&self) -> u64 {
+        self.kept
+            .lock()
+            .ok()
+            .and_then(|k| k.back().map(|(seq, _)| *seq))
+            .unwrap_or(0)
+    }
+
     /// The kept events after `since`, led by a `lagged` record if some of those were not
     /// kept; and the number of the last one.
     fn after(&self, since: u64) -> (Vec<Bytes>, u64) {

@@ -24,6 +24,7 @@ mod registry;
 mod reload;
 mod server;
 mod turns;
+mod web;
 pub mod wire;
 
 pub use client::{Client, Method};
@@ -39,3 +40,4 @@ pub use registry::{registry_path, Registry};
 pub use server::{
     bind, default_state_dir, router, serve, serve_tcp, socket_path, Access, MAX_BODY,
 };
+pub use web::{COOKIE, SIGN_IN_LIFETIME};

@@ -359,44 +359,21 @@ pub async fn serve(listener: UnixListener, router: Router, access: Access) {
     }
 }
 
-/// Serve `router` on TCP: every request must carry `Authorization: Bearer TOKEN`, compared
-/// in constant time; anything else is answered 401 and nothing more.
-pub async fn serve_tcp(listener: tokio::net::TcpListener, router: Router, token: String) {
-    let token: Arc<[u8]> = Arc::from(token.into_bytes());
-    let app = router.layer(axum::middleware::from_fn(
-        move |request: axum::extract::Request, next: axum::middleware::Next| {
-            let token = Arc::clone(&token);
-            async move {
-                if bearer_matches(&request, &token) {
-                    next.run(request).await
-                } else {
-                    (
-                        StatusCode::UNAUTHORIZED,
-                        [("www-authenticate", "Bearer")],
-                        Json(ErrorBody {
-                            error: "a valid bearer token is required".into(),
-                            field: None,
-                        }),
-                    )
-                        .into_response()
-                }
-            }
-        },
-    ));
+/// Serve `daemon`'s API and its web dashboard on TCP. Every request of the API must carry
+/// `Authorization: Bearer TOKEN` (compared in constant time) or come from a browser signed in
+/// to the dashboard with that token (whose state-changing requests must carry the page's CSRF
+/// token); anything else is answered 401 and nothing more. The dashboard is served here only.
+pub async fn serve_tcp(listener: tokio::net::TcpListener, daemon: Arc<Daemon>, token: String) {
+    let web = crate::web::Web::new(Arc::from(token.into_bytes()));
+    let gate = Arc::clone(&web);
+    let app = router(Arc::clone(&daemon))
+        .merge(crate::web::routes(daemon, web))
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                crate::web::gate(Arc::clone(&gate), request, next)
+            },
+        ));
     let _ = axum::serve(listener, app).await;
-}
-
-/// Whether the request's bearer token is `token` (constant time in the token's content).
-fn bearer_matches(request: &axum::extract::Request, token: &[u8]) -> bool {
-    use subtle::ConstantTimeEq;
-    let Some(given) = request
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-    else {
-        return false;
-    };
-    given.len() == token.len() && bool::from(given.ct_eq(token))
 }
 
 /// The state directory's default: `/var/lib/claude-pm` for root, `$XDG_STATE_HOME/claude-pm`

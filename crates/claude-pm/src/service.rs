@@ -212,9 +212,12 @@ pub(crate) async fn serve(
         access,
     ));
     if let (Some(listener), Some((addr, token))) = (tcp_listener, tcp) {
-        let router = claude_daemon::router(Arc::clone(&daemon));
-        tokio::spawn(claude_daemon::serve_tcp(listener, router, token));
-        tell!("claude-pm serve: also on http://{addr} (bearer token required)");
+        tokio::spawn(claude_daemon::serve_tcp(
+            listener,
+            Arc::clone(&daemon),
+            token,
+        ));
+        tell!("claude-pm serve: also on http://{addr} (bearer token required; the dashboard at /)");
     }
     tell!(
         "claude-pm serve: listening on {}; {started} sessions started from the config file, {restored} from the registry",

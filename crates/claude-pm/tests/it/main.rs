@@ -14,6 +14,7 @@ mod serve;
 mod settings;
 mod terminal;
 mod top;
+mod web;
 
 /// Heavy tests run one at a time (the machine has two cores).
 pub(crate) static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

@@ -1,0 +1,373 @@
+//! The web dashboard, served with the API on the TCP listener only (never on the Unix socket
+//! alone, never without the token): a login form that takes the daemon's token and sets an
+//! `HttpOnly`, `SameSite=Strict` cookie; the page, its script and style embedded in the binary
+//! (no CDN); the event stream as server-sent events. The API answers a browser signed in by the
+//! cookie as it answers a bearer token, and a state-changing request of such a browser must
+//! carry the page's CSRF token (`X-CSRF-Token`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Query, Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+
+use crate::daemon::Daemon;
+use crate::wire::ErrorBody;
+
+const LOGIN_HTML: &str = include_str!("../web/login.html");
+const APP_HTML: &str = include_str!("../web/app.html");
+const APP_JS: &str = include_str!("../web/app.js");
+const APP_CSS: &str = include_str!("../web/app.css");
+
+/// The cookie that names a signed-in browser.
+pub const COOKIE: &str = "claude_pm_session";
+/// How long a sign-in lasts.
+pub const SIGN_IN_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+/// Signed-in browsers kept at most (the oldest goes first).
+const MAX_SIGN_INS: usize = 1024;
+
+/// One signed-in browser.
+struct SignIn {
+    csrf: String,
+    until: Instant,
+}
+
+/// What the dashboard's routes share: the token and the signed-in browsers.
+pub(crate) struct Web {
+    token: Arc<[u8]>,
+    sign_ins: Mutex<HashMap<String, SignIn>>,
+}
+
+/// 32 random bytes as hex, from the kernel's generator.
+fn random_hex() -> Option<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).ok()?;
+    Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Whether `given` is `token`, in constant time in the token's content.
+pub(crate) fn token_matches(given: &[u8], token: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    given.len() == token.len() && bool::from(given.ct_eq(token))
+}
+
+impl Web {
+    pub(crate) fn new(token: Arc<[u8]>) -> Arc<Web> {
+        Arc::new(Web {
+            token,
+            sign_ins: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn sign_ins(&self) -> std::sync::MutexGuard<'_, HashMap<String, SignIn>> {
+        self.sign_ins.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The CSRF token of the browser whose cookie `headers` carry, if it is signed in.
+    fn csrf_of(&self, headers: &HeaderMap) -> Option<String> {
+        let id = cookie(headers)?;
+        let mut sign_ins = self.sign_ins();
+        let now = Instant::now();
+        sign_ins.retain(|_, s| s.until > now);
+        sign_ins.get(&id).map(|s| s.csrf.clone())
+    }
+
+    /// A new sign-in: its cookie value and CSRF token.
+    fn sign_in(&self) -> Option<(String, String)> {
+        let (id, csrf) = (random_hex()?, random_hex()?);
+        let mut sign_ins = self.sign_ins();
+        if sign_ins.len() >= MAX_SIGN_INS {
+            let oldest = sign_ins
+                .iter()
+                .min_by_key(|(_, s)| s.until)
+                .map(|(k, _)| k.clone());
+            if let Some(oldest) = oldest {
+                sign_ins.remove(&oldest);
+            }
+        }
+        let until = Instant::now() + SIGN_IN_LIFETIME;
+        sign_ins.insert(
+            id.clone(),
+            SignIn {
+                csrf: csrf.clone(),
+                until,
+            },
+        );
+        Some((id, csrf))
+    }
+
+    fn sign_out(&self, headers: &HeaderMap) {
+        if let Some(id) = cookie(headers) {
+            self.sign_ins().remove(&id);
+        }
+    }
+}
+
+/// The value of our cookie in a request's `Cookie` headers.
+fn cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            (name == COOKIE && !value.is_empty()).then(|| value.to_owned())
+        })
+}
+
+fn html(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn login_page(status: StatusCode, error: &str) -> Response {
+    html(status, LOGIN_HTML.replace("{{ERROR}}", error))
+}
+
+async fn index(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
+    match web.csrf_of(&headers) {
+        Some(csrf) => html(StatusCode::OK, APP_HTML.replace("{{CSRF}}", &csrf)),
+        None => login_page(StatusCode::OK, ""),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+async fn login(
+    State(web): State<Arc<Web>>,
+    form: Result<Form<LoginForm>, FormRejection>,
+) -> Response {
+    let given = form.map(|Form(f)| f.token).unwrap_or_default();
+    if !token_matches(given.trim().as_bytes(), &web.token) {
+        tracing::warn!("a dashboard sign-in with a wrong token");
+        return login_page(StatusCode::UNAUTHORIZED, "That is not the daemon's token.");
+    }
+    let Some((id, _)) = web.sign_in() else {
+        return login_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "No random bytes for a sign-in; try again.",
+        );
+    };
+    let cookie = format!(
+        "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+        SIGN_IN_LIFETIME.as_secs()
+    );
+    ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct LogoutForm {
+    csrf: String,
+}
+
+async fn logout(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    form: Result<Form<LogoutForm>, FormRejection>,
+) -> Response {
+    let given = form.map(|Form(f)| f.csrf).unwrap_or_default();
+    let allowed = web
+        .csrf_of(&headers)
+        .is_some_and(|csrf| token_matches(given.as_bytes(), csrf.as_bytes()));
+    if allowed {
+        web.sign_out(&headers);
+    }
+    let cleared = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    ([(header::SET_COOKIE, cleared)], Redirect::to("/")).into_response()
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// `?since=SEQ` of the event stream.
+#[derive(serde::Deserialize)]
+struct StreamQuery {
+    since: Option<u64>,
+}
+
+/// The event stream as server-sent events: each record one `data:` line, from now on (or
+/// after `since`; a browser reconnecting sends `Last-Event-ID`).
+async fn event_stream(
+    State(daemon): State<Arc<Daemon>>,
+    headers: HeaderMap,
+    Query(query): Query<StreamQuery>,
+) -> Response {
+    let last_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let since = last_id
+        .or(query.since)
+        .unwrap_or_else(|| daemon.events.last_seq());
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(256);
+    let mut records = daemon.events.stream(since, true);
+    tokio::spawn(async move {
+        while let Some(line) = records.0.recv().await {
+            let text = String::from_utf8_lossy(&line);
+            let text = text.trim_end();
+            let id = serde_json::from_str::<serde_json::Value>(text)
+                .ok()
+                .and_then(|v| v.get("seq").and_then(serde_json::Value::as_u64));
+            let frame = match id {
+                Some(id) => format!("id: {id}\ndata: {text}\n\n"),
+                None => format!("data: {text}\n\n"),
+            };
+            if tx.send(bytes::Bytes::from(frame)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let body = Body::new(crate::events::ChannelBody(rx));
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The dashboard's own routes (the page, sign-in, assets, the event stream).
+pub(crate) fn routes(daemon: Arc<Daemon>, web: Arc<Web>) -> Router {
+    let pages = Router::new()
+        .route("/", get(index))
+        .route("/login", post(login))
+        .route("/logout", post(logout))
+        .route(
+            "/assets/app.js",
+            get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
+        )
+        .route(
+            "/assets/app.css",
+            get(|| async { asset("text/css; charset=utf-8", APP_CSS) }),
+        )
+        .with_state(web);
+    let stream = Router::new()
+        .route("/v1/events/stream", get(event_stream))
+        .with_state(daemon);
+    pages.merge(stream)
+}
+
+/// Paths anyone may ask for: the sign-in page and what it needs.
+fn public(path: &str) -> bool {
+    matches!(
+        path,
+        "/" | "/login" | "/logout" | "/assets/app.css" | "/assets/app.js"
+    )
+}
+
+fn refuse(status: StatusCode, error: &str) -> Response {
+    let mut response = (
+        status,
+        Json(ErrorBody {
+            error: error.to_owned(),
+            field: None,
+        }),
+    )
+        .into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        if let Ok(value) = "Bearer".parse() {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
+        }
+    }
+    response
+}
+
+/// Every TCP request: the public pages pass; otherwise the bearer token, or a signed-in
+/// browser (whose state-changing requests must carry its CSRF token).
+pub(crate) async fn gate(web: Arc<Web>, request: Request, next: Next) -> Response {
+    if public(request.uri().path()) {
+        return next.run(request).await;
+    }
+    let bearer = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .is_some_and(|given| token_matches(given, &web.token));
+    if bearer {
+        return next.run(request).await;
+    }
+    let Some(csrf) = web.csrf_of(request.headers()) else {
+        return refuse(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
+    };
+    let safe = matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    let carried = request
+        .headers()
+        .get("x-csrf-token")
+        .is_some_and(|v| token_matches(v.as_bytes(), csrf.as_bytes()));
+    if !safe && !carried {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "this request needs the page's CSRF token (X-CSRF-Token)",
+        );
+    }
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cookie_is_found_among_others_and_empty_is_none() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            "a=1; claude_pm_session=abc; b=2".parse().unwrap(),
+        );
+        assert_eq!(cookie(&h).as_deref(), Some("abc"));
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, "claude_pm_session=".parse().unwrap());
+        assert_eq!(cookie(&h), None);
+        assert!(random_hex().is_some_and(|h| h.len() == 64));
+        assert!(!token_matches(b"abc", b"abcd"));
+        assert!(token_matches(b"abcd", b"abcd"));
+    }
+
+    #[test]
+    fn sign_ins_are_bounded_and_give_their_csrf_token() {
+        let web = Web::new(Arc::from(&b"t"[..]));
+        let (id, csrf) = web.sign_in().unwrap();
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, format!("{COOKIE}={id}").parse().unwrap());
+        assert_eq!(web.csrf_of(&h), Some(csrf));
+        for _ in 0..MAX_SIGN_INS + 10 {
+            web.sign_in();
+        }
+        assert!(web.sign_ins().len() <= MAX_SIGN_INS);
+        web.sign_out(&h);
+        assert_eq!(web.csrf_of(&h), None);
+    }
+}
