@@ -19,6 +19,7 @@
 )]
 #![expect(clippy::print_stdout, reason = "the bench reports to its user")]
 
+mod dashboards;
 mod managers;
 
 use std::io::Write;
@@ -44,6 +45,26 @@ fn main() -> std::process::ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     if argv.first().map(String::as_str) == Some("stamp") {
         return stamp(argv.get(1));
+    }
+    if argv.first().map(String::as_str) == Some("dashboards") {
+        let get = |flag: &str| {
+            argv.iter()
+                .position(|a| a == flag)
+                .and_then(|i| argv.get(i + 1))
+                .map(PathBuf::from)
+        };
+        let quick = argv.iter().any(|a| a == "--quick");
+        let ran = match (get("--claude-pm"), get("--work")) {
+            (Some(pm), Some(work)) => dashboards::run(&pm, &work, quick),
+            _ => Err("dashboards needs --claude-pm PATH --work DIR".into()),
+        };
+        return match ran {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bench-peers dashboards: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
     }
     match parse(&argv).and_then(|args| run(&args)) {
         Ok(()) => std::process::ExitCode::SUCCESS,

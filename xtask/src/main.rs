@@ -6,6 +6,7 @@
 //! cargo xtask demo        the main job (see README.md)
 //! cargo xtask bench       run the criterion benches
 //! cargo xtask bench-peers claude-pm serve against pm2 and supervisord (installed under target/)
+//! cargo xtask bench-dashboards  the daemon's CPU with 500 sessions and five dashboards open
 //! cargo xtask fuzz        run every fuzz target (cargo-fuzz) for --seconds N, report a table
 //! cargo xtask soak        10,000 start/stop cycles of misbehaving children, then a leftover count
 //! cargo xtask claude-cli  install the pinned real Claude CLI under target/ and print its path
@@ -32,11 +33,14 @@ fn main() -> ExitCode {
         Some("demo") => demo(args.get(1..).unwrap_or_default()),
         Some("bench") => bench(args.get(1..).unwrap_or_default()),
         Some("bench-peers") => peers::bench_peers(args.get(1..).unwrap_or_default()),
+        Some("bench-dashboards") => peers::bench_dashboards(args.get(1..).unwrap_or_default()),
         Some("claude-cli") => claude_cli().map(|path| println!("{}", path.display())),
         Some("fuzz") => fuzz(args.get(1..).unwrap_or_default()),
         Some("soak") => soak(args.get(1..).unwrap_or_default()),
         _ => {
-            eprintln!("usage: cargo xtask <ci|demo|bench|bench-peers|fuzz|soak|claude-cli>");
+            eprintln!(
+                "usage: cargo xtask <ci|demo|bench|bench-peers|bench-dashboards|fuzz|soak|claude-cli>"
+            );
             return ExitCode::from(2);
         }
     };

@@ -11,6 +11,41 @@ use crate::{cargo, root, run, Result};
 const PM2: &str = "pm2@7.0.4";
 const SUPERVISOR: &str = "supervisor==4.3.0";
 
+/// Build claude-pm and bench-peers in release mode; the release directory.
+fn build_release() -> Result<std::path::PathBuf> {
+    let mut build = cargo();
+    build.args([
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "claude-pm",
+        "-p",
+        "benches",
+        "--bin",
+        "claude-pm",
+        "--bin",
+        "bench-peers",
+    ]);
+    run("build claude-pm and bench-peers (release)", build)?;
+    Ok(root().join("target/release"))
+}
+
+/// `cargo xtask bench-dashboards [--quick]`: the daemon's CPU with 500 sessions, without and
+/// with five dashboards open (BENCHMARKS.md).
+pub(crate) fn bench_dashboards(args: &[String]) -> Result {
+    let release = build_release()?;
+    let mut bench = Command::new(release.join("bench-peers"));
+    bench
+        .arg("dashboards")
+        .arg("--claude-pm")
+        .arg(release.join("claude-pm"))
+        .arg("--work")
+        .arg(root().join("target/peers/dashboards"))
+        .args(args);
+    run("bench-peers dashboards", bench)
+}
+
 pub(crate) fn bench_peers(args: &[String]) -> Result {
     let dir = root().join("target/peers");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -30,22 +65,7 @@ pub(crate) fn bench_peers(args: &[String]) -> Result {
         pip.args(["install", "--quiet", SUPERVISOR]);
         run("install supervisord (pip)", pip)?;
     }
-    let mut build = cargo();
-    build.args([
-        "build",
-        "--release",
-        "--locked",
-        "-p",
-        "claude-pm",
-        "-p",
-        "benches",
-        "--bin",
-        "claude-pm",
-        "--bin",
-        "bench-peers",
-    ]);
-    run("build claude-pm and bench-peers (release)", build)?;
-    let release = root().join("target/release");
+    let release = build_release()?;
     let mut bench = Command::new(release.join("bench-peers"));
     bench
         .arg("--claude-pm")
