@@ -103,8 +103,16 @@ function renderTable() {
 
 async function relist() {
   const list = await api("GET", "/v1/sessions");
+  const before = new Map(sessions);
   sessions.clear();
-  for (const s of list) sessions.set(s.name, s);
+  for (const s of list) {
+    // A list answer can arrive after newer events: a state they changed later stays.
+    const old = before.get(s.name);
+    if (old && old.since && s.since && old.since > s.since) {
+      s.state = old.state; s.pid = old.pid; s.since = old.since; s.last_exit = old.last_exit;
+    }
+    sessions.set(s.name, s);
+  }
   renderTable();
 }
 

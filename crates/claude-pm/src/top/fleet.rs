@@ -100,7 +100,8 @@ fn f64_of(v: &Value, key: &str) -> Option<f64> {
 }
 
 impl Fleet {
-    /// Replace every row with the daemon's list.
+    /// Replace every row with the daemon's list; a row whose state an event changed after
+    /// the list was taken keeps that state (a list answer can arrive after newer events).
     pub(crate) fn load(&mut self, list: Vec<SessionView>) {
         let old = std::mem::take(&mut self.rows);
         for view in list {
@@ -108,6 +109,14 @@ impl Fleet {
             if let Some(before) = old.get(&row.name) {
                 row.turns = before.turns;
                 row.cost = before.cost;
+                if let (Some(ours), Some(theirs)) = (before.since, row.since) {
+                    if ours > theirs {
+                        row.state.clone_from(&before.state);
+                        row.pid = before.pid;
+                        row.since = before.since;
+                        row.last_exit.clone_from(&before.last_exit);
+                    }
+                }
             }
             self.rows.insert(row.name.clone(), row);
         }
@@ -304,6 +313,12 @@ mod tests {
         assert_eq!(a.last_exit.unwrap().signal, Some(15));
         let new = json!({"event": "state", "session": "c", "from": "queued", "to": "starting"});
         assert_eq!(fleet.apply(&new), Effect::Unknown("c".into()));
+        // A list taken before the exit (still "stopping" at 101.5) does not undo it.
+        let mut stale = view("a", "stopping");
+        stale.since = Some(101.5);
+        fleet.load(vec![stale, view("b", "running")]);
+        let a = fleet.shown().into_iter().find(|r| r.name == "a").unwrap().clone();
+        assert_eq!(a.state, "finished");
     }
 
     #[test]

@@ -258,10 +258,7 @@ async fn run(
                     top.log_lines.pop_front();
                 }
             }
-            Input::Said(message) => {
-                top.message = Some(message);
-                relist(client, tx);
-            }
+            Input::Said(message) => top.message = Some(message),
             Input::Key(key) => match on_key(top, key) {
                 Action::Quit => break,
                 Action::None => {}

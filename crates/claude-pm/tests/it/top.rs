@@ -105,3 +105,40 @@ async fn without_a_terminal_top_refuses_and_points_at_ps_json() {
         "{err}"
     );
 }
+
+/// A resize redraws at the new size; Ctrl-C leaves at once with the terminal restored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn top_follows_a_resize_and_ctrl_c_restores_the_terminal() {
+    let _serial = crate::SERIAL.lock().await;
+    let served = Served::start("", &[]).await;
+    let client = served.client();
+    client.create(&sleeper("resized-one")).await.unwrap();
+    pid_of(&client, "resized-one").await;
+    let mut pty = Pty::open();
+    pty.set_size(30, 120);
+    let modes_before = pty.local_modes();
+    let line = format!(
+        "exec setsid --wait --ctty \"$0\" top --state-dir {} <{1} >{1} 2>{1}",
+        served.state().display(),
+        pty.slave
+    );
+    let config = ProcessConfig::builder("/bin/sh")
+        .args(["-c", &line, env!("CARGO_BIN_EXE_claude-pm")])
+        .env_policy(EnvPolicy::Inherit)
+        .build()
+        .unwrap();
+    let mut top = spawn(&config).await.unwrap();
+    let t = Duration::from_secs(10);
+    pty.wait_on_screen("resized-one", (30, 120), t).await;
+    // Narrower: the kernel tells top (SIGWINCH), which draws its frame at the new width.
+    pty.set_size(20, 90);
+    pty.wait_on_screen("1 of 1 sessions ─", (20, 90), t).await;
+    let screen = pty.screen(20, 90);
+    let frame = screen.lines().next().unwrap_or_default().to_owned();
+    assert_eq!(frame.chars().count(), 90, "{screen}");
+    pty.type_in(&[0x03]);
+    let exit = tokio::time::timeout(t, top.wait()).await.unwrap().unwrap();
+    assert_eq!(code(&exit), 0, "{:?}", pty.text());
+    assert_eq!(pty.local_modes(), modes_before);
+    let _dir = served.drain().await;
+}
