@@ -430,6 +430,13 @@ impl Daemon {
         }
     }
 
+    /// `name`'s CLI finished a turn; its running cost `total_cost_usd`.
+    pub(crate) fn note_result(&self, name: &str, total_cost_usd: Option<f64>) {
+        if let Some(session) = self.lock().get(name) {
+            session.live.note_result(total_cost_usd);
+        }
+    }
+
     /// Hand a session back after its turn (unless its run changed meanwhile).
     pub(crate) fn give_back(&self, name: &str, claude: ClaudeSession) {
         let sessions = self.lock();
@@ -539,6 +546,7 @@ fn view(name: &str, session: &Session) -> SessionView {
     let state = session.state.borrow().clone();
     let last = session.live.last.lock().ok().and_then(|l| l.clone());
     let runs = session.live.runs.lock().map(|r| *r).unwrap_or(0);
+    let usage = session.live.usage.lock().ok().map(|u| *u);
     // "finished" once the report is kept, so a finished session always shows how it ended;
     // until then the manager's last word is still "stopping".
     let shown = match (&state, *session.done.borrow()) {
@@ -558,6 +566,10 @@ fn view(name: &str, session: &Session) -> SessionView {
         processes: None,
         health_summary: None,
         since: None,
+        turns: usage.filter(|u| u.turns > 0).map(|u| u.turns),
+        cost_usd: usage
+            .filter(|u| u.turns > 0)
+            .map(|u| (u.cost_usd * 1e6).round() / 1e6),
     }
 }
 

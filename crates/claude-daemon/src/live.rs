@@ -26,6 +26,34 @@ pub(crate) struct Live {
     /// The Claude session id the CLI last reported, and where to keep each new one.
     pub(crate) claude_session_id: Mutex<Option<String>>,
     pub(crate) registry: Option<(String, Arc<Registry>)>,
+    /// Turns the CLI finished (its `result` lines) and what they cost, over every run.
+    pub(crate) usage: Mutex<Usage>,
+}
+
+/// A Claude session's turns and cost so far.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Usage {
+    pub(crate) turns: u32,
+    pub(crate) cost_usd: f64,
+    /// The CLI's running total at its last result (it counts from zero in each process).
+    last_total: f64,
+}
+
+impl Usage {
+    /// One more result whose running total is `total_cost_usd`.
+    pub(crate) fn add(&mut self, total_cost_usd: Option<f64>) {
+        self.turns = self.turns.saturating_add(1);
+        if let Some(total) = total_cost_usd.filter(|t| t.is_finite() && *t >= 0.0) {
+            // A smaller total is a new process of the CLI, counting from zero again.
+            let spent = if total >= self.last_total {
+                total - self.last_total
+            } else {
+                total
+            };
+            self.cost_usd += spent;
+            self.last_total = total;
+        }
+    }
 }
 
 impl Live {
@@ -45,6 +73,13 @@ impl Live {
         }
     }
 
+    /// The CLI finished a turn costing `total_cost_usd` so far (its running total).
+    pub(crate) fn note_result(&self, total_cost_usd: Option<f64>) {
+        if let Ok(mut usage) = self.usage.lock() {
+            usage.add(total_cost_usd);
+        }
+    }
+
     /// The kept lines and a feed of the lines after them (no overlap, no gap).
     pub(crate) fn follow(&self) -> (Vec<String>, tokio::sync::broadcast::Receiver<String>) {
         let lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
@@ -61,13 +96,26 @@ impl Live {
     }
 }
 
-/// The `session_id` of a stream-json line that has one.
-fn session_id_of(line: &str) -> Option<String> {
+/// What a stream-json line says for the session's record: its `session_id`, and for a
+/// `result` line, the CLI's running cost (`Some(None)` when it gives none).
+fn read_line(line: &str) -> (Option<String>, Option<Option<f64>>) {
     if !line.contains("\"session_id\"") {
-        return None;
+        return (None, None);
     }
-    let value: serde_json::Value = serde_json::from_str(line).ok()?;
-    value.get("session_id")?.as_str().map(str::to_owned)
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
+        return (None, None);
+    };
+    let id = value
+        .get("session_id")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned);
+    let result =
+        (value.get("type").and_then(serde_json::Value::as_str) == Some("result")).then(|| {
+            value
+                .get("total_cost_usd")
+                .and_then(serde_json::Value::as_f64)
+        });
+    (id, result)
 }
 
 /// Lines a follower may fall behind before it is told how many it missed.
@@ -81,8 +129,12 @@ pub(crate) async fn keep_lines(mut rx: OutputReceiver, live: Arc<Live>) {
             _ => continue,
         };
         let text = String::from_utf8_lossy(&line).into_owned();
-        if let Some(id) = session_id_of(&text) {
+        let (id, result) = read_line(&text);
+        if let Some(id) = id {
             live.note_session_id(&id);
+        }
+        if let Some(cost) = result {
+            live.note_result(cost);
         }
         if let Ok(mut file) = live.file.lock() {
             if let Some(file) = file.as_mut() {
@@ -115,6 +167,28 @@ impl Default for Live {
             file: Mutex::new(None),
             claude_session_id: Mutex::new(None),
             registry: None,
+            usage: Mutex::new(Usage::default()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn turns_and_cost_add_up_across_processes() {
+        let mut u = Usage::default();
+        u.add(Some(0.01));
+        u.add(Some(0.03));
+        // A new process of the CLI: its total starts again.
+        u.add(Some(0.005));
+        u.add(None);
+        assert_eq!(u.turns, 4);
+        assert!((u.cost_usd - 0.035).abs() < 1e-9, "{u:?}");
+        let result = r#"{"type":"result","session_id":"s1","total_cost_usd":0.25}"#;
+        assert_eq!(read_line(result), (Some("s1".into()), Some(Some(0.25))));
+        assert_eq!(read_line(r#"{"type":"system","session_id":"s1"}"#).1, None);
+        assert_eq!(read_line("plain text"), (None, None));
     }
 }

@@ -82,6 +82,9 @@ async fn run_turn(
             if let Some(id) = id {
                 daemon.note_session_id(&name, id);
             }
+            if let SessionEvent::Message(StreamMessage::Result(r)) = &event {
+                daemon.note_result(&name, r.total_cost_usd);
+            }
             let _ = tx.send(line(&record(&event))).await;
             if done {
                 break;

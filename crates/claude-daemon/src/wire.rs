@@ -283,6 +283,12 @@ pub struct SessionView {
     /// When the session entered its state, seconds since the epoch (for uptimes).
     #[serde(default)]
     pub since: Option<f64>,
+    /// Turns a Claude session's CLI finished, over all its runs (none yet: absent).
+    #[serde(default)]
+    pub turns: Option<u32>,
+    /// What those turns cost, USD, as the CLI reported it.
+    #[serde(default)]
+    pub cost_usd: Option<f64>,
 }
 
 /// `GET /v1/sessions/{name}`: the view, the definition (secrets hidden) and the session's

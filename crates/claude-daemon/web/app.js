@@ -87,6 +87,8 @@ function renderTable() {
       cell(s.processes == null ? "-" : String(s.processes), "procs num"),
       cell(health.split(":")[0], health.startsWith("healthy") || health === "-" ? "health" : "health unhealthy"),
       cell(String(s.restarts), "restarts num"),
+      cell(s.turns == null ? "-" : String(s.turns), "turns num"),
+      cell(s.cost_usd == null ? "-" : `$${s.cost_usd.toFixed(4)}`, "cost num"),
       cell(s.state === "running" && s.since ? duration(now - s.since) : "-", "uptime"),
       cell(s.program, "program"),
     );

@@ -36,8 +36,8 @@ impl Row {
             processes: v.processes,
             health: v.health_summary,
             restarts: v.restarts,
-            turns: None,
-            cost: None,
+            turns: v.turns,
+            cost: v.cost_usd,
             since: v.since,
             program: v.program,
             last_exit: v.last_exit,
@@ -107,8 +107,8 @@ impl Fleet {
         for view in list {
             let mut row = Row::from_view(view);
             if let Some(before) = old.get(&row.name) {
-                row.turns = before.turns;
-                row.cost = before.cost;
+                row.turns = row.turns.or(before.turns);
+                row.cost = row.cost.or(before.cost);
                 if let (Some(ours), Some(theirs)) = (before.since, row.since) {
                     if ours > theirs {
                         row.state.clone_from(&before.state);
@@ -317,7 +317,12 @@ mod tests {
         let mut stale = view("a", "stopping");
         stale.since = Some(101.5);
         fleet.load(vec![stale, view("b", "running")]);
-        let a = fleet.shown().into_iter().find(|r| r.name == "a").unwrap().clone();
+        let a = fleet
+            .shown()
+            .into_iter()
+            .find(|r| r.name == "a")
+            .unwrap()
+            .clone();
         assert_eq!(a.state, "finished");
     }
 

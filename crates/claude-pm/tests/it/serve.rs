@@ -767,6 +767,16 @@ async fn a_turn_through_the_api_streams_the_real_clis_answer() {
     }
     assert_eq!(results[0]["result"], "pong");
     assert_eq!(results[1]["result"], "stand-in reply to: and again");
+    // The list counts the session's turns and their cost (what top and the dashboard show).
+    let listed = client.list().await.unwrap();
+    let chat = listed.iter().find(|v| v.name == "chat").unwrap();
+    assert_eq!(chat.turns, Some(2), "{chat:?}");
+    let reported = results[1]["total_cost_usd"].as_f64().unwrap();
+    assert!(
+        chat.cost_usd
+            .is_some_and(|c| (c - reported).abs() < 1e-6 && c > 0.0),
+        "{chat:?} against {reported}"
+    );
     assert_eq!(results[0]["session_id"], results[1]["session_id"]);
     // The CLI's session id is shown and kept (what a resume would need).
     let id = results[0]["session_id"].as_str().unwrap().to_owned();
