@@ -6,13 +6,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use claude_manager::proc::ClaudeSession;
-use claude_manager::{ProcessManager, SessionHandle, SessionReport, SessionState, Settings};
+use claude_manager::{ProcessManager, SessionHandle, SessionState, Settings};
 use tokio::sync::{mpsc, watch};
 
 use crate::error::{Error, Result};
 use crate::live::{keep_lines, Live};
 use crate::registry::Registry;
-use crate::wire::{ExitView, ProgramDef, SessionDef, SessionDetail, SessionView};
+use crate::views::{detail, exit_view, view, view_now};
+use crate::wire::{ProgramDef, SessionDef, SessionDetail, SessionView};
 
 /// Variables that carry a Claude credential.
 const CREDENTIAL_VARS: &[&str] = &[
@@ -42,12 +43,12 @@ pub(crate) struct Session {
     pub(crate) def: SessionDef,
     pub(crate) origin: Origin,
     control: mpsc::UnboundedSender<Control>,
-    state: watch::Receiver<SessionState>,
+    pub(crate) state: watch::Receiver<SessionState>,
     /// Set when the session's task has seen its end (the report is in `last`).
-    done: watch::Receiver<bool>,
-    live: Arc<Live>,
+    pub(crate) done: watch::Receiver<bool>,
+    pub(crate) live: Arc<Live>,
     /// Each limit and its mechanism, as planned for the session.
-    limits: Vec<crate::wire::LimitView>,
+    pub(crate) limits: Vec<crate::wire::LimitView>,
 }
 
 /// The daemon's state: the manager, the daemon-wide default settings and the sessions.
@@ -76,23 +77,6 @@ impl std::fmt::Debug for Daemon {
             .field("sessions", &self.list().len())
             .finish_non_exhaustive()
     }
-}
-
-fn short(program: &ProgramDef) -> String {
-    let (first, rest) = match program {
-        ProgramDef::Command(argv) => (argv.first().cloned().unwrap_or_default(), argv.get(1..)),
-        ProgramDef::Claude(args) => ("claude".to_owned(), Some(&args[..])),
-    };
-    let mut text = first;
-    for arg in rest.unwrap_or_default() {
-        if text.len() > 60 {
-            text.push_str(" ...");
-            break;
-        }
-        text.push(' ');
-        text.push_str(arg);
-    }
-    text
 }
 
 /// Drive one session's handle: keep each run's output, pass control requests on, and keep the
@@ -352,12 +336,17 @@ impl Daemon {
             .collect()
     }
 
-    /// One session's chart (the last 15 minutes in 5-second steps) and state changes.
+    /// One session's chart (the last 15 minutes in 5-second steps), state changes and last
+    /// ends.
     pub fn history(&self, name: &str) -> Result<crate::history::HistoryView> {
         if !self.lock().contains_key(name) {
             return Err(not_found(name));
         }
-        Ok(self.events.history.view(name))
+        let mut view = self.events.history.view(name);
+        if let Some(registry) = &self.registry {
+            view.exits = registry.reports(name, 10).unwrap_or_default();
+        }
+        Ok(view)
     }
 
     /// One session.
@@ -531,72 +520,4 @@ impl Daemon {
 
 fn not_found(name: &str) -> Error {
     Error::NotFound { name: name.into() }
-}
-
-fn exit_view(r: &SessionReport) -> ExitView {
-    ExitView {
-        reason: r.reason.as_str().to_owned(),
-        code: r.code,
-        signal: r.signal,
-        detail: r.detail.clone(),
-    }
-}
-
-fn view(name: &str, session: &Session) -> SessionView {
-    let state = session.state.borrow().clone();
-    let last = session.live.last.lock().ok().and_then(|l| l.clone());
-    let runs = session.live.runs.lock().map(|r| *r).unwrap_or(0);
-    let usage = session.live.usage.lock().ok().map(|u| *u);
-    // "finished" once the report is kept, so a finished session always shows how it ended;
-    // until then the manager's last word is still "stopping".
-    let shown = match (&state, *session.done.borrow()) {
-        (_, true) => "finished",
-        (SessionState::Finished, false) => "stopping",
-        (other, false) => other.as_str(),
-    };
-    SessionView {
-        name: name.to_owned(),
-        state: shown.to_owned(),
-        pid: state.pid(),
-        restarts: last.as_ref().map_or(runs.saturating_sub(1), |r| r.restarts),
-        program: short(&session.def.program),
-        last_exit: last.as_ref().map(exit_view),
-        cpu_percent: None,
-        rss_bytes: None,
-        processes: None,
-        health_summary: None,
-        since: None,
-        turns: usage.filter(|u| u.turns > 0).map(|u| u.turns),
-        cost_usd: usage
-            .filter(|u| u.turns > 0)
-            .map(|u| (u.cost_usd * 1e6).round() / 1e6),
-    }
-}
-
-/// `view` with what the event log knows now: the last sample, health and state change.
-fn view_now(name: &str, session: &Session, events: &crate::events::EventLog) -> SessionView {
-    let mut v = view(name, session);
-    let now = events.now(name);
-    v.cpu_percent = now.cpu_percent;
-    v.rss_bytes = now.rss_bytes;
-    v.processes = now.processes;
-    v.health_summary = now.health;
-    v.since = now.since;
-    v
-}
-
-fn detail(name: &str, session: &Session, latest: crate::events::Latest) -> SessionDetail {
-    SessionDetail {
-        view: view(name, session),
-        definition: session.def.to_json(true),
-        claude_session_id: session
-            .live
-            .claude_session_id
-            .lock()
-            .ok()
-            .and_then(|id| id.clone()),
-        limits: session.limits.clone(),
-        health: latest.health,
-        last_sample: latest.sample,
-    }
 }

@@ -49,6 +49,9 @@ pub struct HistoryView {
     pub points: Vec<HistoryPoint>,
     /// Oldest first.
     pub states: Vec<StateChange>,
+    /// The last ends of the session (kept in the registry), newest first.
+    #[serde(default)]
+    pub exits: Vec<crate::wire::ExitRecord>,
 }
 
 /// The step being filled.
@@ -171,6 +174,7 @@ impl History {
             step_seconds: HISTORY_STEP_SECS,
             points,
             states: entry.states.iter().cloned().collect(),
+            exits: Vec::new(),
         }
     }
 

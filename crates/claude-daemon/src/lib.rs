@@ -24,6 +24,7 @@ mod registry;
 mod reload;
 mod server;
 mod turns;
+mod views;
 mod web;
 pub mod wire;
 

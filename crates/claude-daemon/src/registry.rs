@@ -168,6 +168,27 @@ impl Registry {
         })
     }
 
+    /// The last `limit` reports of `name`, newest first: when each ended (seconds since the
+    /// epoch), how, and after how many restarts.
+    pub fn reports(&self, name: &str, limit: u32) -> Result<Vec<crate::wire::ExitRecord>> {
+        self.with("read reports", |c| {
+            let mut stmt = c.prepare(
+                "SELECT ended_at, reason, code, signal, restarts, detail FROM reports
+                 WHERE session = ?1 ORDER BY id DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![name, limit], |r| {
+                let reason: String = r.get(1)?;
+                let detail: String = r.get(5)?;
+                Ok(crate::wire::ExitRecord {
+                    ended_at: r.get::<_, i64>(0).map(|t| u64::try_from(t).unwrap_or(0))?,
+                    exit: ExitView::new(&reason, r.get(2)?, r.get(3)?, &detail),
+                    restarts: r.get(4)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
     /// SQLite's own check of the file (`PRAGMA integrity_check`): `ok`, or what is wrong.
     pub fn integrity(&self) -> Result<String> {
         self.with("check the registry", |c| {

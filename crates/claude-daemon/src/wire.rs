@@ -251,6 +251,18 @@ impl ExitView {
     }
 }
 
+/// One ended session run as the registry keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ExitRecord {
+    /// When, seconds since the epoch.
+    pub ended_at: u64,
+    /// How.
+    pub exit: ExitView,
+    /// Restarts before it.
+    pub restarts: u32,
+}
+
 /// A session as `GET /v1/sessions` lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]

@@ -200,6 +200,24 @@ function showSessionState(s) {
   $("#session-exit").textContent = e ? `${e.reason}${e.code != null ? ` (code ${e.code})` : ""}${e.signal != null ? ` (signal ${e.signal})` : ""}: ${e.detail}` : "-";
 }
 
+function showExits(exits) {
+  const list = $("#session-exits");
+  list.textContent = "";
+  for (const r of exits) {
+    const e = r.exit;
+    const how = e.code != null ? ` (code ${e.code})` : e.signal != null ? ` (signal ${e.signal})` : "";
+    const li = document.createElement("li");
+    li.textContent = `${new Date(r.ended_at * 1000).toLocaleString()}  ${e.reason}${how}: ${e.detail}`;
+    list.appendChild(li);
+  }
+  if (exits.length === 0) list.appendChild(Object.assign(document.createElement("li"), { textContent: "none kept" }));
+}
+
+async function refreshExits(name) {
+  const history = await api("GET", `/v1/sessions/${encodeURIComponent(name)}/history`);
+  if (current === name) showExits(history.exits || []);
+}
+
 function addState(t, from, to) {
   const li = document.createElement("li");
   li.textContent = `${new Date(t * 1000).toLocaleTimeString()}  ${from} \u2192 ${to}`;
@@ -215,6 +233,9 @@ function onSessionEvent(ev, s) {
     drawChart();
   } else if (ev.event === "state") {
     addState(ev.ts, ev.from, ev.to);
+  } else if (ev.event === "exit") {
+    // The registry has the report a moment after the event.
+    setTimeout(() => refreshExits(ev.session).catch(() => {}), 300);
   }
 }
 
@@ -262,6 +283,7 @@ async function openSession(name) {
   }
   if (detail.limits.length === 0) limits.appendChild(Object.assign(document.createElement("tr"), { textContent: "none" }));
   for (const st of history.states) addState(st.t, st.from, st.to);
+  showExits(history.exits || []);
   chart.points = history.points.map((p) => ({ t: p.t, cpu_percent: p.cpu_percent, rss_bytes: p.rss_bytes }));
   drawChart();
   followLog(name);

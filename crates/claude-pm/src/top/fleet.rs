@@ -271,6 +271,15 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn row(fleet: &Fleet, name: &str) -> Row {
+        fleet
+            .shown()
+            .into_iter()
+            .find(|r| r.name == name)
+            .unwrap()
+            .clone()
+    }
+
     fn view(name: &str, state: &str) -> SessionView {
         serde_json::from_value(json!({
             "name": name, "state": state, "pid": null, "restarts": 0,
@@ -287,12 +296,7 @@ mod tests {
         assert_eq!(fleet.apply(&run), Effect::None);
         let sample = json!({"event": "sample", "session": "a", "cpu_percent": 99.5, "rss_bytes": 2048, "processes": 3, "ts": 101.0});
         fleet.apply(&sample);
-        let a = fleet
-            .shown()
-            .into_iter()
-            .find(|r| r.name == "a")
-            .unwrap()
-            .clone();
+        let a = row(&fleet, "a");
         assert_eq!(
             (a.state.as_str(), a.pid, a.cpu, a.rss),
             ("running", Some(42), Some(99.5), Some(2048))
@@ -300,12 +304,7 @@ mod tests {
         assert_eq!(a.since, Some(100.0));
         let exit = json!({"event": "exit", "session": "a", "reason": "signaled", "code": null, "signal": 15, "restarts": 2, "turns": 3, "cost_usd": 0.25, "detail": "stopped", "ts": 102.0});
         fleet.apply(&exit);
-        let a = fleet
-            .shown()
-            .into_iter()
-            .find(|r| r.name == "a")
-            .unwrap()
-            .clone();
+        let a = row(&fleet, "a");
         assert_eq!(
             (a.state.as_str(), a.pid, a.restarts, a.turns),
             ("finished", None, 2, Some(3))
@@ -317,12 +316,7 @@ mod tests {
         let mut stale = view("a", "stopping");
         stale.since = Some(101.5);
         fleet.load(vec![stale, view("b", "running")]);
-        let a = fleet
-            .shown()
-            .into_iter()
-            .find(|r| r.name == "a")
-            .unwrap()
-            .clone();
+        let a = row(&fleet, "a");
         assert_eq!(a.state, "finished");
     }
 

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use claude_manager::proc::{spawn, EnvPolicy, ProcessConfig};
+use claude_manager::proc::{spawn, Child, EnvPolicy, ProcessConfig};
 
 use crate::cli::{code, pm};
 use crate::serve::{alive, pid_of, Served};
@@ -12,6 +12,21 @@ use crate::terminal::Pty;
 
 fn sleeper(name: &str) -> serde_json::Value {
     serde_json::json!({"name": name, "command": ["/bin/sleep", "4321"], "grace": "1s"})
+}
+
+/// `claude-pm top` of `served` in a new session whose controlling terminal is `pty`.
+async fn top_on(pty: &Pty, served: &Served) -> Child {
+    let line = format!(
+        "exec setsid --wait --ctty \"$0\" top --state-dir {} <{1} >{1} 2>{1}",
+        served.state().display(),
+        pty.slave
+    );
+    let config = ProcessConfig::builder("/bin/sh")
+        .args(["-c", &line, env!("CARGO_BIN_EXE_claude-pm")])
+        .env_policy(EnvPolicy::Inherit)
+        .build()
+        .unwrap();
+    spawn(&config).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -27,17 +42,7 @@ async fn top_shows_live_sessions_stops_one_from_the_keyboard_and_restores_the_te
     let mut pty = Pty::open();
     pty.set_size(SIZE.0, SIZE.1);
     let modes_before = pty.local_modes();
-    let line = format!(
-        "exec setsid --wait --ctty \"$0\" top --state-dir {} <{1} >{1} 2>{1}",
-        served.state().display(),
-        pty.slave
-    );
-    let config = ProcessConfig::builder("/bin/sh")
-        .args(["-c", &line, env!("CARGO_BIN_EXE_claude-pm")])
-        .env_policy(EnvPolicy::Inherit)
-        .build()
-        .unwrap();
-    let mut top = spawn(&config).await.unwrap();
+    let mut top = top_on(&pty, &served).await;
     let t = Duration::from_secs(10);
     const SIZE: (u16, u16) = (40, 140);
     pty.wait_on_screen("alpha-one", SIZE, t).await;
@@ -117,17 +122,7 @@ async fn top_follows_a_resize_and_ctrl_c_restores_the_terminal() {
     let mut pty = Pty::open();
     pty.set_size(30, 120);
     let modes_before = pty.local_modes();
-    let line = format!(
-        "exec setsid --wait --ctty \"$0\" top --state-dir {} <{1} >{1} 2>{1}",
-        served.state().display(),
-        pty.slave
-    );
-    let config = ProcessConfig::builder("/bin/sh")
-        .args(["-c", &line, env!("CARGO_BIN_EXE_claude-pm")])
-        .env_policy(EnvPolicy::Inherit)
-        .build()
-        .unwrap();
-    let mut top = spawn(&config).await.unwrap();
+    let mut top = top_on(&pty, &served).await;
     let t = Duration::from_secs(10);
     pty.wait_on_screen("resized-one", (30, 120), t).await;
     // Narrower: the kernel tells top (SIGWINCH), which draws its frame at the new width.

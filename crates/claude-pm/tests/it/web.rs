@@ -110,6 +110,26 @@ async fn text_when(c: &fantoccini::Client, css: &str, ok: impl Fn(&str) -> bool)
     }
 }
 
+/// Type `text` into the element `css`.
+async fn type_into(c: &fantoccini::Client, css: &str, text: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
+/// Click the element `css`.
+async fn click(c: &fantoccini::Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
 /// The status of `POST path` sent with only `cookie` (no CSRF token).
 async fn post_with_cookie(addr: &str, path: &str, cookie: &str) -> u16 {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -145,34 +165,14 @@ async fn the_dashboard_signs_in_shows_sessions_live_and_stops_one() {
 
     // A wrong token: refused, no cookie.
     c.goto(&url).await.unwrap();
-    c.find(Locator::Css("#login-token"))
-        .await
-        .unwrap()
-        .send_keys("not-the-token")
-        .await
-        .unwrap();
-    c.find(Locator::Css("#login-submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(&c, "#login-token", "not-the-token").await;
+    click(&c, "#login-submit").await;
     text_when(&c, "#login-error", |t| t.contains("not the daemon's token")).await;
     assert!(c.get_all_cookies().await.unwrap().is_empty());
 
     // The right one: the app, its cookie HttpOnly and SameSite=Strict, the stream live.
-    c.find(Locator::Css("#login-token"))
-        .await
-        .unwrap()
-        .send_keys(TOKEN)
-        .await
-        .unwrap();
-    c.find(Locator::Css("#login-submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(&c, "#login-token", TOKEN).await;
+    click(&c, "#login-submit").await;
     text_when(&c, "#stream-state", |t| t == "live").await;
     let cookie = c.get_named_cookie(claude_daemon::COOKIE).await.unwrap();
     assert_eq!(cookie.http_only(), Some(true));
@@ -214,12 +214,7 @@ async fn the_dashboard_signs_in_shows_sessions_live_and_stops_one() {
     );
 
     // Its page: the chart, then Stop ends the tree.
-    c.find(Locator::Css(r#"tr[data-name="busy"]"#))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, r#"tr[data-name="busy"]"#).await;
     text_when(&c, "#session-name", |t| t == "busy").await;
     text_when(&c, "#chart-now", |t| t.starts_with("now")).await;
     std::fs::write(
@@ -227,13 +222,10 @@ async fn the_dashboard_signs_in_shows_sessions_live_and_stops_one() {
         c.screenshot().await.unwrap(),
     )
     .unwrap();
-    c.find(Locator::Css("#stop"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#stop").await;
     text_when(&c, "#session-state", |t| t == "finished").await;
+    // The end is listed with its reason, from the registry.
+    text_when(&c, "#session-exits li", |t| t.contains("stopped")).await;
     let start = Instant::now();
     while alive(busy_pid) {
         assert!(
@@ -245,36 +237,11 @@ async fn the_dashboard_signs_in_shows_sessions_live_and_stops_one() {
 
     // The start form: a bad memory value is shown next to its field; nothing starts.
     c.goto(&format!("{url}#/")).await.unwrap();
-    c.find(Locator::Css("#start-box summary"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.find(Locator::Css("#start-name"))
-        .await
-        .unwrap()
-        .send_keys("bad-mem")
-        .await
-        .unwrap();
-    c.find(Locator::Css("#start-command"))
-        .await
-        .unwrap()
-        .send_keys("/bin/sleep 100")
-        .await
-        .unwrap();
-    c.find(Locator::Css("#start-memory"))
-        .await
-        .unwrap()
-        .send_keys("lots")
-        .await
-        .unwrap();
-    c.find(Locator::Css("#start-submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#start-box summary").await;
+    type_into(&c, "#start-name", "bad-mem").await;
+    type_into(&c, "#start-command", "/bin/sleep 100").await;
+    type_into(&c, "#start-memory", "lots").await;
+    click(&c, "#start-submit").await;
     let error = text_when(&c, r#".field-error[data-field="memory"]"#, |t| {
         !t.is_empty()
     })
