@@ -214,7 +214,7 @@ impl EventLog {
 
     /// The kept events after `since`, led by a `lagged` record if some of those were not
     /// kept; and the number of the last one.
-    fn after(&self, since: u64) -> (Vec<Bytes>, u64) {
+    fn after(&self, since: u64) -> (Vec<(Option<u64>, Bytes)>, u64) {
         let Ok(kept) = self.kept.lock() else {
             return (Vec::new(), since);
         };
@@ -222,26 +222,37 @@ impl EventLog {
         let mut last = since;
         if let Some((oldest, _)) = kept.front() {
             if *oldest > since + 1 {
-                out.push(lagged(oldest - since - 1));
+                out.push((None, lagged(oldest - since - 1)));
             }
         }
         for (seq, bytes) in kept.iter().filter(|(s, _)| *s > since) {
-            out.push(bytes.clone());
+            out.push((Some(*seq), bytes.clone()));
             last = *seq;
         }
         (out, last)
     }
 
-    /// A body of the events after `since`; with `follow`, then the live ones until the reader
-    /// goes away.
+    /// A body of the events after `since` (NDJSON); with `follow`, then the live ones until
+    /// the reader goes away.
     pub(crate) fn stream(self: &Arc<Self>, since: u64, follow: bool) -> ChannelBody {
+        self.stream_framed(since, follow, |_, line| line)
+    }
+
+    /// [`EventLog::stream`] with each record framed by `frame` (given its number; `None` for
+    /// a `lagged` record): server-sent events reuse the one stream.
+    pub(crate) fn stream_framed(
+        self: &Arc<Self>,
+        since: u64,
+        follow: bool,
+        frame: fn(Option<u64>, Bytes) -> Bytes,
+    ) -> ChannelBody {
         let (tx, rx) = mpsc::channel(256);
         // Subscribed before the kept ones are read, so nothing falls between the two.
         let mut live = self.live.subscribe();
         let (kept, mut last) = self.after(since);
         tokio::spawn(async move {
-            for bytes in kept {
-                if tx.send(bytes).await.is_err() {
+            for (seq, bytes) in kept {
+                if tx.send(frame(seq, bytes)).await.is_err() {
                     return;
                 }
             }
@@ -253,10 +264,10 @@ impl EventLog {
                     Ok((seq, _)) if seq <= last => continue,
                     Ok((seq, bytes)) => {
                         if seq > last + 1 {
-                            let _ = tx.send(lagged(seq - last - 1)).await;
+                            let _ = tx.send(frame(None, lagged(seq - last - 1))).await;
                         }
                         last = seq;
-                        bytes
+                        frame(Some(seq), bytes)
                     }
                     // The next record's number shows the gap, and the lagged record says it.
                     Err(broadcast::error::RecvError::Lagged(_)) => continue,
@@ -293,7 +304,7 @@ mod tests {
             log.push(seq, Bytes::from(format!("{{\"seq\":{seq}}}\n")));
         }
         let (records, last) = log.after(0);
-        assert_eq!(records[0], lagged(5));
+        assert_eq!(records[0], (None, lagged(5)));
         assert_eq!(records.len(), KEPT_EVENTS + 1);
         assert_eq!(last, n);
         let (records, _) = log.after(n - 2);

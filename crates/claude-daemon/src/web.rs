@@ -73,16 +73,19 @@ impl Web {
     /// The CSRF token of the browser whose cookie `headers` carry, if it is signed in.
     fn csrf_of(&self, headers: &HeaderMap) -> Option<String> {
         let id = cookie(headers)?;
-        let mut sign_ins = self.sign_ins();
-        let now = Instant::now();
-        sign_ins.retain(|_, s| s.until > now);
-        sign_ins.get(&id).map(|s| s.csrf.clone())
+        let sign_ins = self.sign_ins();
+        sign_ins
+            .get(&id)
+            .filter(|s| s.until > Instant::now())
+            .map(|s| s.csrf.clone())
     }
 
     /// A new sign-in: its cookie value and CSRF token.
     fn sign_in(&self) -> Option<(String, String)> {
         let (id, csrf) = (random_hex()?, random_hex()?);
         let mut sign_ins = self.sign_ins();
+        let now = Instant::now();
+        sign_ins.retain(|_, s| s.until > now);
         if sign_ins.len() >= MAX_SIGN_INS {
             let oldest = sign_ins
                 .iter()
@@ -211,6 +214,16 @@ struct StreamQuery {
     since: Option<u64>,
 }
 
+/// One NDJSON record as a server-sent event, its number as the event's id.
+fn sse_frame(seq: Option<u64>, line: bytes::Bytes) -> bytes::Bytes {
+    let text = String::from_utf8_lossy(&line);
+    let text = text.trim_end();
+    bytes::Bytes::from(match seq {
+        Some(id) => format!("id: {id}\ndata: {text}\n\n"),
+        None => format!("data: {text}\n\n"),
+    })
+}
+
 /// The event stream as server-sent events: each record one `data:` line, from now on (or
 /// after `since`; a browser reconnecting sends `Last-Event-ID`).
 async fn event_stream(
@@ -225,25 +238,7 @@ async fn event_stream(
     let since = last_id
         .or(query.since)
         .unwrap_or_else(|| daemon.events.last_seq());
-    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(256);
-    let mut records = daemon.events.stream(since, true);
-    tokio::spawn(async move {
-        while let Some(line) = records.0.recv().await {
-            let text = String::from_utf8_lossy(&line);
-            let text = text.trim_end();
-            let id = serde_json::from_str::<serde_json::Value>(text)
-                .ok()
-                .and_then(|v| v.get("seq").and_then(serde_json::Value::as_u64));
-            let frame = match id {
-                Some(id) => format!("id: {id}\ndata: {text}\n\n"),
-                None => format!("data: {text}\n\n"),
-            };
-            if tx.send(bytes::Bytes::from(frame)).await.is_err() {
-                return;
-            }
-        }
-    });
-    let body = Body::new(crate::events::ChannelBody(rx));
+    let body = Body::new(daemon.events.stream_framed(since, true, sse_frame));
     (
         [
             (header::CONTENT_TYPE, "text/event-stream"),
@@ -354,6 +349,14 @@ mod tests {
         assert!(random_hex().is_some_and(|h| h.len() == 64));
         assert!(!token_matches(b"abc", b"abcd"));
         assert!(token_matches(b"abcd", b"abcd"));
+    }
+
+    #[test]
+    fn a_record_becomes_one_event_with_its_number() {
+        let framed = sse_frame(Some(7), bytes::Bytes::from("{\"seq\":7}\n"));
+        assert_eq!(&framed[..], b"id: 7\ndata: {\"seq\":7}\n\n");
+        let lagged = sse_frame(None, bytes::Bytes::from("{\"lagged\":3}\n"));
+        assert_eq!(&lagged[..], b"data: {\"lagged\":3}\n\n");
     }
 
     #[test]

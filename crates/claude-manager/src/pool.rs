@@ -302,17 +302,26 @@ impl Inner {
     /// Give `warm` back for `key`, or stop it if it should be recycled.
     fn give_back(self: &Arc<Self>, key: String, mut warm: Warm) {
         let keep = !self.lock().closed && warm.alive() && !self.spent(&warm);
+        if !keep {
+            self.recycle(warm);
+            return;
+        }
         let mut state = self.lock();
         state.out = state.out.saturating_sub(1);
-        if keep {
-            warm.idle_since = Instant::now();
-            state.kept.push((key, warm));
-        } else {
-            state.recycled += 1;
-            drop(state);
-            drop(warm);
-            self.refill_if_runtime();
-        }
+        warm.idle_since = Instant::now();
+        state.kept.push((key, warm));
+        drop(state);
+        self.changed.notify_waiters();
+    }
+
+    /// Stop `warm`, handed out until now, and start a replacement.
+    fn recycle(self: &Arc<Self>, warm: Warm) {
+        let mut state = self.lock();
+        state.out = state.out.saturating_sub(1);
+        state.recycled += 1;
+        drop(state);
+        drop(warm);
+        self.refill_if_runtime();
         self.changed.notify_waiters();
     }
 
@@ -512,13 +521,7 @@ impl PooledSession {
     /// Stop the session instead of giving it back.
     pub fn discard(mut self) {
         if let (Some(warm), Some(pool)) = (self.warm.take(), self.pool.upgrade()) {
-            let mut state = pool.lock();
-            state.out = state.out.saturating_sub(1);
-            state.recycled += 1;
-            drop(state);
-            drop(warm);
-            pool.refill_if_runtime();
-            pool.changed.notify_waiters();
+            pool.recycle(warm);
         }
     }
 }

@@ -212,6 +212,11 @@ pub(crate) fn callback_id(index: usize) -> String {
     format!("hook_{index}")
 }
 
+/// The index of the hook a callback id names (`hook_3` -> 3).
+pub(crate) fn callback_index(id: &str) -> Option<usize> {
+    id.strip_prefix("hook_")?.parse().ok()
+}
+
 /// The `hooks` field of `initialize`: per event, the matchers and their callback ids, with the
 /// CLI's own timeout for each (the host's, rounded up to whole seconds: the host's own timeout
 /// answers first).

@@ -296,14 +296,16 @@ fn json_object(text: &str, what: &str) -> Result<Value, String> {
     }
 }
 
+/// The error reply for a `what` that took longer than `timeout` (seconds for people).
+fn late(what: &str, timeout: Duration) -> String {
+    let secs = timeout.as_secs_f64();
+    format!("the {what} did not answer within {secs:.1} s")
+}
+
 /// The answer to one control request from the CLI, as the reply's body or its error.
 async fn answer(request: &ControlRequest, handlers: &HostHandlers) -> Result<Value, String> {
     let body: Value = serde_json::from_str(&request.request_json).unwrap_or_default();
     let timeout = handlers.timeout;
-    let late = |what: &str| {
-        let secs = timeout.as_secs_f64();
-        format!("the {what} did not answer within {secs:.1} s")
-    };
     match request.subtype.as_str() {
         "can_use_tool" => match &handlers.permission {
             Some(handler) => permission(&body, handler.as_ref(), timeout).await,
@@ -311,15 +313,14 @@ async fn answer(request: &ControlRequest, handlers: &HostHandlers) -> Result<Val
         },
         "hook_callback" => {
             let id = str_of(&body, "callback_id").unwrap_or_default();
-            let hook = (0..handlers.hooks.len())
-                .find(|i| agent_hooks::callback_id(*i) == id)
+            let hook = agent_hooks::callback_index(&id)
                 .and_then(|i| handlers.hooks.get(i))
                 .ok_or_else(|| format!("no hook is registered under the id {id:?}"))?;
             let input = agent_hooks::input_of(&body);
             let event = input.event.clone();
             let output = tokio::time::timeout(timeout, hook.callback.call(input))
                 .await
-                .map_err(|_| late("hook"))??;
+                .map_err(|_| late("hook", timeout))??;
             output.to_json(&event)
         }
         "mcp_message" => {
@@ -332,7 +333,7 @@ async fn answer(request: &ControlRequest, handlers: &HostHandlers) -> Result<Val
                 .ok_or_else(|| format!("no in-process MCP server is named {name:?}"))?;
             let response = tokio::time::timeout(timeout, server.handle(&message))
                 .await
-                .map_err(|_| late("MCP tool"))?;
+                .map_err(|_| late("MCP tool", timeout))?;
             Ok(json!({ "mcp_response": response }))
         }
         other => Err(format!("unsupported control request subtype: {other}")),
@@ -355,10 +356,7 @@ async fn permission(
     };
     let decision = tokio::time::timeout(timeout, handler.can_use_tool(prompt))
         .await
-        .map_err(|_| {
-            let secs = timeout.as_secs_f64();
-            format!("the permission handler did not answer within {secs:.1} s")
-        })??;
+        .map_err(|_| late("permission handler", timeout))??;
     match decision {
         PermissionDecision::Allow {
             updated_input_json,

@@ -165,9 +165,21 @@ pub(crate) fn resumable(args: &[OsString]) -> bool {
 mod tests {
     use super::*;
 
+    fn os(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
+    }
+
+    /// `resumed(args, "abc")` as text.
+    fn resumed_abc(args: &[OsString]) -> Vec<String> {
+        resumed(args, "abc")
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
     #[test]
     fn a_resumed_run_replaces_how_the_first_chose_its_conversation() {
-        let args: Vec<OsString> = [
+        let args = os(&[
             "-p",
             "--session-id=0f8b2c3e-1d4a-4b5c-9e6f-7a8b9c0d1e2f",
             "--model=m",
@@ -175,33 +187,18 @@ mod tests {
             "old",
             "--continue",
             "--fork-session",
-        ]
-        .iter()
-        .map(OsString::from)
-        .collect();
-        let out: Vec<String> = resumed(&args, "abc")
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
+        ]);
+        let out = resumed_abc(&args);
         assert_eq!(out, ["-p", "--model=m", "--resume=abc"]);
     }
 
     #[test]
     fn a_bare_resume_keeps_the_flag_after_it_and_no_persistence_means_no_resume() {
-        let args: Vec<OsString> = ["--resume", "--verbose"]
-            .iter()
-            .map(OsString::from)
-            .collect();
-        let out: Vec<String> = resumed(&args, "abc")
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
+        let args = os(&["--resume", "--verbose"]);
+        let out = resumed_abc(&args);
         assert_eq!(out, ["--verbose", "--resume=abc"]);
         assert!(resumable(&args));
-        let unsaved: Vec<OsString> = ["-p", "--no-session-persistence"]
-            .iter()
-            .map(OsString::from)
-            .collect();
+        let unsaved = os(&["-p", "--no-session-persistence"]);
         assert!(!resumable(&unsaved));
     }
 }

@@ -305,3 +305,33 @@ async fn a_slow_handler_is_an_error_reply_naming_its_timeout() {
         "the permission handler did not answer within 0.1 s"
     );
 }
+
+/// A hook that never answers.
+struct NeverHook;
+
+#[async_trait::async_trait]
+impl claude_proc::HookCallback for NeverHook {
+    async fn call(&self, _: claude_proc::HookInput) -> Result<claude_proc::HookOutput, String> {
+        std::future::pending().await
+    }
+}
+
+/// A hook past the handlers' timeout is an error reply too: the CLI is never left waiting.
+#[tokio::test]
+async fn a_slow_hook_is_an_error_reply_naming_the_timeout() {
+    let call = r#"{"type":"control_request","request_id":"cli_9","request":{"subtype":"hook_callback","callback_id":"hook_0","input":{"hook_event_name":"PreToolUse","tool_name":"Bash"}}}"#;
+    let handlers = claude_proc::HostHandlers::new()
+        .hook(
+            claude_proc::HookEvent::PreToolUse,
+            Some("Bash"),
+            Arc::new(NeverHook),
+        )
+        .timeout(Duration::from_millis(100));
+    let reply: serde_json::Value =
+        serde_json::from_str(&reply_of(&[call], |s| s.set_handlers(handlers)).await).unwrap();
+    assert_eq!(reply["response"]["subtype"], "error");
+    assert_eq!(
+        reply["response"]["error"],
+        "the hook did not answer within 0.1 s"
+    );
+}
