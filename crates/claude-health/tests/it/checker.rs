@@ -57,10 +57,6 @@ async fn sigstop_is_unhealthy_and_handlers_fire_once_per_change_in_order() {
     let _serial = SERIAL.lock().await;
     let mut child = sh("exec sleep 100").await;
     let m = HealthMonitor::start(child.pid(), config(None), Sampler::default(), Vec::new());
-    // Handlers registered once the monitor is healthy: the first check may run
-    // before a handler registered right after `start`, so the first change is
-    // not part of what this test counts.
-    wait_status(&m, |s| *s == HealthStatus::Healthy, Duration::from_secs(5)).await;
     let seen: Arc<Mutex<Vec<(u8, String)>>> = Arc::default();
     for id in [1u8, 2] {
         let seen = Arc::clone(&seen);
@@ -68,6 +64,12 @@ async fn sigstop_is_unhealthy_and_handlers_fire_once_per_change_in_order() {
             seen.lock().unwrap().push((id, change.to.to_string()));
         }));
     }
+    // Handlers run on their own task, after the status is published; whether they see the
+    // first change (unknown -> healthy) depends on whether its dispatch came before their
+    // registration, so the count starts once that change has settled.
+    wait_status(&m, |s| *s == HealthStatus::Healthy, Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    seen.lock().unwrap().clear();
     // SAFETY: kill(2) on a child this test started and has not reaped.
     unsafe { libc::kill(child.pid() as i32, libc::SIGSTOP) };
     let s = wait_status(
@@ -84,6 +86,11 @@ async fn sigstop_is_unhealthy_and_handlers_fire_once_per_change_in_order() {
     // SAFETY: as above.
     unsafe { libc::kill(child.pid() as i32, libc::SIGCONT) };
     wait_status(&m, |s| *s == HealthStatus::Healthy, Duration::from_secs(5)).await;
+    // Both handlers have seen both changes, then nothing more arrives.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while seen.lock().unwrap().len() < 4 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let seen = seen.lock().unwrap().clone();
     let expected_to = ["unhealthy: process", "healthy"];
