@@ -57,7 +57,8 @@ async fn transitions_are_observable() {
 
 /// The run's CPU time includes what the descendants the leader reaped used: here a busy loop
 /// one level down, ended by the kernel (SIGXCPU) once it has used one second of CPU, so the
-/// amount does not depend on how busy the machine is.
+/// amount does not depend on how busy the machine is (the tick-sampled user and system times
+/// the run reports came to 943 ms for that second on a loaded machine, hence 800).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cpu_time_counts_reaped_descendants() {
     let config = sh("sh -c 'ulimit -t 1; while :; do :; done'; exit 0")
@@ -67,7 +68,7 @@ async fn cpu_time_counts_reaped_descendants() {
     let info = child.wait().await.unwrap();
     let cpu = info.cpu_time.expect("cpu time read from the zombie");
     assert!(
-        cpu >= Duration::from_millis(950) && cpu <= info.wall + Duration::from_millis(50),
+        cpu >= Duration::from_millis(800) && cpu <= info.wall + Duration::from_millis(50),
         "cpu {cpu:?} over wall {:?}",
         info.wall
     );
