@@ -8,6 +8,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 
 use crate::error::{Error, Result};
+use crate::events::Samples;
 use crate::wire::{ErrorBody, SessionDetail, SessionView};
 
 /// Where the daemon listens.
@@ -231,11 +232,21 @@ impl Client {
         Ok(())
     }
 
-    /// `GET /v1/events?since=SEQ[&follow=true]`: each NDJSON record to `each` as it arrives,
-    /// until the stream ends (without `follow`, after the kept events).
-    pub async fn events(&self, since: u64, follow: bool, each: impl FnMut(&str)) -> Result<()> {
-        self.lines_of(&format!("/v1/events?since={since}&follow={follow}"), each)
-            .await
+    /// `GET /v1/events?since=SEQ&follow=BOOL&samples=all|changed`: each NDJSON record to
+    /// `each` as it arrives, until the stream ends (without `follow`, after the kept events).
+    pub async fn events(
+        &self,
+        since: u64,
+        follow: bool,
+        samples: Samples,
+        each: impl FnMut(&str),
+    ) -> Result<()> {
+        let samples = samples.as_str();
+        self.lines_of(
+            &format!("/v1/events?since={since}&follow={follow}&samples={samples}"),
+            each,
+        )
+        .await
     }
 
     /// `GET /v1/sessions/{name}/logs?follow=true`: each output line to `each` as it comes,

@@ -1,6 +1,12 @@
 //! The event stream: every `ManagerEvent` numbered, the newest kept for readers that resume
 //! (`?since=SEQ`), and streamed to followers. A reader that falls behind, or asks for events
 //! older than those kept, gets an explicit `{"lagged": N}` record, never a silent gap.
+//!
+//! A sample that shows what the session's last shown sample showed (the same processes, CPU
+//! to 0.1 %, RSS within 1 %) is marked a repeat when it is numbered, once for every reader; a
+//! reader that asks for changed samples only ([`Samples::Changed`], what the fleet views ask
+//! for) skips repeats without a `lagged` record: 500 idle sessions then cost a dashboard
+//! nothing a second instead of 500 events.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -15,6 +21,37 @@ use tokio::sync::{broadcast, mpsc};
 
 /// Events kept for readers that resume.
 pub const KEPT_EVENTS: usize = 10_000;
+
+/// Which samples a reader of the event stream wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Samples {
+    /// Every sample, once a second per session.
+    #[default]
+    All,
+    /// Only a sample that changes what the session's last shown sample showed: its processes,
+    /// its CPU to 0.1 %, or its RSS by more than 1 %.
+    Changed,
+}
+
+impl Samples {
+    /// The query value: `all` or `changed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Samples::All => "all",
+            Samples::Changed => "changed",
+        }
+    }
+}
+
+/// One numbered event: its NDJSON line and whether it is a sample that repeats the last shown.
+#[derive(Debug, Clone)]
+struct Record {
+    seq: u64,
+    line: Bytes,
+    repeat: bool,
+}
 
 /// A response body fed from a channel, one chunk per record.
 pub(crate) struct ChannelBody(pub(crate) mpsc::Receiver<Bytes>);
@@ -36,8 +73,8 @@ impl Body for ChannelBody {
 /// The numbered events: the kept ones and the live feed; and each session's last sample and
 /// health event, for inspect.
 pub(crate) struct EventLog {
-    kept: Mutex<VecDeque<(u64, Bytes)>>,
-    live: broadcast::Sender<(u64, Bytes)>,
+    kept: Mutex<VecDeque<Record>>,
+    live: broadcast::Sender<Record>,
     latest: Mutex<std::collections::HashMap<String, LatestEvents>>,
     /// Each session's chart and state timeline.
     pub(crate) history: crate::history::History,
@@ -49,6 +86,16 @@ pub(crate) struct EventLog {
 struct LatestEvents {
     sample: Option<ManagerEvent>,
     health: Option<ManagerEvent>,
+    /// The last sample not marked a repeat: processes, CPU in tenths of a percent, RSS.
+    shown: Option<(u64, i64, u64)>,
+}
+
+/// Whether a sample of `now` shows what `shown` showed.
+fn repeats(shown: Option<(u64, i64, u64)>, now: (u64, i64, u64)) -> bool {
+    let Some((processes, cpu, rss)) = shown else {
+        return false;
+    };
+    processes == now.0 && cpu == now.1 && rss.abs_diff(now.2).saturating_mul(100) <= rss
 }
 
 /// A session's last sample and health event, as JSON.
@@ -100,9 +147,13 @@ impl EventLog {
                 match events.recv().await {
                     Ok(event) => {
                         seq += 1;
-                        writer.note_latest(&event);
+                        let repeat = writer.note_latest(&event);
                         writer.history.note(&event);
-                        writer.push(seq, line(seq, &event));
+                        writer.push(Record {
+                            seq,
+                            line: line(seq, &event),
+                            repeat,
+                        });
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         // The manager's buffer overran: the numbers say so to every reader.
@@ -115,25 +166,38 @@ impl EventLog {
         log
     }
 
-    fn note_latest(&self, event: &ManagerEvent) {
+    /// Keep `event` if it is a sample or a health event; whether it is a sample that repeats
+    /// the session's last shown one.
+    fn note_latest(&self, event: &ManagerEvent) -> bool {
         use claude_manager::EventKind;
-        let (is_sample, is_health) = match &event.kind {
-            EventKind::Sample { .. } => (true, false),
-            EventKind::Health(_) => (false, true),
-            _ => return,
+        let shows = match &event.kind {
+            EventKind::Sample {
+                cpu_percent,
+                rss_bytes,
+                processes,
+                ..
+            } => Some((*processes, (cpu_percent * 10.0).round() as i64, *rss_bytes)),
+            EventKind::Health(_) => None,
+            _ => return false,
         };
-        if let Ok(mut latest) = self.latest.lock() {
-            let slot = match latest.get_mut(&event.session) {
-                Some(entry) => entry,
-                None => latest.entry(event.session.clone()).or_default(),
-            };
-            let value = Some(event.clone());
-            if is_sample {
-                slot.sample = value;
-            } else if is_health {
-                slot.health = value;
-            }
+        let Ok(mut latest) = self.latest.lock() else {
+            return false;
+        };
+        let slot = match latest.get_mut(&event.session) {
+            Some(entry) => entry,
+            None => latest.entry(event.session.clone()).or_default(),
+        };
+        let value = Some(event.clone());
+        let Some(shows) = shows else {
+            slot.health = value;
+            return false;
+        };
+        slot.sample = value;
+        let repeat = repeats(slot.shown, shows);
+        if !repeat {
+            slot.shown = Some(shows);
         }
+        repeat
     }
 
     /// Drop what is kept of a deleted session (a name used again starts afresh).
@@ -193,14 +257,14 @@ impl EventLog {
             .unwrap_or_default()
     }
 
-    fn push(&self, seq: u64, bytes: Bytes) {
+    fn push(&self, record: Record) {
         if let Ok(mut kept) = self.kept.lock() {
             if kept.len() == KEPT_EVENTS {
                 kept.pop_front();
             }
-            kept.push_back((seq, bytes.clone()));
+            kept.push_back(record.clone());
         }
-        let _ = self.live.send((seq, bytes));
+        let _ = self.live.send(record);
     }
 
     /// The number of the newest kept event (0 before any): where "from now on" starts.
@@ -208,34 +272,41 @@ impl EventLog {
         self.kept
             .lock()
             .ok()
-            .and_then(|k| k.back().map(|(seq, _)| *seq))
+            .and_then(|k| k.back().map(|r| r.seq))
             .unwrap_or(0)
     }
 
-    /// The kept events after `since`, led by a `lagged` record if some of those were not
-    /// kept; and the number of the last one.
-    fn after(&self, since: u64) -> (Vec<(Option<u64>, Bytes)>, u64) {
+    /// The kept events after `since` (without repeated samples if `samples` says so), led by
+    /// a `lagged` record if some of those were not kept; and the number of the last one.
+    fn after(&self, since: u64, samples: Samples) -> (Vec<(Option<u64>, Bytes)>, u64) {
         let Ok(kept) = self.kept.lock() else {
             return (Vec::new(), since);
         };
         let mut out = Vec::new();
         let mut last = since;
-        if let Some((oldest, _)) = kept.front() {
-            if *oldest > since + 1 {
-                out.push((None, lagged(oldest - since - 1)));
+        if let Some(oldest) = kept.front() {
+            if oldest.seq > since + 1 {
+                out.push((None, lagged(oldest.seq - since - 1)));
             }
         }
-        for (seq, bytes) in kept.iter().filter(|(s, _)| *s > since) {
-            out.push((Some(*seq), bytes.clone()));
-            last = *seq;
+        for record in kept.iter().filter(|r| r.seq > since) {
+            last = record.seq;
+            if !(record.repeat && samples == Samples::Changed) {
+                out.push((Some(record.seq), record.line.clone()));
+            }
         }
         (out, last)
     }
 
     /// A body of the events after `since` (NDJSON); with `follow`, then the live ones until
     /// the reader goes away.
-    pub(crate) fn stream(self: &Arc<Self>, since: u64, follow: bool) -> ChannelBody {
-        self.stream_framed(since, follow, |_, line| line)
+    pub(crate) fn stream(
+        self: &Arc<Self>,
+        since: u64,
+        follow: bool,
+        samples: Samples,
+    ) -> ChannelBody {
+        self.stream_framed(since, follow, samples, |_, line| line)
     }
 
     /// [`EventLog::stream`] with each record framed by `frame` (given its number; `None` for
@@ -244,12 +315,13 @@ impl EventLog {
         self: &Arc<Self>,
         since: u64,
         follow: bool,
+        samples: Samples,
         frame: fn(Option<u64>, Bytes) -> Bytes,
     ) -> ChannelBody {
         let (tx, rx) = mpsc::channel(256);
         // Subscribed before the kept ones are read, so nothing falls between the two.
         let mut live = self.live.subscribe();
-        let (kept, mut last) = self.after(since);
+        let (kept, mut last) = self.after(since, samples);
         tokio::spawn(async move {
             for (seq, bytes) in kept {
                 if tx.send(frame(seq, bytes)).await.is_err() {
@@ -261,13 +333,16 @@ impl EventLog {
             }
             loop {
                 let record = match live.recv().await {
-                    Ok((seq, _)) if seq <= last => continue,
-                    Ok((seq, bytes)) => {
-                        if seq > last + 1 {
-                            let _ = tx.send(frame(None, lagged(seq - last - 1))).await;
+                    Ok(r) if r.seq <= last => continue,
+                    Ok(r) => {
+                        if r.seq > last + 1 {
+                            let _ = tx.send(frame(None, lagged(r.seq - last - 1))).await;
                         }
-                        last = seq;
-                        frame(Some(seq), bytes)
+                        last = r.seq;
+                        if r.repeat && samples == Samples::Changed {
+                            continue;
+                        }
+                        frame(Some(r.seq), r.line)
                     }
                     // The next record's number shows the gap, and the lagged record says it.
                     Err(broadcast::error::RecvError::Lagged(_)) => continue,
@@ -295,32 +370,80 @@ mod tests {
         }
     }
 
+    fn record(seq: u64, repeat: bool) -> Record {
+        Record {
+            seq,
+            line: Bytes::from(format!("{{\"seq\":{seq}}}\n")),
+            repeat,
+        }
+    }
+
+    /// A repeat is measured against the last shown sample, so a slow creep is shown once it
+    /// adds up to more than 1 %.
+    #[test]
+    fn a_repeat_is_what_the_last_shown_sample_showed() {
+        let shown = Some((3, 5, 100_000_000));
+        assert!(repeats(shown, (3, 5, 100_900_000)));
+        assert!(!repeats(shown, (3, 5, 101_100_000)), "RSS up 1.1 %");
+        assert!(!repeats(shown, (3, 6, 100_000_000)), "CPU up 0.1 %");
+        assert!(!repeats(shown, (4, 5, 100_000_000)), "a new process");
+        assert!(!repeats(None, (3, 5, 100_000_000)), "the first is shown");
+    }
+
+    /// A reader of changed samples skips the repeats, kept and live, without a `lagged`
+    /// record; a reader of all samples gets them.
+    #[tokio::test]
+    async fn repeats_are_skipped_for_readers_of_changes_only() {
+        let log = Arc::new(log());
+        for (seq, repeat) in [(1, false), (2, true), (3, false)] {
+            log.push(record(seq, repeat));
+        }
+        let seqs = |records: Vec<(Option<u64>, Bytes)>| -> Vec<Option<u64>> {
+            records.into_iter().map(|(seq, _)| seq).collect()
+        };
+        assert_eq!(seqs(log.after(0, Samples::Changed).0), [Some(1), Some(3)]);
+        assert_eq!(
+            seqs(log.after(0, Samples::All).0),
+            [Some(1), Some(2), Some(3)]
+        );
+        let mut body = log.stream(3, true, Samples::Changed);
+        for (seq, repeat) in [(4, true), (5, true), (6, false)] {
+            log.push(record(seq, repeat));
+        }
+        let next = body.0.recv().await.unwrap_or_default();
+        assert_eq!(
+            next,
+            record(6, false).line,
+            "no lagged record for skipped repeats"
+        );
+    }
+
     /// A reader asking for events older than those kept is told how many it missed, first.
     #[test]
     fn a_resume_past_the_kept_events_is_told_what_it_missed() {
         let log = log();
         let n = KEPT_EVENTS as u64 + 5;
         for seq in 1..=n {
-            log.push(seq, Bytes::from(format!("{{\"seq\":{seq}}}\n")));
+            log.push(record(seq, false));
         }
-        let (records, last) = log.after(0);
+        let (records, last) = log.after(0, Samples::All);
         assert_eq!(records[0], (None, lagged(5)));
         assert_eq!(records.len(), KEPT_EVENTS + 1);
         assert_eq!(last, n);
-        let (records, _) = log.after(n - 2);
+        let (records, _) = log.after(n - 2, Samples::All);
         assert_eq!(records.len(), 2, "no lagged record when nothing was missed");
-        assert_eq!(log.after(n).0.len(), 0);
+        assert_eq!(log.after(n, Samples::All).0.len(), 0);
     }
 
     /// A follower whose live feed overran gets one `lagged` record with the exact count.
     #[tokio::test]
     async fn a_slow_follower_gets_the_exact_gap() {
         let log = Arc::new(log());
-        log.push(1, Bytes::from_static(b"{\"seq\":1}\n"));
-        let mut body = log.stream(0, true);
+        log.push(record(1, false));
+        let mut body = log.stream(0, true, Samples::All);
         // Overrun the live channel (capacity 16) before the follower reads.
         for seq in 2..=40 {
-            log.push(seq, Bytes::from(format!("{{\"seq\":{seq}}}\n")));
+            log.push(record(seq, false));
         }
         let mut seen = Vec::new();
         while seen.len() < 3 {

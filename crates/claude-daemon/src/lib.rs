@@ -32,7 +32,7 @@ pub use client::{Client, Method};
 pub use config::{definition_file, load, DaemonConfig};
 pub use daemon::{Daemon, KEPT_LINES};
 pub use error::{Error, Result};
-pub use events::KEPT_EVENTS;
+pub use events::{Samples, KEPT_EVENTS};
 pub use history::{
     HistoryPoint, HistoryView, StateChange, HISTORY_STATES, HISTORY_STEPS, HISTORY_STEP_SECS,
 };

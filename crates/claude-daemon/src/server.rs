@@ -205,12 +205,13 @@ async fn delete(State(d): State<Arc<Daemon>>, UrlPath(name): UrlPath<String>) ->
     Ok(Json(serde_json::json!({"deleted": name})).into_response())
 }
 
-/// `?since=SEQ&follow=true`.
+/// `?since=SEQ&follow=true&samples=all|changed`.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EventsQuery {
     since: Option<u64>,
     follow: Option<bool>,
+    samples: Option<crate::events::Samples>,
 }
 
 async fn events(
@@ -226,9 +227,11 @@ async fn events(
             why: e.body_text(),
         })
     })?;
-    let body = d
-        .events
-        .stream(q.since.unwrap_or(0), q.follow.unwrap_or(false));
+    let body = d.events.stream(
+        q.since.unwrap_or(0),
+        q.follow.unwrap_or(false),
+        q.samples.unwrap_or_default(),
+    );
     let mut response = Response::new(axum::body::Body::new(body));
     if let Ok(v) = "application/x-ndjson".parse() {
         response.headers_mut().insert("content-type", v);

@@ -19,6 +19,7 @@ use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 
 use crate::daemon::Daemon;
+use crate::events::Samples;
 use crate::wire::ErrorBody;
 
 const LOGIN_HTML: &str = include_str!("../web/login.html");
@@ -208,10 +209,12 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
-/// `?since=SEQ` of the event stream.
+/// `?since=SEQ&samples=all|changed` of the event stream (changed samples by default: the
+/// dashboard holds the last shown values).
 #[derive(serde::Deserialize)]
 struct StreamQuery {
     since: Option<u64>,
+    samples: Option<Samples>,
 }
 
 /// One NDJSON record as a server-sent event, its number as the event's id.
@@ -238,7 +241,12 @@ async fn event_stream(
     let since = last_id
         .or(query.since)
         .unwrap_or_else(|| daemon.events.last_seq());
-    let body = Body::new(daemon.events.stream_framed(since, true, sse_frame));
+    let body = Body::new(daemon.events.stream_framed(
+        since,
+        true,
+        query.samples.unwrap_or(Samples::Changed),
+        sse_frame,
+    ));
     (
         [
             (header::CONTENT_TYPE, "text/event-stream"),

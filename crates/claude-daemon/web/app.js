@@ -169,7 +169,14 @@ function drawChart() {
   const c = $("#chart");
   const g = c.getContext("2d");
   g.clearRect(0, 0, c.width, c.height);
-  const pts = chart.points;
+  const pts = chart.points.slice();
+  // The stream leaves out samples that repeat the last one: a running session still shows
+  // its last values now.
+  const s = sessions.get(current);
+  if (pts.length && s && s.state === "running") {
+    const l = pts[pts.length - 1];
+    pts.push({ t: Date.now() / 1000, cpu_percent: l.cpu_percent, rss_bytes: l.rss_bytes });
+  }
   if (pts.length === 0) { g.fillStyle = "#6b7280"; g.fillText("no samples yet", 10, 20); return; }
   const t1 = Date.now() / 1000, t0 = t1 - 900;
   const x = (t) => ((t - t0) / 900) * (c.width - 40) + 30;
@@ -227,6 +234,9 @@ function addState(t, from, to) {
 function onSessionEvent(ev, s) {
   showSessionState(s);
   if (ev.event === "sample") {
+    // After repeats left out, the last values held until a second before this one.
+    const l = chart.points[chart.points.length - 1];
+    if (l && ev.ts - l.t > 2) chart.points.push({ t: ev.ts - 1, cpu_percent: l.cpu_percent, rss_bytes: l.rss_bytes });
     chart.points.push({ t: ev.ts, cpu_percent: ev.cpu_percent, rss_bytes: ev.rss_bytes });
     const cut = Date.now() / 1000 - 900;
     while (chart.points.length && chart.points[0].t < cut) chart.points.shift();
@@ -345,6 +355,6 @@ $("#stop").addEventListener("click", () => act("stop"));
 $("#restart").addEventListener("click", () => act("restart"));
 $("#start-form").addEventListener("submit", startSession);
 window.addEventListener("hashchange", route);
-setInterval(() => { if (!current) renderTable(); }, 1000);
+setInterval(() => { if (!current) renderTable(); else drawChart(); }, 1000);
 
 relist().then(() => { connect(); route(); });

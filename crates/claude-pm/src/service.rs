@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use claude_daemon::{Client, Daemon};
+use claude_daemon::{Client, Daemon, Samples};
 use claude_manager::{ManagerConfig, ProcessManager, SessionSpec, Settings, SettingsSource};
 
 use crate::cli::{DaemonArgs, SettingsArgs};
@@ -300,7 +300,10 @@ pub(crate) async fn events(args: &DaemonArgs, follow: bool, since: u64) -> u8 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    match client.events(since, follow, |line| say!("{line}")).await {
+    match client
+        .events(since, follow, Samples::All, |line| say!("{line}"))
+        .await
+    {
         Ok(()) => 0,
         Err(e) => refused(&e),
     }

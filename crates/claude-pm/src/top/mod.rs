@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use claude_daemon::Client;
+use claude_daemon::{Client, Samples};
 use crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -181,7 +181,7 @@ fn start_inputs(
     let follower = client.clone();
     let follow = tokio::spawn(async move {
         let result = follower
-            .events(0, true, |line| {
+            .events(0, true, Samples::Changed, |line| {
                 if let Ok(record) = serde_json::from_str(line) {
                     let _ = events.send(Input::Record(record));
                 }
@@ -225,7 +225,15 @@ async fn run(
         terminal.draw(|frame| draw::screen(frame, top))?;
         let input = tokio::select! {
             input = rx.recv() => input.unwrap_or(Input::Quit),
-            _ = tick.tick() => continue,
+            _ = tick.tick() => {
+                // Samples that repeat are not streamed, so an idle session's detail (its
+                // sparklines) is fetched again every 5 s as well.
+                if top.detail && detail_asked.elapsed() > Duration::from_secs(5) {
+                    detail_asked = Instant::now();
+                    fetch_detail(client, tx, selected_name(top));
+                }
+                continue;
+            }
         };
         let selected = selected_name(top);
         match input {

@@ -726,7 +726,7 @@ async fn events_are_numbered_resumable_and_followed() {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let follower = tokio::spawn(async move {
         let _ = Client::new(socket)
-            .events(last, true, |l| {
+            .events(last, true, claude_daemon::Samples::All, |l| {
                 let _ = tx.send(l.to_owned());
             })
             .await;
@@ -745,6 +745,66 @@ async fn events_are_numbered_resumable_and_followed() {
     follower.abort();
     let (status, answer) = client
         .request(Method::Get, "/v1/events?since=x", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 400, "{answer:?}");
+    served.drain().await;
+}
+
+/// A reader of changed samples only (what `top` and the dashboard ask for) is not sent the
+/// samples of an idle session that repeat its last shown one, and sees no `lagged` record for
+/// them; a reader of all samples gets one a second; a busy session's changing samples reach
+/// both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_of_changed_samples_skip_an_idle_sessions_repeats() {
+    let served = Served::start("", &[]).await;
+    let client = served.client();
+    for (name, script) in [("idle", "exec sleep 100"), ("busy", "while :; do :; done")] {
+        let (_, err, status) = served
+            .cli(&["start", "--name", name, "--", "/bin/sh", "-c", script])
+            .await;
+        assert_eq!(status, 0, "{err}");
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let read = |samples| {
+        let client = served.client();
+        async move {
+            let mut records = Vec::new();
+            client
+                .events(0, false, samples, |l| {
+                    records.push(serde_json::from_str::<serde_json::Value>(l).unwrap())
+                })
+                .await
+                .unwrap();
+            records
+        }
+    };
+    let count = |records: &[serde_json::Value], name: &str| {
+        records
+            .iter()
+            .filter(|r| r["event"] == "sample" && r["session"] == name)
+            .count()
+    };
+    let all = read(claude_daemon::Samples::All).await;
+    let changed = read(claude_daemon::Samples::Changed).await;
+    assert!(count(&all, "idle") >= 4, "{all:?}");
+    assert!(count(&changed, "idle") <= 2, "{changed:?}");
+    assert!(count(&changed, "busy") >= 1, "{changed:?}");
+    assert!(
+        changed.iter().all(|r| r.get("lagged").is_none()),
+        "{changed:?}"
+    );
+    // Everything but the repeats is the same in both.
+    let not_samples = |records: &[serde_json::Value]| {
+        records
+            .iter()
+            .filter(|r| r["event"] != "sample")
+            .map(|r| r["seq"].as_u64())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(not_samples(&all), not_samples(&changed));
+    let (status, answer) = client
+        .request(Method::Get, "/v1/events?samples=some", None)
         .await
         .unwrap();
     assert_eq!(status, 400, "{answer:?}");
