@@ -1,6 +1,10 @@
 //! The event stream: every `ManagerEvent` numbered, the newest kept for readers that resume
 //! (`?since=SEQ`), and streamed to followers. A reader that falls behind, or asks for events
-//! older than those kept, gets an explicit `{"lagged": N}` record, never a silent gap.
+//! older than those kept, gets an explicit `{"lagged": N}` record, never a silent gap. A
+//! reader that resumes after a number this daemon has not reached (numbers start afresh when
+//! the daemon restarts: a browser's `Last-Event-ID`, a script's `--since`) gets
+//! `{"reset": N}` (N the newest number now) and the events after N, not silence until the
+//! numbers catch up.
 //!
 //! A sample that shows what the session's last shown sample showed (the same processes, CPU
 //! to 0.1 %, RSS within 1 %) is marked a repeat when it is numbered, once for every reader; a
@@ -128,6 +132,10 @@ fn line(seq: u64, event: &ManagerEvent) -> Bytes {
 
 fn lagged(count: u64) -> Bytes {
     Bytes::from(format!("{{\"lagged\":{count}}}\n"))
+}
+
+fn reset(newest: u64) -> Bytes {
+    Bytes::from(format!("{{\"reset\":{newest}}}\n"))
 }
 
 impl EventLog {
@@ -321,8 +329,15 @@ impl EventLog {
         let (tx, rx) = mpsc::channel(256);
         // Subscribed before the kept ones are read, so nothing falls between the two.
         let mut live = self.live.subscribe();
-        let (kept, mut last) = self.after(since, samples);
+        let newest = self.last_seq();
+        let renumbered = (since > newest).then(|| reset(newest));
+        let (kept, mut last) = self.after(since.min(newest), samples);
         tokio::spawn(async move {
+            if let Some(record) = renumbered {
+                if tx.send(frame(None, record)).await.is_err() {
+                    return;
+                }
+            }
             for (seq, bytes) in kept {
                 if tx.send(frame(seq, bytes)).await.is_err() {
                     return;
@@ -416,6 +431,22 @@ mod tests {
             record(6, false).line,
             "no lagged record for skipped repeats"
         );
+    }
+
+    /// A reader resuming after a number not reached yet (an earlier daemon's) is told the
+    /// newest number and gets what follows it.
+    #[tokio::test]
+    async fn a_resume_past_the_newest_is_reset_to_it() {
+        let log = Arc::new(log());
+        for seq in 1..=3 {
+            log.push(record(seq, false));
+        }
+        let mut body = log.stream(12_345, true, Samples::All);
+        log.push(record(4, false));
+        let first = body.0.recv().await.unwrap_or_default();
+        assert_eq!(first, reset(3));
+        let next = body.0.recv().await.unwrap_or_default();
+        assert_eq!(next, record(4, false).line);
     }
 
     /// A reader asking for events older than those kept is told how many it missed, first.

@@ -156,7 +156,8 @@ function connect() {
   source.onmessage = (m) => {
     let ev;
     try { ev = JSON.parse(m.data); } catch (_) { return; }
-    if (ev.lagged) { relistSoon(); return; }
+    // Missed events, or numbers started afresh (the daemon restarted): list again.
+    if (ev.lagged || ev.reset != null) { relistSoon(); return; }
     apply(ev);
     // One redraw per frame, however many events came.
     if (!pending) { pending = true; requestAnimationFrame(() => { pending = false; if (!current) renderTable(); }); }
