@@ -23,6 +23,7 @@ mod logfile;
 mod registry;
 mod reload;
 mod server;
+mod throttle;
 mod turns;
 mod views;
 mod web;
@@ -41,4 +42,5 @@ pub use registry::{registry_path, Registry};
 pub use server::{
     bind, default_state_dir, router, serve, serve_tcp, socket_path, Access, MAX_BODY,
 };
+pub use throttle::{WRONG_TOKENS_ALLOWED, WRONG_TOKEN_PAUSE};
 pub use web::{COOKIE, SIGN_IN_LIFETIME};

@@ -366,8 +366,15 @@ pub async fn serve(listener: UnixListener, router: Router, access: Access) {
 /// `Authorization: Bearer TOKEN` (compared in constant time) or come from a browser signed in
 /// to the dashboard with that token (whose state-changing requests must carry the page's CSRF
 /// token); anything else is answered 401 and nothing more. The dashboard is served here only.
-pub async fn serve_tcp(listener: tokio::net::TcpListener, daemon: Arc<Daemon>, token: String) {
-    let web = crate::web::Web::new(Arc::from(token.into_bytes()));
+/// A client address that sent `wrong_tokens` wrong tokens in a row (0: no count) gets one
+/// more try every [`crate::WRONG_TOKEN_PAUSE`] and 429 until then.
+pub async fn serve_tcp(
+    listener: tokio::net::TcpListener,
+    daemon: Arc<Daemon>,
+    token: String,
+    wrong_tokens: u32,
+) {
+    let web = crate::web::Web::new(Arc::from(token.into_bytes()), wrong_tokens);
     let gate = Arc::clone(&web);
     let app = router(Arc::clone(&daemon))
         .merge(crate::web::routes(daemon, web))
@@ -376,6 +383,8 @@ pub async fn serve_tcp(listener: tokio::net::TcpListener, daemon: Arc<Daemon>, t
                 crate::web::gate(Arc::clone(&gate), request, next)
             },
         ));
+    // Each request knows its client's address: wrong tokens are counted per address.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let _ = axum::serve(listener, app).await;
 }
 

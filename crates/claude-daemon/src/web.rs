@@ -3,23 +3,26 @@
 //! `HttpOnly`, `SameSite=Strict` cookie; the page, its script and style embedded in the binary
 //! (no CDN); the event stream as server-sent events. The API answers a browser signed in by the
 //! cookie as it answers a bearer token, and a state-changing request of such a browser must
-//! carry the page's CSRF token (`X-CSRF-Token`).
+//! carry the page's CSRF token (`X-CSRF-Token`). Wrong tokens, in the form or as a bearer,
+//! are counted per client address and a guesser is held back (`throttle.rs`).
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Query, Request, State};
+use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Form, Json, Router};
+use axum::{Extension, Form, Json, Router};
 
 use crate::daemon::Daemon;
 use crate::events::Samples;
+use crate::throttle::WrongTokens;
 use crate::wire::ErrorBody;
 
 const LOGIN_HTML: &str = include_str!("../web/login.html");
@@ -44,6 +47,7 @@ struct SignIn {
 pub(crate) struct Web {
     token: Arc<[u8]>,
     sign_ins: Mutex<HashMap<String, SignIn>>,
+    wrong: WrongTokens,
 }
 
 /// 32 random bytes as hex, from the kernel's generator.
@@ -60,10 +64,13 @@ pub(crate) fn token_matches(given: &[u8], token: &[u8]) -> bool {
 }
 
 impl Web {
-    pub(crate) fn new(token: Arc<[u8]>) -> Arc<Web> {
+    /// The dashboard of `token`, holding back an address after `wrong_tokens` wrong ones in
+    /// a row (0: never).
+    pub(crate) fn new(token: Arc<[u8]>, wrong_tokens: u32) -> Arc<Web> {
         Arc::new(Web {
             token,
             sign_ins: Mutex::new(HashMap::new()),
+            wrong: WrongTokens::new(wrong_tokens),
         })
     }
 
@@ -155,15 +162,47 @@ struct LoginForm {
     token: String,
 }
 
+/// The client's address (the TCP listener records it on every connection).
+fn peer_of(peer: Option<&ConnectInfo<SocketAddr>>) -> IpAddr {
+    peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
+}
+
+/// Whole seconds to wait, rounded up, at least one.
+fn seconds(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
+fn with_retry_after(mut response: Response, wait: Duration) -> Response {
+    if let Ok(value) = seconds(wait).to_string().parse() {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
 async fn login(
     State(web): State<Arc<Web>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Response {
+    let peer = peer_of(peer.as_ref().map(|Extension(c)| c));
+    let now = Instant::now();
+    if let Err(wait) = web.wrong.check(peer, now) {
+        let page = login_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!(
+                "Too many wrong tokens from this address; try again in {} s.",
+                seconds(wait)
+            ),
+        );
+        return with_retry_after(page, wait);
+    }
     let given = form.map(|Form(f)| f.token).unwrap_or_default();
     if !token_matches(given.trim().as_bytes(), &web.token) {
-        tracing::warn!("a dashboard sign-in with a wrong token");
+        web.wrong.failed(peer, now);
+        tracing::warn!(%peer, "a dashboard sign-in with a wrong token");
         return login_page(StatusCode::UNAUTHORIZED, "That is not the daemon's token.");
     }
+    web.wrong.succeeded(peer);
     let Some((id, _)) = web.sign_in() else {
         return login_page(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -311,13 +350,26 @@ pub(crate) async fn gate(web: Arc<Web>, request: Request, next: Next) -> Respons
     if public(request.uri().path()) {
         return next.run(request).await;
     }
-    let bearer = request
+    let given = request
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-        .is_some_and(|given| token_matches(given, &web.token));
-    if bearer {
-        return next.run(request).await;
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+    if let Some(given) = given {
+        let peer = peer_of(request.extensions().get::<ConnectInfo<SocketAddr>>());
+        let now = Instant::now();
+        if let Err(wait) = web.wrong.check(peer, now) {
+            let why = format!(
+                "too many wrong tokens from this address; try again in {} s",
+                seconds(wait)
+            );
+            return with_retry_after(refuse(StatusCode::TOO_MANY_REQUESTS, &why), wait);
+        }
+        if token_matches(given, &web.token) {
+            web.wrong.succeeded(peer);
+            return next.run(request).await;
+        }
+        web.wrong.failed(peer, now);
+        tracing::warn!(%peer, "a request with a wrong bearer token");
     }
     let Some(csrf) = web.csrf_of(request.headers()) else {
         return refuse(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
@@ -369,7 +421,7 @@ mod tests {
 
     #[test]
     fn sign_ins_are_bounded_and_give_their_csrf_token() {
-        let web = Web::new(Arc::from(&b"t"[..]));
+        let web = Web::new(Arc::from(&b"t"[..]), 0);
         let (id, csrf) = web.sign_in().unwrap();
         let mut h = HeaderMap::new();
         h.append(header::COOKIE, format!("{COOKIE}={id}").parse().unwrap());

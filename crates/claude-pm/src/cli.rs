@@ -73,6 +73,11 @@ pub(crate) enum Command {
         /// The bearer token TCP requests must carry (a file only its owner may read).
         #[arg(long, value_name = "FILE")]
         token_file: Option<PathBuf>,
+        /// Wrong tokens a client address may send in a row before it gets one more try every
+        /// 6 s (behind a reverse proxy every client shares the proxy's address); 0 counts
+        /// nothing.
+        #[arg(long, value_name = "N", default_value_t = claude_daemon::WRONG_TOKENS_ALLOWED)]
+        token_attempts: u32,
         /// The size at which a session's log file (`STATE_DIR/logs/NAME.log`) is rotated; three
         /// old files are kept.
         #[arg(long, value_name = "SIZE", default_value = "8M")]
@@ -137,7 +142,7 @@ pub(crate) enum Command {
         name: String,
     },
     /// The daemon's events as JSON lines, each with its sequence number (`lagged` records
-    /// count what a slow reader missed).
+    /// count what a slow reader missed; a `reset` record says the numbers started afresh).
     Events {
         #[command(flatten)]
         daemon: DaemonArgs,

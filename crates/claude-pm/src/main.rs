@@ -57,8 +57,16 @@ fn main() -> ExitCode {
                 socket_group,
                 listen,
                 token_file,
+                token_attempts,
                 log_size,
-            } => service::serve(settings, socket_group, listen, token_file, &log_size).await,
+            } => {
+                let tcp = service::Tcp {
+                    listen,
+                    token_file,
+                    token_attempts,
+                };
+                service::serve(settings, socket_group, tcp, &log_size).await
+            }
             cli::Command::Ps { daemon, json } => service::ps(&daemon, json).await,
             cli::Command::Top { daemon } => service::top(&daemon).await,
             cli::Command::Start {

@@ -79,12 +79,16 @@ fn log_cap(text: &str) -> Result<u64, u8> {
     }
 }
 
+/// `serve`'s TCP flags: `--listen`, `--token-file`, `--token-attempts`.
+pub(crate) struct Tcp {
+    pub(crate) listen: Option<String>,
+    pub(crate) token_file: Option<PathBuf>,
+    pub(crate) token_attempts: u32,
+}
+
 /// `--listen` and `--token-file`: the TCP address and its token, if asked for.
-fn tcp_option(
-    listen: Option<String>,
-    token_file: Option<PathBuf>,
-) -> Result<Option<(String, String)>, u8> {
-    match (listen, token_file) {
+fn tcp_option(tcp: Tcp) -> Result<Option<(String, String)>, u8> {
+    match (tcp.listen, tcp.token_file) {
         (None, None) => Ok(None),
         (Some(listen), Some(file)) => {
             let addr = if listen.contains(':') {
@@ -146,15 +150,11 @@ fn startup(settings: &SettingsArgs) -> Result<Startup, u8> {
 pub(crate) async fn serve(
     settings: SettingsArgs,
     socket_group: Option<u32>,
-    listen: Option<String>,
-    token_file: Option<PathBuf>,
+    tcp: Tcp,
     log_size: &str,
 ) -> u8 {
-    let (tcp, start, log_cap) = match (
-        tcp_option(listen, token_file),
-        startup(&settings),
-        log_cap(log_size),
-    ) {
+    let token_attempts = tcp.token_attempts;
+    let (tcp, start, log_cap) = match (tcp_option(tcp), startup(&settings), log_cap(log_size)) {
         (Ok(tcp), Ok(start), Ok(cap)) => (tcp, start, cap),
         (Err(code), _, _) | (_, Err(code), _) | (_, _, Err(code)) => return code,
     };
@@ -216,6 +216,7 @@ pub(crate) async fn serve(
             listener,
             Arc::clone(&daemon),
             token,
+            token_attempts,
         ));
         tell!("claude-pm serve: also on http://{addr} (bearer token required; the dashboard at /)");
     }

@@ -920,6 +920,124 @@ pub(crate) async fn chat_turn(client: &Client, text: &str) -> serde_json::Value 
     last.clone()
 }
 
+/// One HTTP/1.1 request over TCP from `source` (any 127.0.0.0/8 address is this machine's):
+/// the status and the whole answer.
+async fn http_from(source: &str, addr: &str, request: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    let mut stream = socket.connect(addr.parse().unwrap()).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, answer)
+}
+
+fn get_with_token(path: &str, token: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )
+}
+
+fn login_with(token: &str) -> String {
+    let body = format!("token={token}");
+    format!(
+        "POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// The attack: a guessable token (a four-digit PIN, the operator's choice) guessed in order
+/// over TCP, bearer and sign-in form alike. With counting off (`--token-attempts 0`) the
+/// guesser is in at the 43rd try. By default the first ten wrong tries are 401 and every
+/// later one, the right guess included, is 429 with `Retry-After`; the sign-in form from that
+/// address is 429 too; another address with the right token, and a browser signed in before
+/// the attack (even from the guesser's address), still get in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guessed_token_is_held_back_per_address() {
+    let token_dir = tempfile::tempdir().unwrap();
+    let token_file = token_dir.path().join("token");
+    std::fs::write(&token_file, "0042\n").unwrap();
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let file = token_file.display().to_string();
+    for attempts in ["0", "10"] {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let args = ["--listen", &addr, "--token-file", &file];
+        let served =
+            Served::start("", &[&args[..], &["--token-attempts", attempts]].concat()).await;
+        // A browser signs in from the guesser's address before the attack.
+        let (status, answer) = http_from("127.0.0.3", &addr, &login_with("0042")).await;
+        assert_eq!(status, 303, "{answer}");
+        let cookie = answer
+            .lines()
+            .find_map(|l| l.strip_prefix("set-cookie: "))
+            .and_then(|c| c.split(';').next())
+            .unwrap()
+            .to_owned();
+        let mut statuses = Vec::new();
+        let mut answers = Vec::new();
+        for n in 0..60 {
+            let guess = format!("{n:04}");
+            let (status, answer) =
+                http_from("127.0.0.3", &addr, &get_with_token("/v1/sessions", &guess)).await;
+            statuses.push(status);
+            answers.push(answer);
+            if status == 200 {
+                break;
+            }
+        }
+        if attempts == "0" {
+            assert_eq!(statuses.len(), 43, "{statuses:?}");
+            assert!(statuses[..42].iter().all(|s| *s == 401), "{statuses:?}");
+            assert_eq!(statuses[42], 200, "without the count the guess gets in");
+            served.drain().await;
+            continue;
+        }
+        assert_eq!(statuses.len(), 60, "the guesser never got in: {statuses:?}");
+        assert!(statuses[..10].iter().all(|s| *s == 401), "{statuses:?}");
+        assert!(statuses[10..].iter().all(|s| *s == 429), "{statuses:?}");
+        let held = &answers[42];
+        assert!(
+            held.contains("too many wrong tokens from this address"),
+            "{held}"
+        );
+        let wait: u64 = held
+            .lines()
+            .find_map(|l| l.strip_prefix("retry-after: "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap();
+        assert!((1..=6).contains(&wait), "{held}");
+        assert!(!held.contains("0042"), "the token is not echoed");
+        let (status, answer) = http_from("127.0.0.3", &addr, &login_with("0042")).await;
+        assert_eq!(status, 429, "the sign-in form is held back too: {answer}");
+        assert!(answer.contains("Too many wrong tokens"), "{answer}");
+        let (status, _) =
+            http_from("127.0.0.4", &addr, &get_with_token("/v1/sessions", "0042")).await;
+        assert_eq!(status, 200, "another address is not held back");
+        let signed_in = format!(
+            "GET /v1/sessions HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+        );
+        let (status, answer) = http_from("127.0.0.3", &addr, &signed_in).await;
+        assert_eq!(
+            status, 200,
+            "a signed-in browser is not an attempt: {answer}"
+        );
+        served.drain().await;
+    }
+}
+
 /// On TCP every request needs the bearer token: none or a wrong one is 401 and changes
 /// nothing; the right one works, also for the operator commands (`--url`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
