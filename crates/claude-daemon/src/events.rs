@@ -2,9 +2,10 @@
 //! (`?since=SEQ`), and streamed to followers. A reader that falls behind, or asks for events
 //! older than those kept, gets an explicit `{"lagged": N}` record, never a silent gap. A
 //! reader that resumes after a number this daemon has not reached (numbers start afresh when
-//! the daemon restarts: a browser's `Last-Event-ID`, a script's `--since`) gets
-//! `{"reset": N}` (N the newest number now) and the events after N, not silence until the
-//! numbers catch up.
+//! the daemon restarts: a script's `--since`) gets `{"reset": N}` (N the newest number now)
+//! and the events after N, not silence until the numbers catch up. Server-sent events carry
+//! the daemon's boot id with the number (`id: BOOT.SEQ`), so a browser reconnecting to a new
+//! daemon is told `reset` however far the new numbers have come.
 //!
 //! A sample that shows what the session's last shown sample showed (the same processes, CPU
 //! to 0.1 %, RSS within 1 %) is marked a repeat when it is numbered, once for every reader; a
@@ -79,6 +80,8 @@ impl Body for ChannelBody {
 pub(crate) struct EventLog {
     kept: Mutex<VecDeque<Record>>,
     live: broadcast::Sender<Record>,
+    /// This daemon's numbering: random, new at every start.
+    pub(crate) boot: u64,
     latest: Mutex<std::collections::HashMap<String, LatestEvents>>,
     /// Each session's chart and state timeline.
     pub(crate) history: crate::history::History,
@@ -142,9 +145,18 @@ impl EventLog {
     /// Number and keep `events` from now on (a task on the current runtime).
     pub(crate) fn start(mut events: broadcast::Receiver<ManagerEvent>) -> Arc<EventLog> {
         let (live, _) = broadcast::channel(4096);
+        let mut boot = [0u8; 8];
+        if getrandom::fill(&mut boot).is_err() {
+            // The start time is as good for telling two daemons apart.
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            boot = (nanos as u64).to_le_bytes();
+        }
         let log = Arc::new(EventLog {
             kept: Mutex::new(VecDeque::new()),
             live,
+            boot: u64::from_le_bytes(boot) >> 12,
             latest: Mutex::new(std::collections::HashMap::new()),
             history: crate::history::History::default(),
         });
@@ -324,7 +336,7 @@ impl EventLog {
         since: u64,
         follow: bool,
         samples: Samples,
-        frame: fn(Option<u64>, Bytes) -> Bytes,
+        frame: impl Fn(Option<u64>, Bytes) -> Bytes + Send + 'static,
     ) -> ChannelBody {
         let (tx, rx) = mpsc::channel(256);
         // Subscribed before the kept ones are read, so nothing falls between the two.
@@ -380,6 +392,7 @@ mod tests {
         EventLog {
             kept: Mutex::new(VecDeque::new()),
             live: broadcast::channel(16).0,
+            boot: 1,
             latest: Mutex::new(std::collections::HashMap::new()),
             history: crate::history::History::default(),
         }

@@ -256,14 +256,23 @@ struct StreamQuery {
     samples: Option<Samples>,
 }
 
-/// One NDJSON record as a server-sent event, its number as the event's id.
-fn sse_frame(seq: Option<u64>, line: bytes::Bytes) -> bytes::Bytes {
+/// One NDJSON record as a server-sent event, `BOOT.SEQ` as the event's id.
+fn sse_frame(boot: u64, seq: Option<u64>, line: bytes::Bytes) -> bytes::Bytes {
     let text = String::from_utf8_lossy(&line);
     let text = text.trim_end();
     bytes::Bytes::from(match seq {
-        Some(id) => format!("id: {id}\ndata: {text}\n\n"),
+        Some(seq) => format!("id: {boot}.{seq}\ndata: {text}\n\n"),
         None => format!("data: {text}\n\n"),
     })
+}
+
+/// Where a `Last-Event-ID` resumes: its number if this daemon gave it (`BOOT.SEQ`, our boot),
+/// past every number otherwise (an earlier daemon's: the stream starts with `reset`).
+fn resume_after(last_event_id: &str, boot: u64) -> u64 {
+    match last_event_id.split_once('.') {
+        Some((b, seq)) if b.parse() == Ok(boot) => seq.parse().unwrap_or(u64::MAX),
+        _ => u64::MAX,
+    }
 }
 
 /// The event stream as server-sent events: each record one `data:` line, from now on (or
@@ -273,10 +282,11 @@ async fn event_stream(
     headers: HeaderMap,
     Query(query): Query<StreamQuery>,
 ) -> Response {
+    let boot = daemon.events.boot;
     let last_id = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
+        .map(|v| resume_after(v, boot));
     let since = last_id
         .or(query.since)
         .unwrap_or_else(|| daemon.events.last_seq());
@@ -284,7 +294,7 @@ async fn event_stream(
         since,
         true,
         query.samples.unwrap_or(Samples::Changed),
-        sse_frame,
+        move |seq, line| sse_frame(boot, seq, line),
     ));
     (
         [
@@ -413,10 +423,15 @@ mod tests {
 
     #[test]
     fn a_record_becomes_one_event_with_its_number() {
-        let framed = sse_frame(Some(7), bytes::Bytes::from("{\"seq\":7}\n"));
-        assert_eq!(&framed[..], b"id: 7\ndata: {\"seq\":7}\n\n");
-        let lagged = sse_frame(None, bytes::Bytes::from("{\"lagged\":3}\n"));
+        let framed = sse_frame(42, Some(7), bytes::Bytes::from("{\"seq\":7}\n"));
+        assert_eq!(&framed[..], b"id: 42.7\ndata: {\"seq\":7}\n\n");
+        let lagged = sse_frame(42, None, bytes::Bytes::from("{\"lagged\":3}\n"));
         assert_eq!(&lagged[..], b"data: {\"lagged\":3}\n\n");
+        // Our own id resumes after its number; another daemon's, or nonsense, after all.
+        assert_eq!(resume_after("42.7", 42), 7);
+        assert_eq!(resume_after("41.7", 42), u64::MAX);
+        assert_eq!(resume_after("7", 42), u64::MAX);
+        assert_eq!(resume_after("42.x", 42), u64::MAX);
     }
 
     #[test]

@@ -954,6 +954,85 @@ fn login_with(token: &str) -> String {
     )
 }
 
+/// The first server-sent event of `/v1/events/stream?QUERY` (with `Last-Event-ID` if given):
+/// its `id` (if any) and `data`.
+async fn first_sse(addr: &str, token: &str, query: &str, last: Option<&str>) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let last = last.map_or(String::new(), |id| format!("Last-Event-ID: {id}\r\n"));
+    let request = format!(
+        "GET /v1/events/stream?{query} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n{last}\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let event = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the stream ended: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got).into_owned();
+            // Chunked: the event's own lines are whole once "data: ...\n\n" is in.
+            if let Some(at) = text.find("data: ") {
+                if let Some(end) = text[at..].find("\n\n") {
+                    let head = &text[..at + end];
+                    let id = head
+                        .lines()
+                        .filter_map(|l| l.strip_prefix("id: "))
+                        .next_back()
+                        .unwrap_or("")
+                        .to_owned();
+                    return (id, text[at + 6..at + end].to_owned());
+                }
+            }
+        }
+    })
+    .await;
+    event.unwrap_or_else(|_| panic!("no event within 10 s"))
+}
+
+/// The dashboard's event stream names its daemon in each id (`BOOT.SEQ`): a browser resuming
+/// with its own daemon's id gets what follows; one resuming with an earlier daemon's id (after
+/// a restart, however far the new numbers have come) gets `{"reset": N}` first and lists again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_resuming_with_another_daemons_event_id_is_told_to_reset() {
+    let token_dir = tempfile::tempdir().unwrap();
+    let token_file = token_dir.path().join("token");
+    std::fs::write(&token_file, "sse-token\n").unwrap();
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let file = token_file.display().to_string();
+    let served = Served::start("", &["--listen", &addr, "--token-file", &file]).await;
+    for name in ["r1", "r2"] {
+        let (_, err, status) = served
+            .cli(&["start", "--name", name, "--", "/bin/true"])
+            .await;
+        assert_eq!(status, 0, "{err}");
+    }
+    let (id, data) = first_sse(&addr, "sse-token", "since=0&samples=all", None).await;
+    let (boot, seq) = id.split_once('.').unwrap();
+    assert_eq!(seq, "1", "{id} {data}");
+    let ours = format!("{boot}.1");
+    let (next, _) = first_sse(&addr, "sse-token", "", Some(&ours)).await;
+    assert_eq!(
+        next,
+        format!("{boot}.2"),
+        "our own id resumes after its number"
+    );
+    let boot: u64 = boot.parse().unwrap();
+    let earlier = format!("{}.1", boot ^ 1);
+    let (id, data) = first_sse(&addr, "sse-token", "", Some(&earlier)).await;
+    assert_eq!(id, "", "{data}");
+    let reset: serde_json::Value = serde_json::from_str(&data).unwrap();
+    assert!(reset["reset"].as_u64().is_some_and(|n| n >= 2), "{data}");
+    served.drain().await;
+}
+
 /// The attack: a guessable token (a four-digit PIN, the operator's choice) guessed in order
 /// over TCP, bearer and sign-in form alike. With counting off (`--token-attempts 0`) the
 /// guesser is in at the 43rd try. By default the first ten wrong tries are 401 and every
