@@ -396,9 +396,9 @@ impl Daemon {
     }
 
     /// Take `name`'s stream-json Claude session for a turn (given back by
-    /// [`Daemon::give_back`]): refused for another program, a session between runs, or one
-    /// whose turn is under way.
-    pub(crate) fn take_claude(&self, name: &str) -> Result<ClaudeSession> {
+    /// [`Daemon::give_back`]) and the number of runs so far: refused for another program, a
+    /// session between runs, or one whose turn is under way.
+    pub(crate) fn take_claude(&self, name: &str) -> Result<(ClaudeSession, u32)> {
         let sessions = self.lock();
         let session = sessions.get(name).ok_or_else(|| not_found(name))?;
         if !session.def.program.is_stream_json() {
@@ -406,8 +406,9 @@ impl Daemon {
                 why: format!("{name} is not a stream-json Claude session (claude = [\"-p\", \"--input-format\", \"stream-json\", ...])"),
             });
         }
+        let runs = session.live.runs.lock().map_or(0, |r| *r);
         let taken = session.live.claude.lock().ok().and_then(|mut c| c.take());
-        taken.ok_or_else(|| Error::Conflict {
+        taken.map(|t| (t, runs)).ok_or_else(|| Error::Conflict {
             why: format!("{name} has a turn under way, or no live run"),
         })
     }

@@ -253,12 +253,7 @@ impl EventLog {
             now.processes = Some(*processes);
         }
         if let Some(EventKind::Health(status)) = entry.health.as_ref().map(|e| &e.kind) {
-            let reasons: Vec<String> = status.reasons().iter().map(|r| r.to_string()).collect();
-            now.health = Some(if reasons.is_empty() {
-                status.name().to_owned()
-            } else {
-                format!("{}: {}", status.name(), reasons.join("; "))
-            });
+            now.health = Some(status.to_string());
         }
         now
     }

@@ -138,7 +138,7 @@ function apply(ev) {
       s.cpu_percent = ev.cpu_percent; s.rss_bytes = ev.rss_bytes; s.processes = ev.processes;
       break;
     case "health":
-      s.health_summary = ev.reasons && ev.reasons.length ? `${ev.status}: ${ev.reasons.join("; ")}` : ev.status;
+      s.health_summary = ev.summary;
       break;
     case "exit":
       s.state = "finished"; s.pid = null; s.cpu_percent = null; s.restarts = ev.restarts; s.since = ev.ts;

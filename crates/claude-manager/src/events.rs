@@ -162,7 +162,10 @@ impl ManagerEvent {
             }),
             EventKind::Health(status) => {
                 let reasons: Vec<String> = status.reasons().iter().map(|r| r.to_string()).collect();
-                json!({"event": "health", "status": status.name(), "reasons": reasons})
+                json!({
+                    "event": "health", "status": status.name(), "reasons": reasons,
+                    "summary": status.to_string(),
+                })
             }
             EventKind::Limit {
                 limit,

@@ -119,8 +119,7 @@ pub(crate) async fn tee(
                         if let Some(t) = trouble(r.api_error_status) {
                             let _ = trouble_tx.send(t);
                         }
-                        let no_turn = r.num_turns == Some(0) && r.duration_api_ms == Some(0);
-                        if r.subtype == "error_during_execution" && no_turn {
+                        if r.failed_before_turn() {
                             let _ = trouble_tx.send(ApiTrouble::FailedBeforeTurn);
                         }
                     }

@@ -169,6 +169,18 @@ pub struct ResultMessage {
     pub usage: Usage,
 }
 
+impl ResultMessage {
+    /// Whether the CLI failed before any turn and without asking the API
+    /// (`error_during_execution`, no turns, no API time): what 2.1.328 answers when the
+    /// conversation it was to resume cannot be loaded ("No conversation found").
+    pub fn failed_before_turn(&self) -> bool {
+        self.is_error
+            && self.subtype == "error_during_execution"
+            && self.num_turns == Some(0)
+            && self.duration_api_ms == Some(0)
+    }
+}
+
 /// `rate_limit_event` messages.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
 #[serde(default)]

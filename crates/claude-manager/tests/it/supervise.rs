@@ -184,6 +184,7 @@ async fn events_tell_the_whole_story_as_json() {
     assert!(matches!(manager.list()[0].state, SessionState::Finished));
     let health = seen.iter().find(|e| e["event"] == "health").unwrap();
     assert_eq!(health["status"], "healthy", "{health}");
+    assert_eq!(health["summary"], "healthy", "{health}");
     assert!(matches!(
         EventKind::Health(claude_manager::health::HealthStatus::Healthy),
         EventKind::Health(_)

@@ -153,17 +153,8 @@ impl Fleet {
                 row.processes = record.get("processes").and_then(Value::as_u64);
             }
             Some("health") => {
-                let status = record.get("status").and_then(Value::as_str).unwrap_or("");
-                let reasons: Vec<&str> = record
-                    .get("reasons")
-                    .and_then(Value::as_array)
-                    .map(|r| r.iter().filter_map(Value::as_str).collect())
-                    .unwrap_or_default();
-                row.health = Some(if reasons.is_empty() {
-                    status.to_owned()
-                } else {
-                    format!("{status}: {}", reasons.join("; "))
-                });
+                let summary = record.get("summary").and_then(Value::as_str);
+                row.health = summary.map(str::to_owned);
             }
             Some("exit") => {
                 row.state = "finished".into();
@@ -302,6 +293,12 @@ mod tests {
             ("running", Some(42), Some(99.5), Some(2048))
         );
         assert_eq!(a.since, Some(100.0));
+        let health = json!({"event": "health", "session": "a", "status": "unhealthy", "reasons": ["process 42 is stopped"], "summary": "unhealthy: process 42 is stopped"});
+        fleet.apply(&health);
+        assert_eq!(
+            row(&fleet, "a").health.as_deref(),
+            Some("unhealthy: process 42 is stopped")
+        );
         let exit = json!({"event": "exit", "session": "a", "reason": "signaled", "code": null, "signal": 15, "restarts": 2, "turns": 3, "cost_usd": 0.25, "detail": "stopped", "ts": 102.0});
         fleet.apply(&exit);
         let a = row(&fleet, "a");

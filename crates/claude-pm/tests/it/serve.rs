@@ -877,6 +877,102 @@ async fn a_turn_through_the_api_streams_the_real_clis_answer() {
     assert_eq!(registry.claude_sessions("chat").unwrap(), [id]);
 }
 
+/// A turn whose CLI is killed before the result ends with an error record saying so (not a
+/// stream that just stops). The next turn lands on the restarted run, which fails to resume
+/// the unfinished conversation: the daemon sends it to the run after (a new conversation)
+/// and the caller gets a `retry` record and that run's answer, not the failed run's error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_whose_cli_dies_ends_with_an_error_and_the_next_survives_a_failed_resume() {
+    let _serial = crate::SERIAL.lock().await;
+    let api = claude_testkit::StandInApi::start().await.unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let config = chat_config(&api, home.path()).await.replace(
+        "name = \"chat\"\n",
+        "name = \"chat\"\nrestart = \"on-failure\"\nrestart_delay = \"0s\"\n",
+    );
+    let served = Served::start_with_env(&config, &[CHAT_KEY]).await;
+    let client = served.client();
+    let pid = pid_of(&client, "chat").await;
+    api.set_default(claude_testkit::Behaviour::Stall);
+    let before = api.message_calls().len();
+    let body = serde_json::to_vec(&serde_json::json!({ "text": "hang on" })).unwrap();
+    let turn = {
+        let client = served.client();
+        tokio::spawn(async move {
+            client
+                .request(Method::Post, "/v1/sessions/chat/turns", Some(body))
+                .await
+                .unwrap()
+        })
+    };
+    for _ in 0..500 {
+        if api.message_calls().len() > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        api.message_calls().len() > before,
+        "the turn reached the API"
+    );
+    // SAFETY: kill(2) of the session's CLI, a process this test's daemon started.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let (status, answer) = tokio::time::timeout(Duration::from_secs(10), turn)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 200);
+    let records: Vec<serde_json::Value> = String::from_utf8_lossy(&answer)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let last = records.last().unwrap();
+    assert_eq!(last["type"], "error", "{records:?}");
+    assert!(
+        last["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("ended before the turn's result")),
+        "{records:?}"
+    );
+    api.set_default(claude_testkit::Behaviour::Reply { text: None });
+    let mut restarted = false;
+    for _ in 0..100 {
+        let new_pid = client.inspect("chat").await.unwrap().view.pid;
+        if new_pid.is_some_and(|p| p != pid) {
+            restarted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(restarted, "the session did not restart in 10 s");
+    // The restarted run resumes the conversation, which 2.1.328 cannot load (its only turn
+    // never finished): it fails before the turn, and the turn goes to the next run.
+    let body = serde_json::to_vec(&serde_json::json!({ "text": "and now" })).unwrap();
+    let (status, answer) = client
+        .request(Method::Post, "/v1/sessions/chat/turns", Some(body))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let records: Vec<serde_json::Value> = String::from_utf8_lossy(&answer)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let retry = records.iter().find(|r| r["type"] == "retry");
+    assert!(
+        retry.is_some_and(|r| r["failed"]["subtype"] == "error_during_execution"),
+        "{records:?}"
+    );
+    let last = records.last().unwrap();
+    assert_eq!(last["type"], "result", "{records:?}");
+    assert_eq!(last["result"], "stand-in reply to: and now", "{records:?}");
+    assert_eq!(
+        records.iter().filter(|r| r["type"] == "result").count(),
+        1,
+        "the failed run's result is not passed on as the turn's: {records:?}"
+    );
+    served.drain().await;
+}
+
 /// The daemon's credential for the `chat` session of [`chat_config`].
 pub(crate) const CHAT_KEY: (&str, &str) = (
     "ANTHROPIC_API_KEY",
