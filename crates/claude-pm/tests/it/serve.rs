@@ -1016,6 +1016,27 @@ pub(crate) async fn chat_turn(client: &Client, text: &str) -> serde_json::Value 
     last.clone()
 }
 
+/// A token file only its owner may read, holding `token`: its directory (removed when
+/// dropped) and its path.
+fn token_file(token: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, format!("{token}\n")).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let path = file.display().to_string();
+    (dir, path)
+}
+
+/// A free port on 127.0.0.1, as `127.0.0.1:PORT`.
+fn free_addr() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
 /// One HTTP/1.1 request over TCP from `source` (any 127.0.0.0/8 address is this machine's):
 /// the status and the whole answer.
 async fn http_from(source: &str, addr: &str, request: &str) -> (u16, String) {
@@ -1092,17 +1113,8 @@ async fn first_sse(addr: &str, token: &str, query: &str, last: Option<&str>) -> 
 /// a restart, however far the new numbers have come) gets `{"reset": N}` first and lists again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_resuming_with_another_daemons_event_id_is_told_to_reset() {
-    let token_dir = tempfile::tempdir().unwrap();
-    let token_file = token_dir.path().join("token");
-    std::fs::write(&token_file, "sse-token\n").unwrap();
-    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let file = token_file.display().to_string();
+    let (_token_dir, file) = token_file("sse-token");
+    let addr = free_addr();
     let served = Served::start("", &["--listen", &addr, "--token-file", &file]).await;
     for name in ["r1", "r2"] {
         let (_, err, status) = served
@@ -1137,18 +1149,9 @@ async fn a_browser_resuming_with_another_daemons_event_id_is_told_to_reset() {
 /// the attack (even from the guesser's address), still get in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guessed_token_is_held_back_per_address() {
-    let token_dir = tempfile::tempdir().unwrap();
-    let token_file = token_dir.path().join("token");
-    std::fs::write(&token_file, "0042\n").unwrap();
-    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let file = token_file.display().to_string();
+    let (_token_dir, file) = token_file("0042");
     for attempts in ["0", "10"] {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
+        let addr = free_addr();
         let args = ["--listen", &addr, "--token-file", &file];
         let served =
             Served::start("", &[&args[..], &["--token-attempts", attempts]].concat()).await;
@@ -1217,17 +1220,8 @@ async fn a_guessed_token_is_held_back_per_address() {
 /// nothing; the right one works, also for the operator commands (`--url`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_requests_need_the_token() {
-    let token_dir = tempfile::tempdir().unwrap();
-    let token_file = token_dir.path().join("token");
-    std::fs::write(&token_file, "s3cr3t-token-for-the-test\n").unwrap();
-    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let file = token_file.display().to_string();
+    let (_token_dir, file) = token_file("s3cr3t-token-for-the-test");
+    let addr = free_addr();
     let served = Served::start("", &["--listen", &addr, "--token-file", &file]).await;
     let body = br#"{"name": "t", "command": ["/bin/sleep", "100"]}"#.to_vec();
     for token in [
@@ -1260,7 +1254,7 @@ async fn tcp_requests_need_the_token() {
     assert_eq!(code(&exit), 0, "{err}");
     assert!(out.iter().any(|l| l.starts_with("t ")), "{out:?}");
     // A token file others may read is refused.
-    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
     let (_, err, exit) = pm(&["ps", "--url", &url, "--token-file", &file], &[]).await;
     assert_eq!(code(&exit), 125);
     assert!(err.contains("other users may read it"), "{err}");
