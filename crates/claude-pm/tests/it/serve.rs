@@ -922,10 +922,7 @@ async fn a_turn_whose_cli_dies_ends_with_an_error_and_the_next_survives_a_failed
         .unwrap()
         .unwrap();
     assert_eq!(status, 200);
-    let records: Vec<serde_json::Value> = String::from_utf8_lossy(&answer)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let records = records_of(&answer);
     let last = records.last().unwrap();
     assert_eq!(last["type"], "error", "{records:?}");
     assert!(
@@ -947,16 +944,7 @@ async fn a_turn_whose_cli_dies_ends_with_an_error_and_the_next_survives_a_failed
     assert!(restarted, "the session did not restart in 10 s");
     // The restarted run resumes the conversation, which 2.1.328 cannot load (its only turn
     // never finished): it fails before the turn, and the turn goes to the next run.
-    let body = serde_json::to_vec(&serde_json::json!({ "text": "and now" })).unwrap();
-    let (status, answer) = client
-        .request(Method::Post, "/v1/sessions/chat/turns", Some(body))
-        .await
-        .unwrap();
-    assert_eq!(status, 200);
-    let records: Vec<serde_json::Value> = String::from_utf8_lossy(&answer)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let records = chat_records(&client, "and now").await;
     let retry = records.iter().find(|r| r["type"] == "retry");
     assert!(
         retry.is_some_and(|r| r["failed"]["subtype"] == "error_during_execution"),
@@ -995,18 +983,28 @@ pub(crate) async fn chat_config(api: &claude_testkit::StandInApi, home: &Path) -
     config
 }
 
-/// One turn of `text` through `POST /v1/sessions/chat/turns`: its `result` record.
-pub(crate) async fn chat_turn(client: &Client, text: &str) -> serde_json::Value {
+/// A turn's NDJSON answer, one value per record.
+fn records_of(answer: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(answer)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Every record of one turn of `text` through `POST /v1/sessions/chat/turns`.
+async fn chat_records(client: &Client, text: &str) -> Vec<serde_json::Value> {
     let body = serde_json::to_vec(&serde_json::json!({ "text": text })).unwrap();
     let (status, answer) = client
         .request(Method::Post, "/v1/sessions/chat/turns", Some(body))
         .await
         .unwrap();
     assert_eq!(status, 200, "{answer:?}");
-    let records: Vec<serde_json::Value> = String::from_utf8_lossy(&answer)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    records_of(&answer)
+}
+
+/// One turn of `text` through `POST /v1/sessions/chat/turns`: its `result` record.
+pub(crate) async fn chat_turn(client: &Client, text: &str) -> serde_json::Value {
+    let records = chat_records(client, text).await;
     let last = records.last().unwrap();
     assert_eq!(last["type"], "result", "{records:?}");
     assert!(
