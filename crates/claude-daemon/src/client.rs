@@ -132,6 +132,18 @@ impl Client {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<(u16, Bytes)> {
+        self.request_seq(method, path, body)
+            .await
+            .map(|(status, _, body)| (status, body))
+    }
+
+    /// [`Client::request`], with the answer's event number header if it has one.
+    async fn request_seq(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, Option<u64>, Bytes)> {
         let method = match method {
             Method::Get => hyper::Method::GET,
             Method::Post => hyper::Method::POST,
@@ -146,13 +158,18 @@ impl Client {
             .map_err(|e| Error::io("build a request", std::io::Error::other(e)))?;
         let response = self.send(request).await?;
         let status = response.status().as_u16();
+        let seq = response
+            .headers()
+            .get(crate::server::EVENT_SEQ_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
         let body = response
             .into_body()
             .collect()
             .await
             .map_err(|e| Error::io("read the daemon's answer", std::io::Error::other(e)))?
             .to_bytes();
-        Ok((status, body))
+        Ok((status, seq, body))
     }
 
     /// A request whose success is JSON of type `T`; an error status becomes [`Error::Api`]
@@ -164,22 +181,27 @@ impl Client {
         body: Option<Vec<u8>>,
     ) -> Result<T> {
         let (status, bytes) = self.request(method, path, body).await?;
-        if !(200..300).contains(&status) {
-            let message = match serde_json::from_slice::<ErrorBody>(&bytes) {
-                Ok(e) => e.error,
-                Err(_) => String::from_utf8_lossy(&bytes).trim().to_owned(),
-            };
-            return Err(Error::Api { status, message });
-        }
-        serde_json::from_slice(&bytes).map_err(|e| Error::Api {
-            status,
-            message: format!("an answer that is not what was asked for: {e}"),
-        })
+        decode(status, &bytes)
     }
 
     /// `GET /v1/sessions`.
     pub async fn list(&self) -> Result<Vec<SessionView>> {
         self.json(Method::Get, "/v1/sessions", None).await
+    }
+
+    /// `GET /v1/sessions` and the number of the newest event it includes: following the
+    /// events after that number misses nothing that happened since the list was taken.
+    pub async fn list_with_seq(&self) -> Result<(Vec<SessionView>, u64)> {
+        let (status, seq, bytes) = self.request_seq(Method::Get, "/v1/sessions", None).await?;
+        let list = decode(status, &bytes)?;
+        let seq = seq.ok_or_else(|| Error::Api {
+            status,
+            message: format!(
+                "the answer has no {} header",
+                crate::server::EVENT_SEQ_HEADER
+            ),
+        })?;
+        Ok((list, seq))
     }
 
     /// `GET /v1/sessions/{name}`.
@@ -300,4 +322,20 @@ impl Client {
         }
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
+}
+
+/// An answer whose success is JSON of type `T`; an error status becomes [`Error::Api`] with
+/// the daemon's message.
+fn decode<T: serde::de::DeserializeOwned>(status: u16, bytes: &[u8]) -> Result<T> {
+    if !(200..300).contains(&status) {
+        let message = match serde_json::from_slice::<ErrorBody>(bytes) {
+            Ok(e) => e.error,
+            Err(_) => String::from_utf8_lossy(bytes).trim().to_owned(),
+        };
+        return Err(Error::Api { status, message });
+    }
+    serde_json::from_slice(bytes).map_err(|e| Error::Api {
+        status,
+        message: format!("an answer that is not what was asked for: {e}"),
+    })
 }

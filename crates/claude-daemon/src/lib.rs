@@ -40,7 +40,8 @@ pub use history::{
 pub use logfile::KEPT_FILES;
 pub use registry::{registry_path, Registry};
 pub use server::{
-    bind, default_state_dir, router, serve, serve_tcp, socket_path, Access, MAX_BODY,
+    bind, default_state_dir, router, serve, serve_tcp, socket_path, Access, EVENT_SEQ_HEADER,
+    MAX_BODY,
 };
 pub use throttle::{WRONG_TOKENS_ALLOWED, WRONG_TOKEN_PAUSE};
 pub use web::{COOKIE, SIGN_IN_LIFETIME};

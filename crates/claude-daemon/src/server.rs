@@ -124,8 +124,19 @@ async fn create(
     Ok((StatusCode::CREATED, Json(detail)).into_response())
 }
 
+/// The response header of `GET /v1/sessions` naming the newest event the list includes: a
+/// follower that starts after it misses nothing between the two.
+pub const EVENT_SEQ_HEADER: &str = "x-event-seq";
+
 async fn list(State(d): State<Arc<Daemon>>) -> Response {
-    Json(d.list()).into_response()
+    // Read before the list is taken: events after this number may or may not be in it, and
+    // replaying them over it is harmless; events before it are.
+    let seq = d.events.last_seq();
+    let mut response = Json(d.list()).into_response();
+    if let Ok(value) = seq.to_string().parse() {
+        response.headers_mut().insert(EVENT_SEQ_HEADER, value);
+    }
+    response
 }
 
 async fn inspect(State(d): State<Arc<Daemon>>, UrlPath(name): UrlPath<String>) -> Api<Response> {

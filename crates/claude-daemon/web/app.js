@@ -12,6 +12,7 @@ let current = null; // the session page's name
 let chart = { points: [] };
 let logAbort = null;
 let relistTimer = null;
+let listSeq = null; // the newest event the first list included
 window.__firstTablePaint = null;
 
 const $ = (sel) => document.querySelector(sel);
@@ -37,6 +38,9 @@ async function api(method, path, body) {
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: "same-origin" });
   if (r.status === 401) { location.href = "/"; throw new Error("signed out"); }
+  // The list names the newest event it includes; the event stream starts after it.
+  const seq = r.headers.get("X-Event-Seq");
+  if (seq !== null && listSeq === null) listSeq = seq;
   const text = await r.text();
   let value = null;
   try { value = text ? JSON.parse(text) : null; } catch (_) { value = { error: text }; }
@@ -150,7 +154,9 @@ function apply(ev) {
 
 let pending = false;
 function connect() {
-  const source = new EventSource("/v1/events/stream");
+  // After the first list's newest event, so nothing between the two is missed (a browser
+  // reconnecting sends Last-Event-ID, which the daemon prefers).
+  const source = new EventSource(listSeq === null ? "/v1/events/stream" : `/v1/events/stream?since=${encodeURIComponent(listSeq)}`);
   source.onopen = () => { $("#stream-state").textContent = "live"; };
   source.onerror = () => { $("#stream-state").textContent = "reconnecting"; };
   source.onmessage = (m) => {

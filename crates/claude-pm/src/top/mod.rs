@@ -109,8 +109,8 @@ pub(crate) async fn top(client: Client) -> u8 {
         tell!("claude-pm top: needs a terminal; for scripts use `claude-pm ps --json`");
         return exit::USAGE;
     }
-    let list = match client.list().await {
-        Ok(list) => list,
+    let (list, seq) = match client.list_with_seq().await {
+        Ok(answer) => answer,
         Err(e) => {
             tell!("claude-pm top: {e}");
             return exit::USAGE;
@@ -144,7 +144,7 @@ pub(crate) async fn top(client: Client) -> u8 {
     };
     top.fleet.load(list);
     let (tx, rx) = mpsc::unbounded_channel();
-    let tasks = start_inputs(&client, &tx);
+    let tasks = start_inputs(&client, &tx, seq);
     let result = run(&mut terminal, &mut top, &client, &tx, rx).await;
     for task in tasks {
         task.abort();
@@ -160,10 +160,12 @@ pub(crate) async fn top(client: Client) -> u8 {
     }
 }
 
-/// The key reader, the event follower and the signal watcher.
+/// The key reader, the event follower (from the events after `seq`, the list's) and the
+/// signal watcher.
 fn start_inputs(
     client: &Client,
     tx: &mpsc::UnboundedSender<Input>,
+    seq: u64,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let keys = tx.clone();
     std::thread::spawn(move || loop {
@@ -181,7 +183,7 @@ fn start_inputs(
     let follower = client.clone();
     let follow = tokio::spawn(async move {
         let result = follower
-            .events(0, true, Samples::Changed, |line| {
+            .events(seq, true, Samples::Changed, |line| {
                 if let Ok(record) = serde_json::from_str(line) {
                     let _ = events.send(Input::Record(record));
                 }

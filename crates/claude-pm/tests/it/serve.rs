@@ -743,6 +743,28 @@ async fn events_are_numbered_resumable_and_followed() {
     assert_eq!(first["seq"].as_u64(), Some(last + 1));
     assert_eq!(first["session"], "e2");
     follower.abort();
+    // The list names the newest event it includes: the events after it are the ones since.
+    for _ in 0..200 {
+        if client.inspect("e2").await.unwrap().view.state == "finished" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (listed, seq) = client.list_with_seq().await.unwrap();
+    assert!(listed.iter().any(|v| v.name == "e2"), "{listed:?}");
+    let (_, err, status) = served
+        .cli(&["start", "--name", "e3", "--", "/bin/true"])
+        .await;
+    assert_eq!(status, 0, "{err}");
+    let mut after = Vec::new();
+    client
+        .events(seq, false, claude_daemon::Samples::All, |l| {
+            after.push(serde_json::from_str::<serde_json::Value>(l).unwrap())
+        })
+        .await
+        .unwrap();
+    assert_eq!(after[0]["seq"].as_u64(), Some(seq + 1), "{after:?}");
+    assert_eq!(after[0]["session"], "e3", "{after:?}");
     let (status, answer) = client
         .request(Method::Get, "/v1/events?since=x", None)
         .await
