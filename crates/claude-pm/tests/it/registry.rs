@@ -92,6 +92,45 @@ async fn a_conversation_goes_on_after_the_daemon_is_killed() {
     let _dir = served.drain().await;
 }
 
+/// A kept conversation the CLI cannot load, for a session that is not started again
+/// (`restart = "never"`): the turn's run fails before the turn, no next run comes, and the
+/// turn gets that failure at once (no `retry`, no waiting out the 30 s for a next run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_on_a_failed_resume_without_a_next_run_gets_the_failure_at_once() {
+    let _serial = crate::SERIAL.lock().await;
+    let api = claude_testkit::StandInApi::start().await.unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let config = crate::serve::chat_config(&api, home.path())
+        .await
+        .replace("name = \"chat\"\n", "name = \"chat\"\nrestart = \"never\"\n");
+    let dir = tempfile::Builder::new()
+        .prefix("serve-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    std::fs::write(dir.path().join("pm.toml"), config).unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let registry = Registry::open(&registry_path(&state)).unwrap();
+    registry
+        .claude_session("chat", "0b3c8f4e-1d2a-4c5b-9e6f-7a8b9c0d1e2f")
+        .unwrap();
+    drop(registry);
+    let served = Served::restart_with_env(dir, &[crate::serve::CHAT_KEY]).await;
+    let client = served.client();
+    crate::serve::pid_of(&client, "chat").await;
+    let records = tokio::time::timeout(
+        Duration::from_secs(20),
+        crate::serve::chat_records(&client, "hello"),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("the turn waited for a run that never comes"));
+    let last = records.last().unwrap();
+    assert_eq!(last["type"], "result", "{records:?}");
+    assert_eq!(last["subtype"], "error_during_execution", "{records:?}");
+    assert!(records.iter().all(|r| r["type"] != "retry"), "{records:?}");
+    let _dir = served.drain().await;
+}
+
 /// SIGKILL at a random moment while sessions are being created and deleted, ten times: the
 /// registry stays readable and whole each time, and the next daemon starts from it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

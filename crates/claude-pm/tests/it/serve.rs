@@ -1014,7 +1014,7 @@ fn records_of(answer: &[u8]) -> Vec<serde_json::Value> {
 }
 
 /// Every record of one turn of `text` through `POST /v1/sessions/chat/turns`.
-async fn chat_records(client: &Client, text: &str) -> Vec<serde_json::Value> {
+pub(crate) async fn chat_records(client: &Client, text: &str) -> Vec<serde_json::Value> {
     let body = serde_json::to_vec(&serde_json::json!({ "text": text })).unwrap();
     let (status, answer) = client
         .request(Method::Post, "/v1/sessions/chat/turns", Some(body))
