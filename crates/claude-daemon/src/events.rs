@@ -156,6 +156,7 @@ impl EventLog {
         let log = Arc::new(EventLog {
             kept: Mutex::new(VecDeque::new()),
             live,
+            // 52 bits: the id stays exact wherever a script reads it as a JSON number.
             boot: u64::from_le_bytes(boot) >> 12,
             latest: Mutex::new(std::collections::HashMap::new()),
             history: crate::history::History::default(),

@@ -1,10 +1,10 @@
 //! Wrong tokens on the TCP listener, counted per client address: an address may get the
 //! token wrong [`WRONG_TOKENS_ALLOWED`] times in a row (`claude-pm serve --token-attempts`;
 //! 0 counts nothing), then one more try every [`WRONG_TOKEN_PAUSE`]; until then its attempts
-//! are answered 429 without being checked. The
-//! token file is the operator's choice and may be guessable; a wrong guess costs the guesser,
-//! not the other addresses (an attacker cannot lock the operator out from elsewhere) and not
-//! a browser already signed in (its cookie is not an attempt).
+//! are answered 429 without being checked. The token file is the operator's choice and may
+//! be guessable; a wrong guess costs the guesser, not the other addresses (an attacker cannot
+//! lock the operator out from elsewhere) and not a browser already signed in (its cookie is
+//! not an attempt).
 //!
 //! The count is a theoretical arrival time per address (GCRA): each wrong token moves it
 //! [`WRONG_TOKEN_PAUSE`] later; an address is held back while it lies more than

@@ -50,6 +50,14 @@ pub(crate) struct Web {
     wrong: WrongTokens,
 }
 
+/// How a try at the token went.
+enum Attempt {
+    /// Not checked: the address sent too many wrong ones; it may try again after this.
+    HeldBack(Duration),
+    Right,
+    Wrong,
+}
+
 /// 32 random bytes as hex, from the kernel's generator.
 fn random_hex() -> Option<String> {
     let mut bytes = [0u8; 32];
@@ -114,6 +122,22 @@ impl Web {
         Some((id, csrf))
     }
 
+    /// `given` as a try at the token from `peer`: held back (and not checked) while `peer`
+    /// has sent too many wrong ones, else right or wrong, and counted.
+    fn attempt(&self, peer: IpAddr, given: &[u8]) -> Attempt {
+        let now = Instant::now();
+        if let Err(wait) = self.wrong.check(peer, now) {
+            return Attempt::HeldBack(wait);
+        }
+        if token_matches(given, &self.token) {
+            self.wrong.succeeded(peer);
+            Attempt::Right
+        } else {
+            self.wrong.failed(peer, now);
+            Attempt::Wrong
+        }
+    }
+
     fn sign_out(&self, headers: &HeaderMap) {
         if let Some(id) = cookie(headers) {
             self.sign_ins().remove(&id);
@@ -172,6 +196,14 @@ fn seconds(wait: Duration) -> u64 {
     (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
+/// What a held-back address is told, after "too many".
+fn held_back(wait: Duration) -> String {
+    format!(
+        "wrong tokens from this address; try again in {} s",
+        seconds(wait)
+    )
+}
+
 fn with_retry_after(mut response: Response, wait: Duration) -> Response {
     if let Ok(value) = seconds(wait).to_string().parse() {
         response.headers_mut().insert(header::RETRY_AFTER, value);
@@ -185,24 +217,18 @@ async fn login(
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Response {
     let peer = peer_of(peer.as_ref().map(|Extension(c)| c));
-    let now = Instant::now();
-    if let Err(wait) = web.wrong.check(peer, now) {
-        let page = login_page(
-            StatusCode::TOO_MANY_REQUESTS,
-            &format!(
-                "Too many wrong tokens from this address; try again in {} s.",
-                seconds(wait)
-            ),
-        );
-        return with_retry_after(page, wait);
-    }
     let given = form.map(|Form(f)| f.token).unwrap_or_default();
-    if !token_matches(given.trim().as_bytes(), &web.token) {
-        web.wrong.failed(peer, now);
-        tracing::warn!(%peer, "a dashboard sign-in with a wrong token");
-        return login_page(StatusCode::UNAUTHORIZED, "That is not the daemon's token.");
+    match web.attempt(peer, given.trim().as_bytes()) {
+        Attempt::Right => {}
+        Attempt::HeldBack(wait) => {
+            let why = format!("Too many {}.", held_back(wait));
+            return with_retry_after(login_page(StatusCode::TOO_MANY_REQUESTS, &why), wait);
+        }
+        Attempt::Wrong => {
+            tracing::warn!(%peer, "a dashboard sign-in with a wrong token");
+            return login_page(StatusCode::UNAUTHORIZED, "That is not the daemon's token.");
+        }
     }
-    web.wrong.succeeded(peer);
     let Some((id, _)) = web.sign_in() else {
         return login_page(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -366,20 +392,14 @@ pub(crate) async fn gate(web: Arc<Web>, request: Request, next: Next) -> Respons
         .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
     if let Some(given) = given {
         let peer = peer_of(request.extensions().get::<ConnectInfo<SocketAddr>>());
-        let now = Instant::now();
-        if let Err(wait) = web.wrong.check(peer, now) {
-            let why = format!(
-                "too many wrong tokens from this address; try again in {} s",
-                seconds(wait)
-            );
-            return with_retry_after(refuse(StatusCode::TOO_MANY_REQUESTS, &why), wait);
+        match web.attempt(peer, given) {
+            Attempt::Right => return next.run(request).await,
+            Attempt::HeldBack(wait) => {
+                let why = format!("too many {}", held_back(wait));
+                return with_retry_after(refuse(StatusCode::TOO_MANY_REQUESTS, &why), wait);
+            }
+            Attempt::Wrong => tracing::warn!(%peer, "a request with a wrong bearer token"),
         }
-        if token_matches(given, &web.token) {
-            web.wrong.succeeded(peer);
-            return next.run(request).await;
-        }
-        web.wrong.failed(peer, now);
-        tracing::warn!(%peer, "a request with a wrong bearer token");
     }
     let Some(csrf) = web.csrf_of(request.headers()) else {
         return refuse(StatusCode::UNAUTHORIZED, "a valid bearer token is required");

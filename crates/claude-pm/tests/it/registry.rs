@@ -100,9 +100,10 @@ async fn a_turn_on_a_failed_resume_without_a_next_run_gets_the_failure_at_once()
     let _serial = crate::SERIAL.lock().await;
     let api = claude_testkit::StandInApi::start().await.unwrap();
     let home = tempfile::tempdir().unwrap();
-    let config = crate::serve::chat_config(&api, home.path())
-        .await
-        .replace("name = \"chat\"\n", "name = \"chat\"\nrestart = \"never\"\n");
+    let config = crate::serve::chat_config(&api, home.path()).await.replace(
+        "name = \"chat\"\n",
+        "name = \"chat\"\nrestart = \"never\"\n",
+    );
     let dir = tempfile::Builder::new()
         .prefix("serve-")
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
