@@ -229,29 +229,28 @@ fn detail(frame: &mut Frame<'_>, top: &Top, area: Rect) {
         .data(&detail.rss)
         .style(Style::default().fg(Color::Magenta));
     frame.render_widget(rss, right[1]);
-    let height = usize::from(right[2].height.saturating_sub(2));
-    let tail: Vec<Line<'static>> = detail
-        .log_tail
-        .iter()
-        .skip(detail.log_tail.len().saturating_sub(height))
-        .map(|l| Line::from(l.clone()))
-        .collect();
-    let log = Paragraph::new(tail).block(Block::default().borders(Borders::ALL).title(" log "));
-    frame.render_widget(log, right[2]);
+    frame.render_widget(
+        tail(detail.log_tail.iter(), right[2], " log ".into()),
+        right[2],
+    );
+}
+
+/// The last of `lines` that fit inside `area`'s border, in a bordered paragraph.
+fn tail<'a>(
+    lines: impl ExactSizeIterator<Item = &'a String>,
+    area: Rect,
+    title: String,
+) -> Paragraph<'static> {
+    let height = usize::from(area.height.saturating_sub(2));
+    let skip = lines.len().saturating_sub(height);
+    let shown: Vec<Line<'static>> = lines.skip(skip).map(|l| Line::from(l.clone())).collect();
+    Paragraph::new(shown).block(Block::default().borders(Borders::ALL).title(title))
 }
 
 fn logs(frame: &mut Frame<'_>, top: &Top, area: Rect) {
-    let height = usize::from(area.height.saturating_sub(2));
-    let lines: Vec<Line<'static>> = top
-        .log_lines
-        .iter()
-        .skip(top.log_lines.len().saturating_sub(height))
-        .map(|l| Line::from(l.clone()))
-        .collect();
     let title = format!(
         " logs of {} (following) ",
         top.log_name.clone().unwrap_or_default()
     );
-    let p = Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(title));
-    frame.render_widget(p, area);
+    frame.render_widget(tail(top.log_lines.iter(), area, title), area);
 }
