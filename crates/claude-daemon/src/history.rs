@@ -96,9 +96,6 @@ fn secs(at: SystemTime) -> f64 {
 impl History {
     /// Take in a sample or a state change; other events change nothing.
     pub(crate) fn note(&self, event: &ManagerEvent) {
-        let Ok(mut sessions) = self.sessions.lock() else {
-            return;
-        };
         let relevant = matches!(
             event.kind,
             EventKind::Sample { .. } | EventKind::State { .. }
@@ -106,6 +103,9 @@ impl History {
         if !relevant {
             return;
         }
+        let Ok(mut sessions) = self.sessions.lock() else {
+            return;
+        };
         let entry = match sessions.get_mut(&event.session) {
             Some(entry) => entry,
             None => sessions.entry(event.session.clone()).or_default(),
